@@ -1,0 +1,101 @@
+"""``admmq train``: train (or resume) an LSTM LM, full precision or quantized."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import AdmmqError
+from ..model import ModelConfig
+from ..quant import METHODS, MethodConfig
+from ..train import SCHEDULES, TrainConfig, train
+from . import cli
+from .options import quiet_option, text_format_option
+
+
+@cli.command("train")
+@click.option("--train", "train_path", type=click.Path(exists=True, dir_okay=False), help="Training text.")
+@click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
+              help="Validation text (learning-rate schedule, best epoch).")
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Run directory (best.pt, last.pt, logs).")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Continue the run in this directory from its last.pt (no other flags needed).")
+@text_format_option
+@click.option("--method", type=click.Choice(sorted(METHODS)), default="fp",
+              help="Training method: fp (full precision) or a quantized method.")
+# vocabulary / units
+@click.option("--units", type=click.Choice(["word", "spm"]), default="word",
+              help="Model units: words, or SentencePiece subwords (scores stay per word sequence).")
+@click.option("--vocab", "vocab_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Kaldi words.txt to use as the vocabulary (default: build from the training text).")
+@click.option("--vocab-size", type=click.IntRange(min=0), default=0,
+              help="Keep the most frequent words only (softmax outputs incl. </s> and <unk>; 0 = all).")
+@click.option("--min-count", type=click.IntRange(min=1), default=1, help="Drop words seen fewer times.")
+@click.option("--unk-symbol", default="<unk>", help="Symbol for out-of-vocabulary words.")
+@click.option("--spm-model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="SentencePiece model for --units spm (default: train one on the training text).")
+@click.option("--spm-vocab-size", type=click.IntRange(min=16), default=2000,
+              help="Pieces of the SentencePiece model trained when --spm-model is not given.")
+# model
+@click.option("--embed-dim", type=click.IntRange(min=1), default=200, help="Embedding size.")
+@click.option("--hidden-dim", type=click.IntRange(min=1), default=200, help="LSTM units per layer.")
+@click.option("--layers", type=click.IntRange(min=1), default=1, help="LSTM layers.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, help="Dropout rate.")
+@click.option("--tie-embeddings", is_flag=True, help="Share the embedding and output matrices.")
+# optimisation
+@click.option("--epochs", type=click.IntRange(min=0), default=None,
+              help="Maximum epochs [default: 10; with --resume: the run's own].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10, help="Sentences (or streams) per batch.")
+@click.option("--bptt", type=click.IntRange(min=0), default=0,
+              help="0: sentence-level training (each sentence from a zero state, as rescoring scores it); "
+                   "N>0: streaming mode, continuous text in chunks of N steps with the state carried.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1.0, help="Initial SGD learning rate.")
+@click.option("--momentum", type=click.FloatRange(min=0), default=0.0, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="L2 weight decay.")
+@click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="newbob",
+              help="newbob: halve the lr once validation stalls, then every epoch, stop at the next stall; "
+                   "plateau: halve at each stall, never stop early; constant: never halve.")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="LR factor at a stall.")
+@click.option("--min-improvement", type=click.FloatRange(min=0), default=0.003,
+              help="Relative validation-perplexity improvement below which the epoch counts as a stall.")
+@click.option("--seed", type=int, default=1, help="Random seed (initialisation, sentence order, dropout).")
+@click.option("--max-sentences", type=click.IntRange(min=0), default=0,
+              help="Train on the first N sentences only (0 = all).")
+@click.option("--save-every", type=click.IntRange(min=0), default=0,
+              help="Also checkpoint last.pt every N batches within an epoch (0 = at epoch ends only).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
+@click.option("--eval-batch-tokens", type=click.IntRange(min=16), default=8192,
+              help="Padded tokens per validation batch.")
+@quiet_option
+def train_command(train_path, valid_path, out, resume_dir, text_format, method, units, vocab_path, vocab_size,
+                  min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim, hidden_dim, layers, dropout,
+                  tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay, clip, schedule, lr_decay,
+                  min_improvement, seed, max_sentences, save_every, device, eval_batch_tokens, quiet):
+    """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
+
+    \b
+    admmq train --train ptb.train.txt --valid ptb.valid.txt -o exp/std
+    admmq train --resume exp/std          # continue a killed run exactly
+
+    Writes OUT/best.pt (best epoch), OUT/last.pt (latest state, resumable),
+    OUT/train_log.jsonl (one JSON object per epoch) and OUT/train.log.
+    """
+    if resume_dir:
+        result = train(resume_dir, resume=True, quiet=quiet, epochs=epochs, device=device)
+    else:
+        missing = [name for name, v in (("--train", train_path), ("--valid", valid_path), ("-o/--out", out))
+                   if not v]
+        if missing:
+            raise AdmmqError(f"missing {', '.join(missing)} (or give --resume DIR)")
+        cfg = TrainConfig(
+            train=train_path, valid=valid_path, text_format=text_format, units=units, vocab=vocab_path,
+            vocab_size=vocab_size, min_count=min_count, unk=unk_symbol, spm_model=spm_model,
+            spm_vocab_size=spm_vocab_size, epochs=10 if epochs is None else epochs, batch_size=batch_size,
+            bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, schedule=schedule,
+            lr_decay=lr_decay, min_improvement=min_improvement, seed=seed, max_sentences=max_sentences,
+            save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens)
+        model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
+                                dropout=dropout, tie_embeddings=tie_embeddings)
+        result = train(out, cfg, model_cfg, MethodConfig(method=method), quiet=quiet)
+    click.echo(f"best epoch {result.best_epoch}: valid ppl {result.best_valid_ppl:.2f} "
+               f"({result.epochs_run} epochs) -> {result.out}/best.pt")

@@ -1,0 +1,70 @@
+"""Perplexity of a text under an LM, and per-sentence scores.
+
+Perplexity is ``exp(-sum log P / tokens)`` where tokens are the words plus one
+``</s>`` per sentence (the PTB convention: 82,430 tokens on ``ptb.test.txt``).
+Words outside the LM's vocabulary are scored as the unknown word, counted as
+tokens and reported as ``oov``.
+
+The per-sentence file has one line per sentence, ``<key> <cost>``, with
+``cost = -ln P(w_1 .. w_n </s> | <s>)`` (natural log, like Kaldi's LM costs);
+the key is the utterance id (Kaldi text) or the line number (plain text).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from .checkpoint import LoadedLM
+from .corpus import read_sentences
+from .errors import PathLike
+from .fileio import atomic_open, check_writable
+from .scoring import NeuralScorer
+
+
+@dataclass
+class Perplexity:
+    ppl: float
+    logprob: float  # total natural-log probability
+    tokens: int  # words + sentences
+    words: int
+    sentences: int
+    oov: int
+
+    @property
+    def oov_rate(self) -> float:
+        return self.oov / self.words if self.words else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["oov_rate"] = self.oov_rate
+        return d
+
+    def summary(self) -> str:
+        return (f"ppl {self.ppl:.2f}  logprob {self.logprob:.1f}  {self.words} words + {self.sentences} </s> "
+                f"= {self.tokens} tokens  oov {self.oov} ({100 * self.oov_rate:.2f}%)")
+
+
+def perplexity_from(logprob: float, tokens: int) -> float:
+    return math.exp(-logprob / tokens) if tokens else float("nan")
+
+
+def evaluate_text(lm: LoadedLM, path: PathLike, fmt: str = "plain", batch_tokens: int = 8192,
+                  per_sentence: Optional[PathLike] = None) -> Perplexity:
+    """Perplexity of the text file ``path``; optionally write per-sentence costs."""
+    if per_sentence is not None:
+        check_writable(per_sentence)
+    sents = read_sentences(path, fmt)
+    scorer = NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)
+    scores = scorer.score([s.words for s in sents])
+    totals = scores.totals()
+    logprob = float(totals.sum())
+    words = int(sum(len(s.words) for s in sents))
+    result = Perplexity(ppl=perplexity_from(logprob, words + len(sents)), logprob=logprob,
+                        tokens=words + len(sents), words=words, sentences=len(sents), oov=int(scores.oov.sum()))
+    if per_sentence is not None:
+        with atomic_open(per_sentence) as fh:
+            for s, lp in zip(sents, totals):
+                fh.write(f"{s.key} {-lp:.6f}\n")
+    return result

@@ -1,0 +1,110 @@
+"""Reading text files (plain or gzip) and writing outputs atomically.
+
+Outputs are first written to a temporary file in the destination directory,
+flushed to disk and then renamed over the destination, so a killed process
+never leaves a partly written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Tuple
+
+from .errors import AdmmqError, FormatError, PathLike
+
+
+def _open_binary(path: PathLike) -> IO[bytes]:
+    p = Path(path)
+    if not p.exists():
+        raise AdmmqError("no such file", p)
+    if p.is_dir():
+        raise AdmmqError("is a directory, expected a file", p)
+    with open(p, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(p, "rb")  # type: ignore[return-value]
+    return open(p, "rb")
+
+
+def open_text(path: PathLike) -> IO[str]:
+    """Open ``path`` for reading text (UTF-8), transparently un-gzipping gzip files.
+
+    Missing files and directories raise :class:`AdmmqError`.
+    """
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="strict", newline=None)
+
+
+def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
+    """Yield ``(line_number, line)`` (1-based; ``\n`` and ``\r\n`` stripped) of a text file, plain or gzip.
+
+    Bytes that are not UTF-8 raise :class:`FormatError` naming the line.
+    """
+    lineno = 0
+    with _open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise FormatError(f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1})", path,
+                                      lineno) from None
+                yield lineno, line.rstrip("\r\n")
+        except (OSError, EOFError) as exc:  # truncated or corrupt gzip
+            raise FormatError(f"cannot read: {exc}", path, lineno + 1) from None
+
+
+def check_writable(path: PathLike) -> None:
+    """Fail early (before any work) if ``path`` cannot be created or replaced."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise AdmmqError("is a directory, expected an output file name", p)
+    if not parent.exists():
+        raise AdmmqError("output directory does not exist", parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AdmmqError("output directory is not writable", parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Give a temporary path beside ``path``; on success rename it over ``path``.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    dest = Path(path)
+    check_writable(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent or "."))
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise AdmmqError(f"cannot write: {exc.strerror}", dest) from None
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
+    """Open a file for writing that appears at ``path`` only when closed without error."""
+    with atomic_path(path) as tmp:
+        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh

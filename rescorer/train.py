@@ -1,0 +1,432 @@
+"""Training an LSTM LM (full precision or with a quantized training method).
+
+The paper's recipe by default: mini-batches of 10 sentences, each sentence
+from a zero state (as in rescoring); plain SGD with initial learning rate 1;
+gradient-norm clipping; the "newbob" schedule (train at a constant rate until
+the validation perplexity improves by less than ``min_improvement``
+(relative), then halve the rate every epoch until it stalls again, then
+stop); the best epoch kept.  ``schedule="plateau"`` halves on each stall but
+never stops early (ADMM's fixed iteration count); ``"constant"`` never halves.
+
+For quantized methods the validation perplexity that selects the best epoch
+and drives the schedule is the *quantized* model's.
+
+Outputs in ``out``: ``last.pt`` (after every epoch, and every ``save_every``
+steps), ``best.pt`` (the best epoch), ``train_log.jsonl`` (one JSON object per
+epoch) and ``train.log`` (human-readable: settings and progress).
+``resume=True`` continues a killed run from ``last.pt`` exactly: same batches,
+same random numbers, same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .batching import (epoch_order, num_sentence_batches, num_stream_batches, sentence_batches,
+                       stream_batches)
+from .checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
+from .corpus import EncodedCorpus, load_corpus, read_sentences
+from .errors import AdmmqError, MismatchError
+from .fileio import atomic_open
+from .model import LSTMLM, ModelConfig
+from .progress import progress_bar, say
+from .quant import MethodConfig, build_method
+from .quant.method import TrainingMethod, deployed_state_dict
+from .scoring import corpus_nll
+from .subword import SubwordUnits, units_from_state
+from .vocab import Vocab
+
+SCHEDULES = ("newbob", "plateau", "constant")
+LOG_JSONL = "train_log.jsonl"
+LOG_TEXT = "train.log"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data, vocabulary and optimisation settings of a training run."""
+
+    train: str
+    valid: str
+    text_format: str = "plain"
+    units: str = "word"
+    vocab: Optional[str] = None
+    vocab_size: int = 0
+    min_count: int = 1
+    unk: str = "<unk>"
+    spm_model: Optional[str] = None
+    spm_vocab_size: int = 2000
+    epochs: int = 10
+    batch_size: int = 10
+    bptt: int = 0
+    lr: float = 1.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 5.0
+    schedule: str = "newbob"
+    lr_decay: float = 0.5
+    min_improvement: float = 0.003
+    min_lr: float = 1e-5
+    seed: int = 1
+    max_sentences: int = 0
+    save_every: int = 0
+    device: str = "auto"
+    eval_batch_tokens: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise AdmmqError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.units not in ("word", "spm"):
+            raise AdmmqError(f"units must be 'word' or 'spm', got {self.units!r}")
+        if self.batch_size < 1 or self.epochs < 0 or self.bptt < 0:
+            raise AdmmqError(f"batch size, epochs and bptt must be positive (got {self.batch_size}, "
+                             f"{self.epochs}, {self.bptt})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise MismatchError(f"unknown training settings {sorted(unknown)} (checkpoint from a newer admmq?)")
+        return cls(**d)
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands; stored in every checkpoint so a run resumes exactly."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step: int = 0  # batches of that epoch already done
+    lr: float = 1.0
+    best_metric: float = math.inf
+    best_epoch: int = -1
+    halving: bool = False
+    done: bool = False
+    loss_sum: float = 0.0  # this epoch so far (nats)
+    loss_tokens: int = 0
+    seconds: float = 0.0  # this epoch so far
+    log: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainerState":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AdmmqError(f"device {name!r} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise AdmmqError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+
+
+def build_units(cfg: TrainConfig, train_sentences):
+    """The vocabulary (or subword model) of a fresh run."""
+    if cfg.units == "spm":
+        if cfg.spm_model:
+            return SubwordUnits.from_file(cfg.spm_model)
+        return SubwordUnits.train(train_sentences, cfg.spm_vocab_size)
+    if cfg.vocab:
+        return Vocab.from_words_txt(cfg.vocab, unk=cfg.unk)
+    return Vocab.build(train_sentences, max_size=cfg.vocab_size or None, min_count=cfg.min_count, unk=cfg.unk)
+
+
+class RunLog:
+    """Writes ``train.log`` (text) and ``train_log.jsonl`` (one object per epoch) in the run directory."""
+
+    def __init__(self, out: Path, quiet: bool):
+        self.out = out
+        self.quiet = quiet
+
+    def line(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.out / LOG_TEXT, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+        say(message, self.quiet)
+
+    def rewrite_jsonl(self, rows: List[Dict[str, Any]]) -> None:
+        with atomic_open(self.out / LOG_JSONL) as fh:
+            for row in rows:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+@dataclass
+class TrainResult:
+    out: str
+    best_epoch: int
+    best_valid_ppl: float
+    epochs_run: int
+    log: List[Dict[str, Any]]
+
+
+class Trainer:
+    """One training run in a directory: fresh or resumed."""
+
+    def __init__(self, out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
+                 method_cfg: Optional[MethodConfig] = None, resume: bool = False, quiet: bool = False,
+                 epochs: Optional[int] = None, device: Optional[str] = None):
+        self.out = Path(out)
+        self.quiet = quiet
+        ckpt = None
+        if resume:
+            last = self.out / LAST
+            if not last.exists():
+                raise AdmmqError(f"nothing to resume: no {LAST}", self.out)
+            ckpt = read_checkpoint(last)
+            cfg = TrainConfig.from_dict(ckpt["train_config"])
+            model_cfg = ModelConfig.from_dict(ckpt["model_config"])
+            method_cfg = MethodConfig.from_dict(ckpt.get("method_config") or {})
+        else:
+            if cfg is None:
+                raise ValueError("a fresh run needs a TrainConfig")
+            if (self.out / LAST).exists():
+                raise AdmmqError(f"already holds a training run ({LAST}); resume it with --resume or choose "
+                                 f"another output directory", self.out)
+            model_cfg = model_cfg or ModelConfig(vocab_size=0)
+            method_cfg = method_cfg or MethodConfig()
+        if epochs is not None:
+            cfg = replace(cfg, epochs=epochs)
+        if device is not None:
+            cfg = replace(cfg, device=device)
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.method: TrainingMethod = build_method(method_cfg)
+        self.method_cfg = method_cfg
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.out, os.W_OK):
+            raise AdmmqError("output directory is not writable", self.out)
+        self.log = RunLog(self.out, quiet)
+
+        train_sents = read_sentences(cfg.train, cfg.text_format)
+        if ckpt is not None:
+            self.units = units_from_state(ckpt["units"])
+        else:
+            self.units = build_units(cfg, (s.words for s in train_sents))
+        if cfg.max_sentences > 0:
+            train_sents = train_sents[: cfg.max_sentences]
+        from .corpus import encode_sentences
+
+        self.train_data: EncodedCorpus = encode_sentences(self.units, [s.words for s in train_sents])
+        self.valid_data: EncodedCorpus = load_corpus(self.units, cfg.valid, cfg.text_format)
+
+        model_cfg = self.method.adapt_model_config(replace(model_cfg, vocab_size=len(self.units)))
+        if ckpt is not None and model_cfg.vocab_size != ModelConfig.from_dict(ckpt["model_config"]).vocab_size:
+            raise MismatchError("vocabulary size differs from the checkpoint's", self.out / LAST)
+        self.model_cfg = model_cfg
+        torch.manual_seed(cfg.seed)
+        self.model = LSTMLM(model_cfg).to(self.device)
+        self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.stream_state = None
+        if ckpt is not None:
+            self.model.load_weights(ckpt["model"], str(self.out / LAST))
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.method.load_state_dict(ckpt.get("method_state") or {})
+            self.state = TrainerState.from_dict(ckpt["trainer"])
+            rng = ckpt["trainer"].get("rng_cpu")
+            if rng is not None:
+                torch.set_rng_state(rng)
+            if self.device.type == "cuda" and ckpt["trainer"].get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(ckpt["trainer"]["rng_cuda"], self.device)
+            ss = ckpt["trainer"].get("stream_state")
+            if ss is not None:
+                self.stream_state = (ss[0].to(self.device), ss[1].to(self.device))
+            self.log.line(f"resumed {self.out / LAST}: epoch {self.state.epoch + 1}, step {self.state.step}")
+        else:
+            self.method.setup(self.model)
+            self.state = TrainerState(lr=cfg.lr)
+            self._log_settings()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.state.lr
+
+    # ------------------------------------------------------------ settings
+    def _log_settings(self) -> None:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.log.line("command: " + " ".join(sys.argv))
+        self.log.line(f"train config: {json.dumps(self.cfg.to_dict(), sort_keys=True)}")
+        self.log.line(f"model config: {json.dumps(self.model_cfg.to_dict(), sort_keys=True)}")
+        self.log.line(f"method config: {json.dumps(self.method_cfg.to_dict(), sort_keys=True)}")
+        self.log.line(f"device {self.device}; {n_params} parameters; vocabulary {len(self.units)} symbols "
+                      f"({self.units.output_size} outputs); train {len(self.train_data)} sentences "
+                      f"{self.train_data.tokens} tokens (oov {self.train_data.oov}); valid "
+                      f"{len(self.valid_data)} sentences {self.valid_data.tokens} tokens (oov {self.valid_data.oov})")
+
+    # --------------------------------------------------------- checkpoints
+    def _payload(self, quantized) -> Dict[str, Any]:
+        trainer = self.state.to_dict()
+        trainer["rng_cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            trainer["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.stream_state is not None:
+            trainer["stream_state"] = [t.detach().cpu() for t in self.stream_state]
+        return {
+            "model_config": self.model_cfg.to_dict(),
+            "method_config": self.method_cfg.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "units": self.units.to_state(),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "quantized": {k: q.to_state() for k, q in quantized.items()},
+            "method_state": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "trainer": trainer,
+            "log": list(self.state.log),
+        }
+
+    def save_last(self) -> None:
+        save_checkpoint(self.out / LAST, self._payload(self.method.quantized_matrices(self.model)))
+
+    # ----------------------------------------------------------- batches
+    def num_batches(self) -> int:
+        if self.cfg.bptt:
+            return num_stream_batches(self.train_data, self.cfg.batch_size, self.cfg.bptt)
+        return num_sentence_batches(len(self.train_data), self.cfg.batch_size)
+
+    def batches(self, epoch: int, start: int):
+        order = epoch_order(len(self.train_data), self.cfg.seed, epoch)
+        bos, eos = self.units.bos_id, self.units.eos_id
+        if self.cfg.bptt:
+            return stream_batches(self.train_data, order, self.cfg.batch_size, self.cfg.bptt, bos, eos, start)
+        return sentence_batches(self.train_data, self.cfg.batch_size, order, bos, eos, start)
+
+    # ----------------------------------------------------------- evaluation
+    def valid_ppl(self, model: LSTMLM) -> float:
+        nll, tokens = corpus_nll(model, self.valid_data, self.units.bos_id, self.units.eos_id,
+                                 self.cfg.eval_batch_tokens, self.device)
+        return math.exp(nll / tokens)
+
+    # --------------------------------------------------------------- loop
+    def run(self) -> TrainResult:
+        cfg, st = self.cfg, self.state
+        n_batches = self.num_batches()
+        if n_batches == 0:
+            raise AdmmqError("training text is too small to form a single batch", cfg.train)
+        while not st.done and st.epoch < cfg.epochs:
+            self._train_epoch(n_batches)
+            self._end_epoch()
+        best = st.best_metric
+        return TrainResult(str(self.out), st.best_epoch + 1, best, len(st.log), list(st.log))
+
+    def _train_epoch(self, n_batches: int) -> None:
+        cfg, st = self.cfg, self.state
+        self.model.train()
+        t0 = time.time() - st.seconds
+        loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
+        desc = f"epoch {st.epoch + 1}/{cfg.epochs}"
+        with progress_bar(desc, n_batches, self.quiet) as bar:
+            bar.advance(st.step)
+            for batch in self.batches(st.epoch, st.step):
+                batch = batch.to(self.device)
+                state = self.stream_state if batch.carry_state else None
+                loss, new_state = self.method.train_step(self.model, self.optimizer, batch, state, cfg.clip)
+                if batch.carry_state:
+                    self.stream_state = (new_state[0].detach(), new_state[1].detach())
+                loss_acc += loss
+                st.loss_tokens += batch.ntokens
+                st.step += 1
+                bar.advance(1)
+                if st.step % 50 == 0 or st.step == n_batches:
+                    lsum = st.loss_sum + float(loss_acc)
+                    bar.update(info=f"lr {st.lr:g} train ppl {math.exp(lsum / max(st.loss_tokens, 1)):.1f}")
+                if self.device.type == "cpu" and not math.isfinite(float(loss)):
+                    self._diverged(f"loss is {float(loss)} at batch {st.step}")
+                if cfg.save_every and st.step % cfg.save_every == 0 and st.step < n_batches:
+                    if not math.isfinite(float(loss_acc)):
+                        self._diverged(f"loss is not finite in batches {st.step - cfg.save_every + 1}.."
+                                       f"{st.step}")
+                    st.loss_sum += float(loss_acc)
+                    loss_acc.zero_()
+                    st.seconds = time.time() - t0
+                    self.save_last()
+        st.loss_sum += float(loss_acc)
+        st.seconds = time.time() - t0
+        if not math.isfinite(st.loss_sum):
+            self._diverged(f"loss is {st.loss_sum}")
+
+    def _diverged(self, what: str) -> None:
+        raise AdmmqError(f"training diverged in epoch {self.state.epoch + 1}: {what}; nothing was saved "
+                         f"from this epoch (last.pt holds the previous one); lower --lr or --clip")
+
+    def _end_epoch(self) -> None:
+        cfg, st = self.cfg, self.state
+        t_eval = time.time()
+        extra = self.method.end_epoch(self.model, st.epoch)
+        valid_fp = self.valid_ppl(self.model)
+        quantized = self.method.quantized_matrices(self.model)
+        row: Dict[str, Any] = {
+            "epoch": st.epoch + 1, "lr": st.lr,
+            "train_loss": st.loss_sum / max(st.loss_tokens, 1),
+            "train_ppl": math.exp(st.loss_sum / max(st.loss_tokens, 1)),
+            "valid_ppl": valid_fp, "seconds": st.seconds,
+            "tokens_per_s": st.loss_tokens / st.seconds if st.seconds > 0 else 0.0,
+        }
+        metric = valid_fp
+        if self.method.quantized:
+            assert self.eval_model is not None
+            self.eval_model.load_state_dict(deployed_state_dict(self.model, quantized))
+            metric = row["valid_ppl_q"] = self.valid_ppl(self.eval_model)
+        row.update(extra)
+        row["eval_seconds"] = time.time() - t_eval
+        if not math.isfinite(metric):
+            raise AdmmqError(f"validation perplexity is {metric} after epoch {st.epoch + 1}: training diverged")
+        improvement = (st.best_metric - metric) / st.best_metric if math.isfinite(st.best_metric) else 1.0
+        improved = metric < st.best_metric
+        st.log.append(row)
+        if improved:
+            st.best_metric, st.best_epoch = metric, st.epoch
+            row["best"] = True
+        # learning-rate schedule for the next epoch
+        if cfg.schedule == "newbob":
+            if st.halving and improvement < cfg.min_improvement:
+                st.done = True
+            elif st.halving or improvement < cfg.min_improvement:
+                st.halving = True
+                st.lr *= cfg.lr_decay
+        elif cfg.schedule == "plateau" and improvement < cfg.min_improvement:
+            st.lr *= cfg.lr_decay
+        if st.lr < cfg.min_lr:
+            st.done = True
+        for group in self.optimizer.param_groups:
+            group["lr"] = st.lr
+        st.epoch += 1
+        st.step = 0
+        st.loss_sum, st.loss_tokens, st.seconds = 0.0, 0, 0.0
+        if cfg.bptt:
+            self.stream_state = None
+        if improved:
+            save_checkpoint(self.out / BEST, self._payload(quantized))
+        self.save_last()
+        self.log.rewrite_jsonl(st.log)
+        q = f" valid ppl (quantized) {row['valid_ppl_q']:.2f}" if "valid_ppl_q" in row else ""
+        extra_txt = "".join(f" {k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
+        self.log.line(f"epoch {row['epoch']}: lr {row['lr']:g} train ppl {row['train_ppl']:.2f} valid ppl "
+                      f"{valid_fp:.2f}{q}{extra_txt} {row['seconds']:.1f}s ({row['tokens_per_s']:.0f} tok/s)"
+                      f"{' *best*' if improved else ''}")
+
+
+def train(out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
+          method_cfg: Optional[MethodConfig] = None, resume: bool = False, quiet: bool = False,
+          epochs: Optional[int] = None, device: Optional[str] = None) -> TrainResult:
+    """Train (or resume) a run in ``out``; see the module docstring."""
+    return Trainer(out, cfg, model_cfg, method_cfg, resume, quiet, epochs, device).run()

@@ -1,0 +1,42 @@
+"""Shared fixtures: small slices of the real Penn Treebank text (shipped gzipped in data/)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+PTB_DIR = DATA / "ptb"
+NBEST_DIR = DATA / "ptb-tts"
+
+
+def ptb_lines(split: str, n: int, start: int = 0):
+    """The first ``n`` lines (after ``start``) of PTB's ``split`` file, newline included."""
+    out = []
+    with gzip.open(PTB_DIR / f"ptb.{split}.txt.gz", "rt", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i < start:
+                continue
+            out.append(line)
+            if len(out) >= n:
+                break
+    return out
+
+
+@pytest.fixture(scope="session")
+def ptb_slice(tmp_path_factory):
+    """A small real PTB corpus: 400 training sentences, 80 validation, 80 test."""
+    d = tmp_path_factory.mktemp("ptb")
+    for split, n in (("train", 400), ("valid", 80), ("test", 80)):
+        (d / f"{split}.txt").write_text("".join(ptb_lines(split, n)), encoding="utf-8")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,112 @@
+import json
+import math
+
+import pytest
+import torch
+
+from rescorer.checkpoint import load_lm, read_checkpoint
+from rescorer.errors import AdmmqError
+from rescorer.model import ModelConfig
+from rescorer.quant import MethodConfig
+from rescorer.quant.method import TrainingMethod
+from rescorer.train import TrainConfig, Trainer, train
+
+SMALL = ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16, dropout=0.2)
+
+
+def cfg_for(d, **kw):
+    base = dict(train=str(d / "train.txt"), valid=str(d / "valid.txt"), epochs=2, batch_size=10, lr=1.0,
+                device="cpu", seed=3, schedule="constant")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(path):
+    return read_checkpoint(path)["model"]
+
+
+def assert_same_weights(a, b, tol=1e-6):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=tol), k
+
+
+def test_training_lowers_validation_perplexity(ptb_slice, tmp_path):
+    res = train(tmp_path / "run", cfg_for(ptb_slice, epochs=3), SMALL, quiet=True)
+    ppl = [row["valid_ppl"] for row in res.log]
+    assert len(ppl) == 3 and all(math.isfinite(p) for p in ppl)
+    assert ppl[-1] < ppl[0]
+    assert res.best_valid_ppl == min(ppl)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert "command:" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_resume_after_epoch_equals_uninterrupted(ptb_slice, tmp_path):
+    train(tmp_path / "full", cfg_for(ptb_slice, epochs=2), SMALL, quiet=True)
+    train(tmp_path / "cut", cfg_for(ptb_slice, epochs=1), SMALL, quiet=True)
+    train(tmp_path / "cut", resume=True, epochs=2, quiet=True)
+    assert_same_weights(weights(tmp_path / "full" / "last.pt"), weights(tmp_path / "cut" / "last.pt"))
+    full = read_checkpoint(tmp_path / "full" / "last.pt")["log"]
+    cut = read_checkpoint(tmp_path / "cut" / "last.pt")["log"]
+    assert [r["valid_ppl"] for r in full] == pytest.approx([r["valid_ppl"] for r in cut], rel=1e-6)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_mid_epoch_equals_uninterrupted(ptb_slice, tmp_path, monkeypatch):
+    cfg = cfg_for(ptb_slice, epochs=2, save_every=7)
+    train(tmp_path / "full", cfg, SMALL, quiet=True)
+
+    calls = {"n": 0}
+    real = TrainingMethod.train_step
+
+    def dying(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 40 + 17:  # in epoch 2 (40 batches per epoch), after the save at step 14
+            raise Killed()
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(TrainingMethod, "train_step", dying)
+    with pytest.raises(Killed):
+        train(tmp_path / "cut", cfg, SMALL, quiet=True)
+    monkeypatch.setattr(TrainingMethod, "train_step", real)
+    trainer = read_checkpoint(tmp_path / "cut" / "last.pt")["trainer"]
+    assert (trainer["epoch"], trainer["step"]) == (1, 14)
+    train(tmp_path / "cut", resume=True, quiet=True)
+    assert_same_weights(weights(tmp_path / "full" / "last.pt"), weights(tmp_path / "cut" / "last.pt"))
+
+
+def test_newbob_halves_then_stops(ptb_slice, tmp_path):
+    # a huge min-improvement makes every epoch a stall: halve after epoch 1, stop after epoch 2
+    res = train(tmp_path / "nb", cfg_for(ptb_slice, epochs=10, schedule="newbob", min_improvement=10.0),
+                SMALL, quiet=True)
+    assert [r["lr"] for r in res.log] == [1.0, 0.5]
+
+
+def test_streaming_mode_trains(ptb_slice, tmp_path):
+    res = train(tmp_path / "bptt", cfg_for(ptb_slice, epochs=2, bptt=20), SMALL, quiet=True)
+    assert res.log[-1]["valid_ppl"] < res.log[0]["valid_ppl"] * 1.05
+
+
+def test_refuses_to_overwrite_and_resume_needs_a_run(ptb_slice, tmp_path):
+    train(tmp_path / "r", cfg_for(ptb_slice, epochs=1), SMALL, quiet=True)
+    with pytest.raises(AdmmqError, match="already holds a training run"):
+        train(tmp_path / "r", cfg_for(ptb_slice, epochs=1), SMALL, quiet=True)
+    with pytest.raises(AdmmqError, match="nothing to resume"):
+        train(tmp_path / "none", resume=True, quiet=True)
+
+
+def test_divergence_is_reported_not_saved(ptb_slice, tmp_path):
+    with pytest.raises(AdmmqError, match="diverged"):
+        train(tmp_path / "d", cfg_for(ptb_slice, epochs=1, lr=1e30, clip=0.0), SMALL, quiet=True)
+    assert not (tmp_path / "d" / "best.pt").exists()
+
+
+def test_best_checkpoint_loads_without_flags(ptb_slice, tmp_path):
+    train(tmp_path / "r", cfg_for(ptb_slice, epochs=1), SMALL, quiet=True)
+    lm = load_lm(tmp_path / "r")
+    assert lm.method == "fp" and lm.model.cfg.hidden_dim == 16 and not lm.model.training
+    assert lm.units.index("the") != lm.units.unk_id
