@@ -134,21 +134,31 @@ def build_model(model_config: Dict[str, Any], weights: Dict[str, torch.Tensor],
     return model
 
 
+def units_for_model(state: Dict[str, Any], model: LSTMLM, path: PathLike):
+    """The stored vocabulary, checked against the model's input size."""
+    try:
+        units = units_from_state(state)
+    except (KeyError, TypeError) as exc:
+        raise FormatError(f"stored vocabulary is malformed ({exc})", path) from None
+    except FormatError as exc:
+        raise FormatError(exc.message, path) from None
+    if len(units) != model.cfg.vocab_size:
+        raise MismatchError(f"vocabulary has {len(units)} symbols but the model was built for "
+                            f"{model.cfg.vocab_size}", path)
+    return units
+
+
 def load_lm(path: PathLike, device: str = "cpu") -> LoadedLM:
     """Load the deployed LM of a checkpoint, a training directory or a packed file."""
+    from .pack import is_packed_file, load_packed_lm
+
     p = resolve_lm_path(path)
+    if is_packed_file(p):
+        return load_packed_lm(p, device)
     data = read_checkpoint(p)
     quantized = quantized_from_state(data.get("quantized"), str(p))
     model = build_model(data["model_config"], data["model"], quantized, str(p))
-    try:
-        units = units_from_state(data["units"])
-    except (KeyError, TypeError) as exc:
-        raise FormatError(f"stored vocabulary is malformed ({exc})", p) from None
-    except FormatError as exc:
-        raise FormatError(exc.message, p) from None
-    if len(units) != model.cfg.vocab_size:
-        raise MismatchError(f"vocabulary has {len(units)} symbols but the model was built for "
-                            f"{model.cfg.vocab_size}", p)
+    units = units_for_model(data["units"], model, p)
     model.to(device)
     return LoadedLM(model=model, units=units, path=os.fspath(p), kind="checkpoint",
                     method_config=dict(data.get("method_config") or {}), quantized=quantized,

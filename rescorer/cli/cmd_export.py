@@ -1,0 +1,47 @@
+"""``admmq export``: a quantized checkpoint as a packed low-bit file."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..bitpack import BITS_CHOICES, parse_bits
+from ..model_size import describe_lm_file
+from ..pack import export_packed
+from ..progress import say
+from . import cli
+from .options import json_option, quiet_option
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--bits", default="auto", show_default=True, metavar="|".join(BITS_CHOICES),
+              help="Bits per weight code: 1-8 (bit-packed), 1.6 (5 ternary codes per byte, base 3), "
+                   "2.67 (3 codes of up to six levels per byte, base 6), or auto (the smallest that fits, "
+                   "per matrix). Codes that do not fit are an error naming the matrix.")
+@click.option("--alpha-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Precision of the alpha (scale) tables; fp16 halves them but changes the model slightly.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Packed file to write (atomically).")
+@json_option
+@quiet_option
+def export_command(checkpoint, bits, alpha_dtype, out, as_json, quiet):
+    """Pack CHECKPOINT's quantized matrices into OUT (codes bit-packed; alpha, biases fp32).
+
+    CHECKPOINT is a training checkpoint (best.pt/last.pt), a run directory
+    (its best.pt) or a packed file (re-packed). Matrices the method did not
+    quantize are stored in full precision. OUT loads everywhere an LM is taken
+    (admmq eval --lm, rescoring, rescorer.checkpoint.load_lm) without running
+    pickled code; `admmq info OUT` shows its sizes.
+    """
+    request = parse_bits(bits)
+    say(f"packing {checkpoint} at --bits {bits} (alpha {alpha_dtype})", quiet)
+    export_packed(checkpoint, out, request, alpha_dtype)
+    report = describe_lm_file(out)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), sort_keys=True))
+    elif not quiet:
+        click.echo(report.text())
+    else:
+        click.echo(f"{out}: {report.size_bytes:,} bytes, compression {report.compression_ratio:.2f}x")

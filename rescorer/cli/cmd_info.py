@@ -1,0 +1,32 @@
+"""``admmq info``: what an LM file is and how big it is."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..bitpack import BITS_CHOICES, parse_bits
+from ..model_size import describe_lm_file
+from . import cli
+from .options import json_option
+
+
+@cli.command("info")
+@click.argument("lm_file", type=click.Path(exists=True))
+@click.option("--bits", default="auto", show_default=True, metavar="|".join(BITS_CHOICES),
+              help="For a training checkpoint: the export width to size it at.")
+@json_option
+def info_command(lm_file, bits, as_json):
+    """Method, quantization set, tying, bits per matrix, parameters and sizes of LM_FILE.
+
+    LM_FILE is a packed file, a training checkpoint or a run directory. Sizes:
+    the whole packed file (for a checkpoint: what `admmq export --bits BITS`
+    would write), the fp32 model (all parameters at 32 bits) and the paper's
+    count (weight matrices only), each with its compression ratio.
+    """
+    report = describe_lm_file(lm_file, parse_bits(bits))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), sort_keys=True))
+    else:
+        click.echo(report.text())
