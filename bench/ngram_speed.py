@@ -85,7 +85,7 @@ def main(argv=None) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         arpa = Path(args.arpa) if args.arpa else build_4gram(args.tool, Path(tmp))
-        from rescorer.arpa import declared_counts
+        from rescorer.arpa_reader import declared_counts
         from rescorer.ngram import kenlm_module
 
         backends = ["builtin"] + (["kenlm"] if kenlm_module() is not None else [])

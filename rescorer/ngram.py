@@ -42,7 +42,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .arpa import BOS, EOS, KENLM_MISSING_UNK_LOG10, UNK_SPELLINGS, ArpaModel, read_arpa
+from .arpa import BOS, EOS, KENLM_MISSING_UNK_LOG10, UNK_SPELLINGS, ArpaModel
+from .arpa_reader import read_arpa
 from .errors import AdmmqError, FormatError, PathLike
 from .fileio import open_binary
 from .progress import progress_bar

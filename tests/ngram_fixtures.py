@@ -129,14 +129,14 @@ def backoff_arpa(sentences: Sequence[Sequence[str]], order: int, discount: float
     return "\n".join(lines)
 
 
-def estimation_tool():
-    """('lmplz', path) or ('irstlm', dir) for the tests that need a real 4-gram estimator, else None."""
+def estimation_tools() -> List[str]:
+    """The real n-gram estimators make_4gram.sh can use here: 'lmplz' (PATH or its build cache), 'irstlm'."""
     import os
 
-    lmplz = shutil.which("lmplz") or str(Path.home() / ".cache/admmq/kenlm/bin/lmplz")
-    if os.access(lmplz, os.X_OK):
-        return "lmplz", lmplz
-    irstlm = os.environ.get("IRSTLM", "/usr/lib/irstlm")
-    if os.access(os.path.join(irstlm, "bin", "tlm"), os.X_OK):
-        return "irstlm", irstlm
-    return None
+    tools = []
+    cache = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "admmq/kenlm/bin/lmplz"
+    if shutil.which("lmplz") or os.access(cache, os.X_OK):
+        tools.append("lmplz")
+    if os.access(os.path.join(os.environ.get("IRSTLM", "/usr/lib/irstlm"), "bin", "tlm"), os.X_OK):
+        tools.append("irstlm")
+    return tools

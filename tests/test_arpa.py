@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import rescorer.arpa as arpa
-from rescorer.arpa import iter_entries, read_arpa
+import rescorer.arpa_reader as arpa_reader
+from rescorer.arpa_reader import iter_entries, read_arpa
 from rescorer.errors import FormatError
 
 from ngram_fixtures import TINY_ARPA, TINY_EXPECTED, backoff_arpa, write
@@ -156,7 +156,7 @@ def test_small_chunks_read_the_same_and_locate_errors(tmp_path, monkeypatch):
     text = backoff_arpa(sents, 3)
     p = write(tmp_path / "m.arpa", text)
     whole = read_arpa(p)
-    monkeypatch.setattr(arpa, "_CHUNK_LINES", 3)
+    monkeypatch.setattr(arpa_reader, "_CHUNK_LINES", 3)
     chunked = read_arpa(p)
     for n in range(1, 4):
         np.testing.assert_array_equal(whole.logp[n], chunked.logp[n])

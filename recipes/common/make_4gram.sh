@@ -26,6 +26,7 @@
 #   --memory 2G                lmplz -S
 #   --cache DIR                where lmplz is built (default ${XDG_CACHE_HOME:-~/.cache}/admmq/kenlm)
 #   --kaldi-text               TEXT is a Kaldi text file (utt-id w1 w2 ...)
+#   --install-lmplz            only make sure lmplz is available (build it into --cache), then exit
 set -euo pipefail
 
 tool=auto
@@ -34,6 +35,7 @@ irstlm_method=isb
 memory=2G
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/admmq/kenlm"
 kaldi_text=false
+install_lmplz=false
 KENLM_VERSION=0.3.0
 PLACEHOLDER="<unk-class-for-lmplz>"
 
@@ -46,15 +48,18 @@ while [ $# -gt 0 ]; do
     --memory) memory="$2"; shift 2;;
     --cache) cache="$2"; shift 2;;
     --kaldi-text) kaldi_text=true; shift;;
+    --install-lmplz) install_lmplz=true; shift;;
     -h|--help) usage; exit 0;;
     --*) echo "make_4gram.sh: unknown option $1" >&2; usage >&2; exit 2;;
     *) break;;
   esac
 done
-[ $# -eq 2 ] || { usage >&2; exit 2; }
-text="$1"
-out="$2"
-[ -f "$text" ] || { echo "make_4gram.sh: no such file: $text" >&2; exit 1; }
+if ! $install_lmplz; then
+  [ $# -eq 2 ] || { usage >&2; exit 2; }
+  text="$1"
+  out="$2"
+  [ -f "$text" ] || { echo "make_4gram.sh: no such file: $text" >&2; exit 1; }
+fi
 case "$tool" in auto|lmplz|irstlm) ;; *) echo "make_4gram.sh: --tool must be auto, lmplz or irstlm" >&2; exit 2;; esac
 case "$irstlm_method" in isb|wb) ;; *) echo "make_4gram.sh: --irstlm-method must be isb or wb" >&2; exit 2;; esac
 IRSTLM="${IRSTLM:-/usr/lib/irstlm}"
@@ -98,6 +103,12 @@ build_lmplz() {
   rm -rf "$work"
   [ -x "$cache/bin/lmplz" ]
 }
+
+if $install_lmplz; then
+  find_lmplz >/dev/null || build_lmplz
+  echo "make_4gram.sh: lmplz is $(find_lmplz)" >&2
+  exit 0
+fi
 
 if [ "$tool" = auto ]; then
   if find_lmplz >/dev/null; then tool=lmplz

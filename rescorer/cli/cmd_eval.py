@@ -12,7 +12,7 @@ from ..evaluate import evaluate_scorer, evaluate_text
 from ..scorers import load_scorer
 from ..train import pick_device
 from . import cli
-from .lm_options import lms_option, ngram_backend_options, ngram_option, oov_options, oov_policy, weights_option
+from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, weights_option
 from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
 
 
@@ -25,8 +25,7 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @text_format_option
 @click.option("--per-sentence", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write '<key> <cost>' per sentence, cost = -ln P(words </s>) (nats).")
-@ngram_backend_options
-@oov_options
+@lm_scoring_options
 @batch_tokens_option
 @device_option
 @json_option

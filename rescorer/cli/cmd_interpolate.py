@@ -14,7 +14,7 @@ from ..mixture import MixtureScorer, OovPolicy
 from ..scorers import load_components
 from ..train import pick_device
 from . import cli
-from .lm_options import lms_option, ngram_backend_options, ngram_option, oov_options, oov_policy
+from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy
 from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
 
 
@@ -30,8 +30,7 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @click.option("--tolerance", type=float, default=1e-7, show_default=True,
               help="Stop when the validation log-likelihood per token gains less than this (nats).")
 @click.option("--max-iterations", type=click.IntRange(min=1), default=200, show_default=True)
-@ngram_backend_options
-@oov_options
+@lm_scoring_options
 @batch_tokens_option
 @device_option
 @json_option

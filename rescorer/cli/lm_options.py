@@ -43,6 +43,11 @@ def oov_options(f):
     return f
 
 
+def lm_scoring_options(f):
+    """--ngram-backend, --ngram-case and the --oov options."""
+    return ngram_backend_options(oov_options(f))
+
+
 def oov_policy(oov_mode: Optional[str], oov_types: Optional[int], oov_logprob: Optional[float]) -> Optional[OovPolicy]:
     """The policy the options ask for; None when none was given (the weights file's or the default applies)."""
     if oov_mode is None and oov_types is None and oov_logprob is None:
