@@ -142,40 +142,64 @@ class ArpaReader:
         Returns ids (m, n) int32, log10 p (m,) float64, log10 back-off (m,) float64.
         """
         m = len(chunk)
-        toks = np.array(b" \x1e ".join(chunk).split(), dtype=object)
-        sep = np.flatnonzero(toks == b"\x1e")
+        toks = b" \x1e ".join(chunk).split()  # \x1e separates lines: token counts per line are checkable
+        cols = self._uniform_columns(toks, m, n, top) or self._ragged_columns(toks, m, n, top)
+        if cols is None:
+            return None
+        prob_col, word_cols, bo_col, has_bo = cols
+        try:
+            logp = np.fromiter(map(float, prob_col), dtype=np.float64, count=m)
+            bow = np.zeros(m, dtype=np.float64)
+            if has_bo is None:
+                bow[:] = np.fromiter(map(float, bo_col), dtype=np.float64, count=m) if bo_col is not None else 0.0
+            elif has_bo.any():
+                bow[has_bo] = np.fromiter(map(float, bo_col), dtype=np.float64, count=int(has_bo.sum()))
+            if not (np.all(logp <= 0) and np.all(np.isfinite(bow))):  # NaN fails both
+                return None
+            ids = np.empty((m, n), dtype=np.int32)
+            if n == 1:
+                words = list(word_cols[0])
+                b"\n".join(words).decode("utf-8")
+                first = len(self.vocab)
+                new = dict(zip(words, range(first, first + m)))
+                if len(new) != m or (self.vocab.keys() & new.keys()):
+                    return None
+                self.vocab.update(new)
+                ids[:, 0] = np.arange(first, first + m)
+            else:
+                for j in range(n):
+                    ids[:, j] = np.fromiter(map(self.vocab.__getitem__, word_cols[j]), dtype=np.int32, count=m)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+        return ids, logp, bow
+
+    @staticmethod
+    def _uniform_columns(toks: List[bytes], m: int, n: int, top: bool):
+        """Columns by list slicing when every line has the same number of fields (the usual case)."""
+        for width in ((n + 1,) if top else (n + 2, n + 1)):
+            step = width + 1
+            if len(toks) == m * step - 1 and toks[width::step].count(b"\x1e") == m - 1:
+                bo = toks[n + 1::step] if width == n + 2 else None
+                return toks[0::step], [toks[1 + j::step] for j in range(n)], bo, None
+        return None
+
+    @staticmethod
+    def _ragged_columns(toks: List[bytes], m: int, n: int, top: bool):
+        """Columns by fancy indexing when only some lines carry a back-off weight."""
+        arr = np.array(toks, dtype=object)
+        sep = np.flatnonzero(arr == b"\x1e")
         if sep.size != m - 1:
             return None
         starts = np.zeros(m, dtype=np.int64)
         starts[1:] = sep + 1
         ends = np.empty(m, dtype=np.int64)
         ends[:-1] = sep
-        ends[-1] = toks.size
+        ends[-1] = arr.size
         width = ends - starts
         has_bo = width == n + 2
-        if not np.all((width == n + 1) | (has_bo & (not top))):
+        if top or not np.all((width == n + 1) | has_bo):
             return None
-        try:
-            logp = np.fromiter(map(float, toks[starts]), dtype=np.float64, count=m)
-            bow = np.zeros(m, dtype=np.float64)
-            if has_bo.any():
-                bow[has_bo] = np.fromiter(map(float, toks[starts[has_bo] + n + 1]), dtype=np.float64,
-                                          count=int(has_bo.sum()))
-            if n == 1:
-                words = toks[starts + 1].tolist()
-                b"\n".join(words).decode("utf-8")
-                new = dict(zip(words, range(len(self.vocab), len(self.vocab) + m)))
-                if len(new) != m or (self.vocab.keys() & new.keys()):
-                    return None
-                self.vocab.update(new)
-            ids = np.empty((m, n), dtype=np.int32)
-            for j in range(n):
-                ids[:, j] = np.fromiter(map(self.vocab.__getitem__, toks[starts + 1 + j]), dtype=np.int32, count=m)
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            return None
-        if not (np.all(logp <= 0) and np.all(np.isfinite(bow))):  # NaN fails both
-            return None
-        return ids, logp, bow
+        return arr[starts], [arr[starts + 1 + j] for j in range(n)], arr[starts[has_bo] + n + 1], has_bo
 
     def _line(self, raw: bytes, n: int, top: bool, lineno: int):
         """Parse one entry line, raising a FormatError that says what is wrong with it."""

@@ -108,6 +108,7 @@ MALFORMED = [
     ("non-numeric probability", _replace("-0.4\ta b", "x0.4\ta b"), 16, "log10 probability 'x0.4' is not a number"),
     ("non-numeric back-off", _replace("a b\t-0.25", "a b\tfoo"), 16, "back-off weight 'foo' is not a number"),
     ("positive probability", _replace("-0.5\ta c", "0.5\ta c"), 18, "must be a number <= 0"),
+    ("positive 1-gram probability", _replace("-0.7\tb\t-0.2", "0.7\tb\t-0.2"), 11, "must be a number <= 0"),
     ("nan probability", _replace("-0.5\ta c", "nan\ta c"), 18, "must be a number <= 0"),
     ("unknown word", _replace("-0.5\ta c", "-0.5\ta d"), 18, "word 'd' of this 2-gram is not among the 1-grams"),
     ("duplicate 2-gram", _replace("-0.5\ta c", "-0.5\ta b"), 18, "duplicate 2-gram 'a b' (first on line 16)"),
