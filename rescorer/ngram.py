@@ -13,7 +13,7 @@ Backends (``--ngram-backend``):
   arrays, vectorised lookups.
 * ``auto`` — kenlm if it can be imported, else built-in.
 
-Both give the same scores (tested to 1e-5 in log10; kenlm stores float32).
+Both give the same scores (tested to 1e-4; both store float32).
 
 Vocabulary conventions, identical for both backends:
 
