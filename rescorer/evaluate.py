@@ -53,10 +53,17 @@ def perplexity_from(logprob: float, tokens: int) -> float:
 def evaluate_text(lm: LoadedLM, path: PathLike, fmt: str = "plain", batch_tokens: int = 8192,
                   per_sentence: Optional[PathLike] = None) -> Perplexity:
     """Perplexity of the text file ``path``; optionally write per-sentence costs."""
+    return evaluate_scorer(NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens), path, fmt, per_sentence)
+
+
+def evaluate_scorer(scorer, path: PathLike, fmt: str = "plain", per_sentence: Optional[PathLike] = None) -> Perplexity:
+    """Perplexity of ``path`` under any scorer with ``.score(sentences) -> WordScores`` (LSTM, n-gram, mixture).
+
+    ``oov`` counts the words the scorer flags (for a mixture: words no component knows).
+    """
     if per_sentence is not None:
         check_writable(per_sentence)
     sents = read_sentences(path, fmt)
-    scorer = NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)
     scores = scorer.score([s.words for s in sents])
     totals = scores.totals()
     logprob = float(totals.sum())

@@ -31,6 +31,11 @@ def _open_binary(path: PathLike) -> IO[bytes]:
     return open(p, "rb")
 
 
+def open_binary(path: PathLike) -> IO[bytes]:
+    """Open ``path`` for reading bytes, transparently un-gzipping gzip files (missing file: :class:`AdmmqError`)."""
+    return _open_binary(path)
+
+
 def open_text(path: PathLike) -> IO[str]:
     """Open ``path`` for reading text (UTF-8), transparently un-gzipping gzip files.
 

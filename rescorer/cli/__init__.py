@@ -56,6 +56,7 @@ def cli() -> None:
 def _register() -> None:
     from . import cmd_eval, cmd_train  # noqa: F401  (each module adds its command to ``cli``)
     from . import cmd_export, cmd_info  # noqa: F401
+    from . import cmd_interpolate  # noqa: F401
 
 
 _register()

@@ -1,4 +1,4 @@
-"""``admmq eval``: perplexity of a text under an LM."""
+"""``admmq eval``: perplexity of a text under an LM, or under an interpolation of LMs."""
 
 from __future__ import annotations
 
@@ -7,36 +7,59 @@ import json
 import click
 
 from ..checkpoint import load_lm
-from ..evaluate import evaluate_text
+from ..errors import AdmmqError
+from ..evaluate import evaluate_scorer, evaluate_text
+from ..scorers import load_scorer
 from ..train import pick_device
 from . import cli
+from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, weights_option
 from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
 
 
 @cli.command("eval")
-@click.option("--lm", "lm_path", required=True, type=click.Path(exists=True),
-              help="LM: a checkpoint (best.pt/last.pt), a training directory (its best.pt) or a packed file.")
+@lms_option
+@ngram_option
+@weights_option
 @click.option("--text", "text_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Text to score (plain or gzip).")
 @text_format_option
 @click.option("--per-sentence", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write '<key> <cost>' per sentence, cost = -ln P(words </s>) (nats).")
+@lm_scoring_options
 @batch_tokens_option
 @device_option
 @json_option
 @quiet_option
-def eval_command(lm_path, text_path, text_format, per_sentence, batch_tokens, device, as_json, quiet):
-    """Perplexity, word count and OOV rate of TEXT under an LM.
+def eval_command(lm_paths, ngram_paths, weights, text_path, text_format, per_sentence, ngram_backend, ngram_case,
+                 oov_mode, oov_types, oov_logprob, batch_tokens, device, as_json, quiet):
+    """Perplexity, word count and OOV rate of TEXT under an LM or an interpolation of LMs.
 
-    For a quantized checkpoint this is the quantized model's perplexity.
-    Tokens are the words plus one </s> per sentence; out-of-vocabulary words
-    are scored as the unknown word.
+    With one --lm alone, out-of-vocabulary words are scored as the unknown word
+    (the PTB convention); for a quantized checkpoint this is the quantized
+    model's perplexity.  With --ngram, several LMs or --weights, the text is
+    scored by the mixture sum_k w_k P_k with the OOV policy (--oov; words no LM
+    knows are counted as oov).  Tokens are the words plus one </s> per sentence.
     """
-    lm = load_lm(lm_path, device=str(pick_device(device)))
-    result = evaluate_text(lm, text_path, text_format, batch_tokens, per_sentence)
+    policy = oov_policy(oov_mode, oov_types, oov_logprob)
+    if len(lm_paths) == 1 and not ngram_paths and weights is None and policy is None:
+        lm = load_lm(lm_paths[0], device=str(pick_device(device)))
+        result = evaluate_text(lm, text_path, text_format, batch_tokens, per_sentence)
+        extra = {"lm": lm.path, "method": lm.method}
+    else:
+        if not lm_paths and not ngram_paths and weights is None:
+            raise AdmmqError("give --lm, --ngram or --weights")
+        scorer = load_scorer(lm_paths, ngram_paths, weights, policy, str(pick_device(device)), batch_tokens,
+                             ngram_backend, ngram_case, quiet)
+        result = evaluate_scorer(scorer, text_path, text_format, per_sentence)
+        extra = {"components": [{"kind": k, "path": n, "weight": float(w)}
+                                for k, n, w in zip(scorer.kinds, scorer.names, scorer.weights)],
+                 "oov_policy": scorer.oov.to_dict()}
+        if len(scorer.names) == 1:
+            extra["lm" if scorer.kinds[0] == "lstm" else "ngram"] = scorer.names[0]
     if as_json:
         d = result.to_dict()
-        d.update({"lm": lm.path, "method": lm.method, "text": text_path})
+        d.update(extra)
+        d["text"] = text_path
         click.echo(json.dumps(d, sort_keys=True))
     else:
         click.echo(f"{text_path}: {result.summary()}")

@@ -1,0 +1,57 @@
+"""Options for commands that score with several LMs: n-grams, weights, backend, OOV policy."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import click
+
+from ..mixture import OOV_MODES, OovPolicy
+from ..ngram import BACKENDS, CASES
+
+lms_option = click.option(
+    "--lm", "lm_paths", multiple=True, type=click.Path(exists=True),
+    help="LSTM LM (checkpoint, training directory or packed file); repeat for several.")
+ngram_option = click.option(
+    "--ngram", "ngram_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
+    help="N-gram LM: ARPA (plain or .gz), or a kenlm binary with the kenlm backend; repeat for several.")
+weights_option = click.option(
+    "--weights", default=None,
+    help="Interpolation weights: a file from 'admmq interpolate' (components LSTMs first, then n-grams; "
+         "without --lm/--ngram its own paths are loaded) or comma-separated numbers, one per LM.")
+
+
+def ngram_backend_options(f):
+    f = click.option("--ngram-case", type=click.Choice(CASES), default="keep", show_default=True,
+                     help="Map text words to this case before n-gram lookup (for an upper-case ARPA).")(f)
+    f = click.option("--ngram-backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     help="kenlm (its Python module), builtin (numpy ARPA reader), auto: kenlm when installed.")(f)
+    return f
+
+
+def oov_options(f):
+    f = click.option("--oov-logprob", type=float, default=None,
+                     help=f"--oov fixed: natural-log probability of such a word [default: ln 1e-7 = "
+                          f"{math.log(1e-7):.3f}].")(f)
+    f = click.option("--oov-types", type=click.IntRange(min=1), default=None,
+                     help="--oov share: number of unseen word types the unknown word's probability is shared "
+                          "among [default: 10000].")(f)
+    f = click.option("--oov", "oov_mode", type=click.Choice(OOV_MODES), default=None,
+                     help="Cost of a word no LM knows: share = P(<unk>|h)/types, fixed = --oov-logprob, "
+                          "unk = P(<unk>|h) [default: the weights file's, else share].")(f)
+    return f
+
+
+def lm_scoring_options(f):
+    """--ngram-backend, --ngram-case and the --oov options."""
+    return ngram_backend_options(oov_options(f))
+
+
+def oov_policy(oov_mode: Optional[str], oov_types: Optional[int], oov_logprob: Optional[float]) -> Optional[OovPolicy]:
+    """The policy the options ask for; None when none was given (the weights file's or the default applies)."""
+    if oov_mode is None and oov_types is None and oov_logprob is None:
+        return None
+    d = OovPolicy()
+    return OovPolicy(mode=oov_mode or d.mode, types=oov_types if oov_types is not None else d.types,
+                     logprob=oov_logprob if oov_logprob is not None else d.logprob)

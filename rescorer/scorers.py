@@ -1,0 +1,118 @@
+"""Loading the language models a command scores with as one scorer.
+
+:func:`load_scorer` is what ``admmq eval``, ``admmq interpolate`` and
+``admmq rescore`` call: any number of LSTM checkpoints / packed files and
+n-gram files, their interpolation weights (a weights file, a list, or none for
+a single LM) and the OOV policy, returned as one
+:class:`~rescorer.mixture.MixtureScorer` whose ``.score(sentences)`` gives
+per-word natural-log probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Union
+
+from .checkpoint import load_lm
+from .errors import AdmmqError, MismatchError, PathLike
+from .mixture import MixtureScorer, OovPolicy
+from .ngram import NgramScorer
+from .scoring import NeuralScorer
+from .weightsfile import WeightsFile, read_weights
+
+WeightsSpec = Union[None, str, "os.PathLike[str]", Sequence[float]]
+
+
+@dataclass
+class Component:
+    """What one mixture component is: ``kind`` (lstm or ngram), its path and its scorer."""
+
+    kind: str
+    path: str
+    scorer: object
+
+
+def parse_weights(spec: WeightsSpec) -> Union[None, WeightsFile, List[float]]:
+    """``None``; a weights file path; a list of numbers; or a string ``"0.6,0.4"``."""
+    if spec is None:
+        return None
+    if isinstance(spec, (list, tuple)):
+        return [float(x) for x in spec]
+    s = os.fspath(spec)
+    if Path(s).is_file():
+        return read_weights(s)
+    try:
+        return [float(x) for x in s.split(",")]
+    except ValueError:
+        raise AdmmqError(f"--weights: {s!r} is neither a weights file (from admmq interpolate) nor "
+                         f"comma-separated numbers") from None
+
+
+def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (), device: str = "cpu",
+                    batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
+                    quiet: bool = True) -> List[Component]:
+    """Load every LM: LSTMs first, then n-grams, in the order given."""
+    comps: List[Component] = []
+    for p in lm_paths:
+        lm = load_lm(p, device=device)
+        comps.append(Component("lstm", lm.path, NeuralScorer(lm.model, lm.units, batch_tokens, device)))
+    for p in ngram_paths:
+        ng = NgramScorer(p, backend=ngram_backend, case=ngram_case, quiet=quiet)
+        comps.append(Component("ngram", ng.path, ng))
+    return comps
+
+
+def load_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (),
+                weights: WeightsSpec = None, oov: Optional[OovPolicy] = None, device: str = "cpu",
+                batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
+                quiet: bool = True) -> MixtureScorer:
+    """One scorer for the given LMs.
+
+    ``weights``: a weights file (its components must have the kinds given, in
+    order: LSTMs then n-grams; with no paths given, the file's own paths are
+    loaded), a list / comma string of one weight per LM (scaled to sum to 1),
+    or ``None`` for a single LM.  ``oov``: ``None`` takes the weights file's
+    policy, else the default :class:`OovPolicy`.
+    """
+    spec = parse_weights(weights)
+    lm_paths, ngram_paths = list(lm_paths), list(ngram_paths)
+    if isinstance(spec, WeightsFile):
+        if not lm_paths and not ngram_paths:
+            lm_paths = [p for k, p in zip(spec.kinds, spec.paths) if k == "lstm"]
+            ngram_paths = [p for k, p in zip(spec.kinds, spec.paths) if k == "ngram"]
+            if spec.kinds != ["lstm"] * len(lm_paths) + ["ngram"] * len(ngram_paths):
+                raise MismatchError("components must be listed LSTMs first, then n-grams", spec.path)
+        given = ["lstm"] * len(lm_paths) + ["ngram"] * len(ngram_paths)
+        if given != spec.kinds:
+            raise MismatchError(f"weights are for ({', '.join(spec.kinds)}) but the LMs given are "
+                                f"({', '.join(given)})", spec.path)
+        values = spec.weights
+        if oov is None:
+            oov = spec.oov
+    else:
+        values = spec
+    n = len(lm_paths) + len(ngram_paths)
+    if n == 0:
+        raise AdmmqError("no language model given (--lm, --ngram or --weights FILE)")
+    if values is None:
+        if n > 1:
+            raise AdmmqError(f"{n} language models need interpolation weights: --weights FILE (from admmq "
+                             f"interpolate) or --weights w1,w2,...")
+        values = [1.0]
+    if len(values) != n:
+        raise AdmmqError(f"{len(values)} interpolation weight(s) given for {n} language model(s)")
+    comps = load_components(lm_paths, ngram_paths, device, batch_tokens, ngram_backend, ngram_case, quiet)
+    return MixtureScorer([c.scorer for c in comps], values, oov or OovPolicy(), names=[c.path for c in comps],
+                         kinds=[c.kind for c in comps])
+
+
+def unseen_types(scorer, words: Iterable[str]) -> int:
+    """How many distinct ``words`` (e.g. a decoder's ``words.txt``) no component of ``scorer`` knows.
+
+    A natural ``OovPolicy(types=...)`` for rescoring a decoder's output: the unknown
+    word's probability shared among the decoder words the LMs lack (at least 1).
+    """
+    skip = {"<eps>", "<s>", "</s>", "#0"}
+    return max(1, sum(1 for w in set(words) if w not in skip and scorer.is_oov(w)))
