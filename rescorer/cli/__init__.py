@@ -55,6 +55,7 @@ def cli() -> None:
 
 def _register() -> None:
     from . import cmd_eval, cmd_train  # noqa: F401  (each module adds its command to ``cli``)
+    from . import cmd_nbest, cmd_rescore, cmd_wer  # noqa: F401
 
 
 _register()
