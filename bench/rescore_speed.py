@@ -1,6 +1,6 @@
 """Rescoring speed: admmq's batched n-best scoring against scoring one hypothesis at a time.
 
-    python bench/rescore_speed.py [--lm best.pt] [--device cpu] [--naive-hyps 2000] [--batch-tokens 8192]
+    python bench/rescore_speed.py [--lm best.pt] [--device cpu] [--naive-hyps 2000] [--batch-tokens 8192] [--threads N]
 
 Scores the real ptb-tts test 100-best lists (200 utterances, 20,000
 hypotheses, shipped in data/ptb-tts/test) with an fp32 LSTM LM: ``--lm`` (an
@@ -83,7 +83,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--naive-hyps", type=int, default=2000, help="hypotheses the naive loop scores")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model, units, what = build_lm(args.lm, device)
     nb = read_nbest(args.nbest)

@@ -31,20 +31,16 @@ its chunk or batch.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import AdmmqError, MismatchError, PathLike
-from .fileio import atomic_open, check_writable
-from .kaldi_archive import SCALAR, write_archive
-from .nbest import NBestList, read_nbest, write_nbest_file
+from .errors import AdmmqError, MismatchError
+from .nbest import NBestList
 from .progress import progress_bar
-from .wer import Subsets, WerReport, align_counts, read_text, score_utterances, swbd_normalize
+from .wer import Subsets, WerReport, align_counts, score_utterances, swbd_normalize
 
 HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)"}
 
@@ -272,13 +268,12 @@ class RescoreResult:
         return d
 
 
-def _tuning_target(nb: NBestList, comp: Components, refs, cfg: RescoreConfig, source: str):
-    errors, constant = hypothesis_errors(nb, refs, cfg.swbd_norm, source)
+def _tuning_target(comp: Components, refs, errors: Tuple[np.ndarray, int], cfg: RescoreConfig) -> Sweep:
     norm = swbd_normalize if cfg.swbd_norm else tuple
     words = sum(len(norm(r)) for r in refs.values())
     lm_grid = (cfg.lm_scale,) if cfg.lm_scale is not None else cfg.lm_scale_grid
     wip_grid = (cfg.wip,) if cfg.wip is not None else cfg.wip_grid
-    return sweep(comp, errors, constant, words, cfg.acoustic_scale, lm_grid, wip_grid)
+    return sweep(comp, errors[0], errors[1], words, cfg.acoustic_scale, lm_grid, wip_grid)
 
 
 def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
@@ -296,6 +291,10 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     """Rescore ``nb`` with ``lm``; tune on ``dev`` (n-best, references) or sweep on ``refs`` when not given."""
     check_tuning(cfg, refs is not None, dev is not None)
     tuned = cfg.lm_scale is None or cfg.wip is None
+    # errors of every hypothesis first: a missing reference fails before the LM runs
+    test_errors = hypothesis_errors(nb, refs, cfg.swbd_norm, ref_source) if refs is not None else None
+    subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
+    dev_errors = hypothesis_errors(dev[0], dev[1], cfg.swbd_norm, dev_source) if dev is not None and tuned else None
     sentences = list(nb.words) + (list(dev[0].words) if dev is not None else [])
     scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet)
     comp, notes = components(nb, scores.logprob[:len(nb)], cfg.old_lm_weight)
@@ -304,11 +303,11 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     chosen, result_sweep = "given", None
     if tuned and dev is not None:
         dev_comp, dev_notes = components(dev[0], scores.logprob[len(nb):], cfg.old_lm_weight)
-        notes += dev_notes
-        result_sweep = _tuning_target(dev[0], dev_comp, dev[1], cfg, dev_source)
+        notes += dev_notes + dev[0].warnings
+        result_sweep = _tuning_target(dev_comp, dev[1], dev_errors, cfg)
         chosen = "dev"
     elif tuned and refs is not None:
-        result_sweep = _tuning_target(nb, comp, refs, cfg, ref_source)
+        result_sweep = _tuning_target(comp, refs, test_errors, cfg)
         chosen = "test"
     if result_sweep is not None:
         lm_scale = float(result_sweep.lm_scales[result_sweep.best])
@@ -319,17 +318,17 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     res = RescoreResult(nb, comp, total, best, cfg.acoustic_scale, lm_scale, wip, cfg.old_lm_weight, chosen,
                         scores, result_sweep, notes=notes)
     if refs is not None:
-        res.wer = evaluate_choices(nb, res, refs, cfg, ref_source)
+        res.wer = evaluate_choices(nb, res.best, refs, test_errors[0], subsets, cfg.swbd_norm, ref_source)
     return res
 
 
-def evaluate_choices(nb: NBestList, res: RescoreResult, refs, cfg: RescoreConfig, source: str) -> Dict[str, WerReport]:
-    """WER of the rescored choice, of the first pass (rank 1) and of the oracle (fewest errors)."""
-    subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset)
-    errors, _ = hypothesis_errors(nb, refs, cfg.swbd_norm, source)
-    picks = {"rescored": res.best, "first_pass": nb.offsets[:-1], "oracle": segment_argmin(errors, nb.offsets)}
+def evaluate_choices(nb: NBestList, best: np.ndarray, refs, errors: np.ndarray, subsets: Subsets,
+                     swbd_norm: bool, source: str) -> Dict[str, WerReport]:
+    """WER of the rescored choice ``best`` (U,), of the first pass (rank 1) and of the oracle (fewest
+    ``errors`` (N,))."""
+    picks = {"rescored": best, "first_pass": nb.offsets[:-1], "oracle": segment_argmin(errors, nb.offsets)}
     return {name: score_utterances(refs, {u: nb.words[i] for u, i in zip(nb.utts, idx)}, subsets, "all",
-                                   cfg.swbd_norm, source)
+                                   swbd_norm, source)
             for name, idx in picks.items()}
 
 
@@ -337,71 +336,3 @@ def config_dict(cfg: RescoreConfig) -> dict:
     d = asdict(cfg)
     d["lm_scale_grid"] = [cfg.lm_scale_grid[0], cfg.lm_scale_grid[-1], len(cfg.lm_scale_grid)]
     return d
-
-
-def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) -> Dict[str, str]:
-    """Write the results into ``out_dir`` (each file atomically); return name -> path.
-
-    ``text``        best hypothesis per utterance (Kaldi text)
-    ``nbest.txt``   the n-best in the single-file form with the input costs plus ``lm.new``
-                    (-ln P_LM), ``lmwt.new`` and ``total`` (see module docstring)
-    ``lmwt.new``    ``ark,t`` keyed like the input: lmwt.nolm + LM cost, the new graph/LM cost for
-                    ``linear-to-nbest ark:ali ark:words ark:lmwt.new ark:acwt | nbest-to-lattice``
-    ``summary.json``  settings, how the weights were chosen, counts, speed, WER
-    ``sweep.tsv``   errors of every grid point (when tuned or swept)
-    ``wer.txt``     the WER report (with references)
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise AdmmqError("exists and is not a directory", out)
-    out.mkdir(parents=True, exist_ok=True)
-    nb, comp = res.nbest, res.comp
-    paths = {name: str(out / name) for name in ("text", "nbest.txt", "lmwt.new", "summary.json")}
-    with atomic_open(paths["text"]) as fh:
-        for utt, words in res.best_text().items():
-            fh.write(" ".join((utt,) + words) + "\n")
-    new_graph = comp.graph + comp.lm
-    write_nbest_file(nb.with_costs({"lm.new": comp.lm_new, "lmwt.new": new_graph, "total": res.total}),
-                     paths["nbest.txt"])
-    write_archive(paths["lmwt.new"], list(zip(nb.keys, new_graph.tolist())), SCALAR)
-    if res.sweep is not None:
-        paths["sweep.tsv"] = str(out / "sweep.tsv")
-        with atomic_open(paths["sweep.tsv"]) as fh:
-            fh.write("lm_scale\twip\terrors\twer\n")
-            for a, b, e, w in res.sweep.rows():
-                fh.write(f"{a:g}\t{b:g}\t{e}\t{w:.2f}\n")
-    if res.wer:
-        paths["wer.txt"] = str(out / "wer.txt")
-        with atomic_open(paths["wer.txt"]) as fh:
-            for name, rep in res.wer.items():
-                fh.write(f"# {name}\n" + "\n".join(rep.lines()) + "\n")
-    summary = res.summary()
-    summary["settings"] = settings or {}
-    summary["outputs"] = paths
-    with atomic_open(paths["summary.json"]) as fh:
-        json.dump(summary, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    return paths
-
-
-def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref: Optional[PathLike] = None,
-                dev: Optional[PathLike] = None, dev_ref: Optional[PathLike] = None,
-                words_txt: Optional[PathLike] = None, quiet: bool = False,
-                settings: Optional[dict] = None) -> Tuple[RescoreResult, Dict[str, str]]:
-    """Read the n-best list (and dev set, references), rescore with ``lm``, write the outputs.
-
-    ``lm`` is the LM or a function without arguments returning it, called once
-    the inputs have been read (bad input then fails before a slow LM load).
-    """
-    if (dev is None) != (dev_ref is None):
-        raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
-    check_tuning(cfg, ref is not None, dev is not None)
-    out = Path(out_dir)
-    check_writable(out / "summary.json") if out.is_dir() else check_writable(out)
-    nb = read_nbest(nbest, words_txt)
-    refs = read_text(ref) if ref is not None else None
-    dev_pair = (read_nbest(dev, words_txt), read_text(dev_ref)) if dev is not None else None
-    if not hasattr(lm, "score"):
-        lm = lm()
-    res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref), dev_source=str(dev_ref))
-    return res, write_outputs(res, out, settings)

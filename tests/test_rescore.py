@@ -263,3 +263,13 @@ def test_real_ptb_tts_slice_rescored_with_dev_tuning(tiny_lm, tmp_path):
     assert s["wer"]["rescored"]["total"] == score_files(text, out / "text").to_dict()["total"]
     first = s["wer"]["first_pass"]["total"]
     assert s["wer"]["oracle"]["total"]["errors"] <= min(first["errors"], s["wer"]["rescored"]["total"]["errors"])
+
+
+def test_swbd_norm_applies_to_tuning_and_wer():
+    nb, lm, refs = toy_nbest()
+    refs = dict(refs, u1=("uh", "a", "b", "[noise]"))
+    plain = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0), refs=refs, quiet=True)
+    norm = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0, swbd_norm=True), refs=refs, quiet=True)
+    assert list(plain.best) == list(norm.best)
+    assert norm.wer["oracle"].total.words == plain.wer["oracle"].total.words - 2
+    assert norm.wer["oracle"].total.errors == plain.wer["oracle"].total.errors - 2 == 0

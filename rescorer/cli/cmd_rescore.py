@@ -10,7 +10,8 @@ import click
 from ..checkpoint import load_lm
 from ..progress import say
 from ..errors import AdmmqError
-from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid, run_rescore
+from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
+from ..rescore_job import run_rescore
 from ..scoring import NeuralScorer
 from ..train import pick_device
 from . import cli
