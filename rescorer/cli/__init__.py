@@ -57,6 +57,7 @@ def _register() -> None:
     from . import cmd_eval, cmd_train  # noqa: F401  (each module adds its command to ``cli``)
     from . import cmd_export, cmd_info  # noqa: F401
     from . import cmd_interpolate  # noqa: F401
+    from . import cmd_nbest, cmd_rescore, cmd_wer  # noqa: F401
 
 
 _register()

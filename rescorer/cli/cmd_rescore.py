@@ -1,0 +1,106 @@
+"""``admmq rescore``: rescore a Kaldi n-best list with a new LM and report WER."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..checkpoint import load_lm
+from ..progress import say
+from ..errors import AdmmqError
+from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
+from ..rescore_job import run_rescore
+from ..scoring import NeuralScorer
+from ..train import pick_device
+from . import cli
+from .options import batch_tokens_option, device_option, json_option, quiet_option
+
+
+def build_scorer(lm_path: str, device: str, batch_tokens: int):
+    """The LM behind ``--lm``: an LSTM checkpoint, training directory or packed file, scored by
+    :class:`NeuralScorer` (OOV words as the unknown word).  Any object with
+    ``.score(sentences) -> WordScores`` works in its place."""
+    dev = pick_device(device)
+    lm = load_lm(lm_path, device=str(dev))
+    return NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens, device=str(dev))
+
+
+@cli.command("rescore")
+@click.argument("nbest", type=click.Path(exists=True))
+@click.option("--lm", "lm_path", required=True, type=click.Path(exists=True),
+              help="New LM: a checkpoint, a training directory (its best.pt) or a packed file.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output directory: text, nbest.txt, lmwt.new, summary.json[, sweep.tsv, wer.txt].")
+@click.option("--ref", type=click.Path(exists=True, dir_okay=False),
+              help="Reference Kaldi text: report WER (and sweep the weights on it when not given or tuned).")
+@click.option("--dev", type=click.Path(exists=True),
+              help="Dev n-best list (directory or file) to tune the LM scale / penalty on.")
+@click.option("--dev-ref", type=click.Path(exists=True, dir_okay=False), help="Reference Kaldi text of --dev.")
+@click.option("--words-txt", type=click.Path(exists=True, dir_okay=False),
+              help="Symbol table for 'words' id archives (default: words.txt in the n-best directory).")
+@click.option("--acoustic-scale", type=float, default=1.0, show_default=True, help="Weight of acwt.")
+@click.option("--lm-scale", type=float, default=None,
+              help="Weight of the graph + LM + penalty part (Kaldi's LMWT). Default: tuned (--dev) or swept (--ref).")
+@click.option("--wip", type=float, default=None,
+              help="Word insertion penalty, a cost per word added to the LM part (Kaldi's --word-ins-penalty). "
+                   "Default: tuned/swept, else 0.")
+@click.option("--old-lm-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Weight b of the first-pass LM cost (lmwt.lmonly) mixed into the new LM cost "
+                   "(Kaldi's rnn-weight = 1 - b).")
+@click.option("--lm-scale-grid", default="0:20:0.1", show_default=True, help="LM scales to try: START:STOP:STEP or a,b,c.")
+@click.option("--wip-grid", default="0,0.5,1", show_default=True, help="Penalties to try: START:STOP:STEP or a,b,c.")
+@click.option("--subset", "subsets", multiple=True, metavar="PREFIX=NAME",
+              help="WER subset by utterance-id prefix (repeatable). Default sw_=swbd en_=callhm when ids match.")
+@click.option("--utt2subset", type=click.Path(exists=True, dir_okay=False),
+              help="WER subsets from a '<utt> <subset>' file instead of prefixes.")
+@click.option("--swbd-norm", is_flag=True, help="Switchboard/Hub5'00 scoring conventions (see README).")
+@batch_tokens_option
+@device_option
+@json_option
+@quiet_option
+def rescore_command(nbest, lm_path, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
+                    old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, batch_tokens, device,
+                    as_json, quiet):
+    """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
+
+    All scores are costs: negated natural-log probabilities (nats), as Kaldi
+    writes them. Per hypothesis with n words:
+
+      total = acoustic_scale*acwt + lm_scale*(lmwt.nolm + LM + wip*n)
+
+    with LM = -ln P(words </s>) under --lm (mixed with the old LM by
+    --old-lm-weight); the lowest total wins. lmwt.nolm is 0 when absent.
+    """
+    cfg = RescoreConfig(acoustic_scale=acoustic_scale, lm_scale=lm_scale, wip=wip, old_lm_weight=old_lm_weight,
+                        lm_scale_grid=parse_grid(lm_scale_grid), wip_grid=parse_grid(wip_grid),
+                        chunk_tokens=4 * batch_tokens, swbd_norm=swbd_norm, subset_specs=tuple(subsets),
+                        utt2subset=utt2subset)
+    settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": lm_path, "ref": ref, "dev": dev,
+                "dev_ref": dev_ref, "device": device, "batch_tokens": batch_tokens, "config": config_dict(cfg)}
+    if (dev is None) != (dev_ref is None):
+        raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
+    check_tuning(cfg, ref is not None, dev is not None)
+    say(f"rescore {nbest} with {lm_path} (device {device}, batch tokens {batch_tokens})", quiet)
+    res, paths = run_rescore(nbest, lambda: build_scorer(lm_path, device, batch_tokens), cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings)
+    summary = res.summary()
+    for note in summary["notes"]:
+        click.echo(f"admmq: warning: {note}", err=True)
+    if as_json:
+        summary["outputs"] = paths
+        click.echo(json.dumps(summary, sort_keys=True))
+        return
+    sc = summary["scoring"]
+    click.echo(f"{summary['utterances']} utterances, {summary['hypotheses']} hypotheses, "
+               f"{summary['oov_words']} OOV words; LM scored {sc['sentences']} sentences "
+               f"({sc['distinct_sentences']} distinct, dev included) in {sc['seconds']:.1f} s "
+               f"({sc['hypotheses_per_s']:.0f} hyp/s, {sc['words_per_s']:.0f} words/s)")
+    how = HOW[res.chosen_by] + (f" over {len(res.sweep.errors)} settings" if res.sweep is not None else "")
+    click.echo(f"weights: acoustic scale {res.acoustic_scale:g}, LM scale {res.lm_scale:g}, wip {res.wip:g}, "
+               f"old LM weight {res.old_lm_weight:g} ({how})")
+    for name, rep in res.wer.items():
+        click.echo(f"WER {name.replace('_', ' ')}:")
+        for line in rep.lines():
+            click.echo(f"  {line}")
+    click.echo(f"outputs in {out_dir}: {' '.join(sorted(k for k in paths))}")

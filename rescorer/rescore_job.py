@@ -1,0 +1,87 @@
+"""One ``admmq rescore`` job: read the n-best list(s) and references, rescore, write the outputs.
+
+Outputs in the output directory (each written atomically):
+
+``text``          best hypothesis per utterance (Kaldi text)
+``nbest.txt``     the n-best list in the single-file form with the input costs plus ``lm.new``
+                  (-ln P_LM), ``lmwt.new`` and ``total`` (see :mod:`rescorer.rescore`)
+``lmwt.new``      ``ark,t`` keyed like the input: lmwt.nolm + LM cost, the new graph/LM cost for
+                  ``linear-to-nbest ark:ali ark:words ark:lmwt.new ark:acwt | nbest-to-lattice``
+``summary.json``  command and settings, how the weights were chosen, counts, speed, WER
+``sweep.tsv``     errors of every grid point (when tuned or swept)
+``wer.txt``       the WER reports (with references)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from .errors import AdmmqError, PathLike
+from .fileio import atomic_open, check_writable
+from .kaldi_archive import SCALAR, write_archive
+from .nbest import read_nbest, write_nbest_file
+from .rescore import RescoreConfig, RescoreResult, check_tuning, rescore
+from .wer import read_text
+
+
+def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) -> Dict[str, str]:
+    """Write the results into ``out_dir`` (module docstring); return name -> path."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AdmmqError("exists and is not a directory", out)
+    out.mkdir(parents=True, exist_ok=True)
+    nb, comp = res.nbest, res.comp
+    paths = {name: str(out / name) for name in ("text", "nbest.txt", "lmwt.new", "summary.json")}
+    with atomic_open(paths["text"]) as fh:
+        for utt, words in res.best_text().items():
+            fh.write(" ".join((utt,) + words) + "\n")
+    new_graph = comp.graph + comp.lm
+    write_nbest_file(nb.with_costs({"lm.new": comp.lm_new, "lmwt.new": new_graph, "total": res.total}),
+                     paths["nbest.txt"])
+    write_archive(paths["lmwt.new"], list(zip(nb.keys, new_graph.tolist())), SCALAR)
+    if res.sweep is not None:
+        paths["sweep.tsv"] = str(out / "sweep.tsv")
+        with atomic_open(paths["sweep.tsv"]) as fh:
+            fh.write("lm_scale\twip\terrors\twer\n")
+            for a, b, e, w in res.sweep.rows():
+                fh.write(f"{a:g}\t{b:g}\t{e}\t{w:.2f}\n")
+    if res.wer:
+        paths["wer.txt"] = str(out / "wer.txt")
+        with atomic_open(paths["wer.txt"]) as fh:
+            for name, rep in res.wer.items():
+                fh.write(f"# {name}\n" + "\n".join(rep.lines()) + "\n")
+    summary = res.summary()
+    summary["settings"] = settings or {}
+    summary["outputs"] = paths
+    with atomic_open(paths["summary.json"]) as fh:
+        json.dump(summary, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    return paths
+
+
+def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref: Optional[PathLike] = None,
+                dev: Optional[PathLike] = None, dev_ref: Optional[PathLike] = None,
+                words_txt: Optional[PathLike] = None, quiet: bool = False,
+                settings: Optional[dict] = None) -> Tuple[RescoreResult, Dict[str, str]]:
+    """Read the n-best list (and dev set, references), rescore with ``lm``, write the outputs.
+
+    ``lm`` is the LM or a function without arguments returning it, called once
+    the inputs have been read (bad input then fails before a slow LM load).
+    """
+    if (dev is None) != (dev_ref is None):
+        raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
+    check_tuning(cfg, ref is not None, dev is not None)
+    out = Path(out_dir)
+    if out.is_dir():
+        check_writable(out / "summary.json")
+    else:
+        check_writable(out)
+    nb = read_nbest(nbest, words_txt)
+    refs = read_text(ref) if ref is not None else None
+    dev_pair = (read_nbest(dev, words_txt), read_text(dev_ref)) if dev is not None else None
+    if not hasattr(lm, "score"):
+        lm = lm()
+    res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref), dev_source=str(dev_ref))
+    return res, write_outputs(res, out, settings)

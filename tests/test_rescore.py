@@ -1,0 +1,275 @@
+import gzip
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rescorer.checkpoint import load_lm
+from rescorer.cli import cli
+from rescorer.errors import AdmmqError, MismatchError
+from rescorer.kaldi_archive import SCALAR, Entry, read_archive
+from rescorer.model import ModelConfig
+from rescorer.nbest import build_nbest, read_nbest
+from rescorer.rescore import RescoreConfig, parse_grid, rescore, score_sentences, segment_argmin
+from rescorer.scoring import NeuralScorer, WordScores
+from rescorer.train import TrainConfig, train
+from rescorer.wer import align_counts, read_text, score_files
+from tests.conftest import NBEST_DIR, ptb_lines
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(ptb_slice, tmp_path_factory):
+    """A real LSTM LM (16 units) trained for one epoch on 200 PTB sentences."""
+    out = tmp_path_factory.mktemp("lm") / "run"
+    cfg = TrainConfig(train=str(ptb_slice / "train.txt"), valid=str(ptb_slice / "valid.txt"), epochs=1,
+                      device="cpu", seed=1, schedule="constant", max_sentences=200)
+    train(out, cfg, ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16), quiet=True)
+    return out / "best.pt"
+
+
+def scorer_of(path, batch_tokens=8192):
+    lm = load_lm(path)
+    return NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)
+
+
+class CountingLM:
+    """Delegates to a real scorer and records what it was asked to score."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def score(self, sentences):
+        self.calls.append([tuple(s) for s in sentences])
+        return self.inner.score(sentences)
+
+
+class TableLM:
+    """An LM given as a table: sentence -> ln P(words </s>) (all of it on </s>)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def score(self, sentences):
+        lp, offsets = [], [0]
+        for s in sentences:
+            lp += [0.0] * len(s) + [self.table[tuple(s)]]
+            offsets.append(len(lp))
+        return WordScores(np.array(lp), np.array(offsets), np.zeros(len(lp), dtype=bool))
+
+
+SENTS = [tuple(line.split()) for line in ptb_lines("valid", 12)]
+
+
+def test_scores_do_not_depend_on_chunks_batches_or_duplicates(tiny_lm):
+    sents = SENTS + [SENTS[3], SENTS[0], (), SENTS[3]]
+    one = scorer_of(tiny_lm)
+    ref = np.array([one.score([s]).totals()[0] for s in sents])  # one at a time
+    for chunk, batch in ((10**6, 10**6), (16, 16), (200, 64)):
+        got = score_sentences(scorer_of(tiny_lm, batch), sents, chunk_tokens=chunk, quiet=True)
+        assert np.allclose(got.logprob, ref, atol=1e-4), (chunk, batch)
+    counting = CountingLM(scorer_of(tiny_lm))
+    got = score_sentences(counting, sents, chunk_tokens=10**6, quiet=True)
+    assert len(counting.calls) == 1 and len(counting.calls[0]) == len(set(sents)) == 13  # each distinct once
+    assert got.distinct == 13 and got.logprob[12] == got.logprob[3] == got.logprob[15]
+    assert got.tokens == sum(len(s) + 1 for s in sents)
+
+
+def ptb_tts_slice(tmp_path, split="test", lines=300, gz=False):
+    """The first lines/100 utterances of the shipped real lists, with their references."""
+    d = tmp_path / f"{split}_slice"
+    d.mkdir()
+    keep_utts = set()
+    for name in ("words_text", "acwt", "lmwt.withlm", "lmwt.nolm", "lmwt.lmonly"):
+        with gzip.open(NBEST_DIR / split / f"{name}.gz", "rt", encoding="utf-8") as fh:
+            part = [next(fh) for _ in range(lines)]
+        keep_utts |= {ln.split()[0].rsplit("-", 1)[0] for ln in part}
+        (d / name).write_text("".join(part))
+    with gzip.open(NBEST_DIR / split / "text.gz", "rt", encoding="utf-8") as fh:
+        ref = [ln for ln in fh if ln.split()[0] in keep_utts]
+    (tmp_path / f"{split}_text").write_text("".join(ref))
+    return d, tmp_path / f"{split}_text"
+
+
+def test_all_hypotheses_of_many_utterances_go_to_the_lm_together_length_sorted(tiny_lm, tmp_path):
+    d, text = ptb_tts_slice(tmp_path, lines=300)
+    nb = read_nbest(d)
+    counting = CountingLM(scorer_of(tiny_lm))
+    rescore(nb, counting, RescoreConfig(lm_scale=10.0, chunk_tokens=10**6), quiet=True)
+    assert len(counting.calls) == 1 and len(counting.calls[0]) == len(set(nb.words)) > 250
+    counting.calls.clear()
+    rescore(nb, counting, RescoreConfig(lm_scale=10.0, chunk_tokens=600), quiet=True)
+    lens = [len(s) for call in counting.calls for s in call]
+    assert len(counting.calls) > 5 and lens == sorted(lens)
+    assert all(sum(len(s) + 1 for s in call) <= 600 for call in counting.calls)
+
+
+def toy_nbest():
+    keys = ["u1-1", "u1-2", "u1-3", "u2-1", "u2-2", "u3-1", "u3-2"]
+    words = [("a", "b"), ("a", "c"), ("a",), ("x", "y", "z"), ("x", "z"), ("p",), ("p",)]
+    costs = {"acwt": np.array([10.0, 9.0, 12.0, 30.0, 31.0, 5.0, 5.0]),
+             "lmwt.nolm": np.array([0.5, 0.5, 0.0, 1.0, 1.0, 0.0, 0.0]),
+             "lmwt.lmonly": np.array([3.0, 1.0, 2.0, 6.0, 4.0, 1.0, 1.0])}
+    where = [Entry(k, 0.0, "toy", line=i + 1) for i, k in enumerate(keys)]
+    nb = build_nbest(keys, words, costs, where, "toy")
+    table = {("a", "b"): -2.0, ("a", "c"): -4.5, ("a",): -2.5, ("x", "y", "z"): -3.0, ("x", "z"): -5.0,
+             ("p",): -1.0}
+    refs = {"u1": ("a", "b"), "u2": ("x", "y", "z"), "u3": ("p",)}
+    return nb, TableLM(table), refs
+
+
+def test_total_cost_formula_and_ties_to_lower_rank():
+    nb, lm, _ = toy_nbest()
+    res = rescore(nb, lm, RescoreConfig(acoustic_scale=0.5, lm_scale=2.0, wip=0.25, old_lm_weight=0.2), quiet=True)
+    # u1-2: 0.5*9 + 2*(0.5 + (0.8*4.5 + 0.2*1.0) + 0.25*2)
+    assert res.total[1] == pytest.approx(0.5 * 9 + 2 * (0.5 + 0.8 * 4.5 + 0.2 * 1.0 + 0.25 * 2))
+    assert res.comp.lm_new[1] == pytest.approx(4.5)
+    manual = [min(range(a, b), key=lambda i: (res.total[i], i)) for a, b in zip(nb.offsets[:-1], nb.offsets[1:])]
+    assert list(res.best) == manual and res.best[2] == 5  # u3: identical costs, rank 1 wins
+    assert list(segment_argmin(np.array([3.0, 1.0, 1.0, 2.0]), np.array([0, 3, 4]))) == [1, 3]
+
+
+def brute_force_sweep(nb, lm, refs, lm_grid, wip_grid):
+    """Errors of every grid point by plain loops."""
+    logp = lm.score(nb.words).totals()
+    out = []
+    for a in lm_grid:
+        for b in wip_grid:
+            errs = 0
+            for u, utt in enumerate(nb.utts):
+                idx = range(nb.offsets[u], nb.offsets[u + 1])
+                tot = {i: nb.costs["acwt"][i] + a * (nb.costs["lmwt.nolm"][i] - logp[i] + b * len(nb.words[i]))
+                       for i in idx}
+                best = min(idx, key=lambda i: (tot[i], i))
+                errs += sum(align_counts(refs[utt], nb.words[best]))
+            out.append(((a, b), errs))
+    return out
+
+
+def test_lm_scale_sweep_picks_the_minimum():
+    nb, lm, refs = toy_nbest()
+    lm_grid, wip_grid = parse_grid("0:3:0.25"), parse_grid("0,0.5,-0.5")
+    res = rescore(nb, lm, RescoreConfig(lm_scale_grid=lm_grid, wip_grid=wip_grid), refs=refs, quiet=True)
+    brute = brute_force_sweep(nb, lm, refs, lm_grid, wip_grid)
+    assert [int(e) for e in res.sweep.errors] == [e for _, e in brute]
+    best_errors = min(e for _, e in brute)
+    first_best = next(s for s, e in brute if e == best_errors)
+    assert (res.lm_scale, res.wip) == first_best and res.chosen_by == "test"
+    assert max(e for _, e in brute) > best_errors  # the grid really matters here
+    assert res.wer["rescored"].total.errors == best_errors
+    # tuned on a dev set: the weights come from the dev sweep, then apply to the test list
+    res2 = rescore(nb, lm, RescoreConfig(lm_scale_grid=lm_grid, wip_grid=wip_grid), refs=None, dev=(nb, refs),
+                   quiet=True)
+    assert res2.chosen_by == "dev" and (res2.lm_scale, res2.wip) == first_best and not res2.wer
+    # a given LM scale is kept; only the penalty is swept
+    res3 = rescore(nb, lm, RescoreConfig(lm_scale=0.0, wip_grid=wip_grid), refs=refs, quiet=True)
+    assert res3.lm_scale == 0.0 and len(res3.sweep.errors) == 3
+
+
+def test_rescore_errors():
+    nb, lm, refs = toy_nbest()
+    with pytest.raises(AdmmqError, match="no LM scale"):
+        rescore(nb, lm, RescoreConfig(), quiet=True)
+    with pytest.raises(MismatchError, match="'u3' has no reference"):
+        rescore(nb, lm, RescoreConfig(), refs={"u1": ("a",), "u2": ()}, quiet=True)
+    nb2 = nb.with_costs({})
+    del nb2.costs["lmwt.lmonly"]
+    with pytest.raises(AdmmqError, match="--old-lm-weight needs the old LM cost"):
+        rescore(nb2, lm, RescoreConfig(lm_scale=1.0, old_lm_weight=0.5), quiet=True)
+    with pytest.raises(AdmmqError, match="not START:STOP:STEP"):
+        parse_grid("1:0:0.1")
+
+
+def write_tiny_kaldi_set(d):
+    """3 utterances of real PTB validation text, 3 hypotheses each, Kaldi text-archive layout."""
+    d.mkdir()
+    refs = {f"utt{k}": SENTS[k] for k in (1, 2, 4)}
+    hyps, acwt = [], []
+    for k, (utt, ref) in enumerate(refs.items()):
+        variants = [ref[:-1] + ("the",), ref, ref[1:]]  # rank 1 is wrong
+        for n, v in enumerate(variants, 1):
+            hyps.append((f"{utt}-{n}", v))
+            acwt.append(100.0 + 3 * n + k)
+    (d / "words_text").write_text("".join(" ".join((key,) + w) + "\n" for key, w in hyps))
+    (d / "acwt").write_text("".join(f"{key} {a} \n" for (key, _), a in zip(hyps, acwt)))
+    (d / "lmwt.nolm").write_text("".join(f"{key} 0.5 \n" for key, _ in hyps))
+    (d / "lmwt.withlm").write_text("".join(f"{key} {40 + i} \n" for i, (key, _) in enumerate(hyps)))
+    text = d.parent / "text"
+    text.write_text("".join(" ".join((u,) + w) + "\n" for u, w in refs.items()))
+    return d, text, hyps
+
+
+def test_end_to_end_kaldi_set_through_cli_to_wer_table(tiny_lm, tmp_path):
+    d, text, hyps = write_tiny_kaldi_set(tmp_path / "nbest")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "--ref", str(text), "-o", str(out),
+                                 "--lm-scale-grid", "0:2:0.5", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "swept on the test references (optimistic) over 15 settings" in r.output
+    assert "WER rescored:" in r.output and "WER first pass:" in r.output and "WER oracle:" in r.output
+    assert "total  %WER" in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chosen_by"] == "test" and summary["hypotheses"] == 9 and summary["utterances"] == 3
+    # the new LM costs, keyed like the input: lmwt.nolm + (-ln P_LM)
+    new = read_archive(out / "lmwt.new", SCALAR)
+    logp = scorer_of(tiny_lm).score([w for _, w in hyps]).totals()
+    assert [e.key for e in new] == [k for k, _ in hyps]
+    assert np.allclose([e.value for e in new], 0.5 - logp, atol=1e-9)
+    # best hypotheses = argmin of the total at the chosen weights, and the WER table = admmq wer on them
+    nb = read_nbest(out / "nbest.txt")
+    w = summary["weights"]
+    total = nb.costs["acwt"] + w["lm_scale"] * (nb.costs["lmwt.nolm"] + nb.costs["lm.new"] + w["wip"] * nb.lengths())
+    assert np.allclose(total, nb.costs["total"])
+    best = segment_argmin(total, nb.offsets)
+    assert read_text(out / "text") == {u: nb.words[i] for u, i in zip(nb.utts, best)}
+    assert summary["wer"]["rescored"]["total"] == score_files(text, out / "text").to_dict()["total"]
+    assert summary["wer"]["first_pass"]["total"]["errors"] == 3  # each rank 1 has one substitution
+    assert summary["wer"]["oracle"]["total"]["errors"] == 0
+    sweep = [ln.split("\t") for ln in (out / "sweep.tsv").read_text().splitlines()[1:]]
+    assert len(sweep) == 15 and min(int(row[2]) for row in sweep) == summary["wer"]["rescored"]["total"]["errors"]
+    # given weights and JSON output; the single-file form reads the same
+    r = CliRunner().invoke(cli, ["rescore", str(out / "nbest.txt"), "--lm", str(tiny_lm), "-o", str(tmp_path / "o2"),
+                                 "--lm-scale", "1.5", "--wip", "0.5", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    d2 = json.loads(r.output)
+    assert d2["chosen_by"] == "given" and d2["weights"]["lm_scale"] == 1.5 and "wer" not in d2
+
+
+def test_cli_rescore_errors_are_one_line(tiny_lm, tmp_path):
+    d, text, _ = write_tiny_kaldi_set(tmp_path / "nbest")
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "no LM scale" in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "-o", str(tmp_path / "o"), "--dev", str(d)])
+    assert r.exit_code == 1 and "--dev and --dev-ref go together" in r.output
+    (d / "acwt").write_text("utt1-1 1.0\n")
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "-o", str(tmp_path / "o"),
+                                 "--lm-scale", "1", "--quiet"])
+    assert r.exit_code == 1 and r.output.startswith("admmq: error:") and "has no entry in" in r.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_real_ptb_tts_slice_rescored_with_dev_tuning(tiny_lm, tmp_path):
+    d, text = ptb_tts_slice(tmp_path, "test", lines=300)
+    dev, dev_text = ptb_tts_slice(tmp_path, "dev", lines=300)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "--ref", str(text), "--dev", str(dev),
+                                 "--dev-ref", str(dev_text), "-o", str(out), "--lm-scale-grid", "0:12:2",
+                                 "--subset", "rms_=rms", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert s["chosen_by"] == "dev" and s["utterances"] == 3 and s["hypotheses"] == 300
+    assert s["scoring"]["sentences"] == 600 and s["oov_words"] > 0
+    assert set(s["wer"]["rescored"]) == {"rms", "total"}
+    assert s["wer"]["rescored"]["total"] == score_files(text, out / "text").to_dict()["total"]
+    first = s["wer"]["first_pass"]["total"]
+    assert s["wer"]["oracle"]["total"]["errors"] <= min(first["errors"], s["wer"]["rescored"]["total"]["errors"])
+
+
+def test_swbd_norm_applies_to_tuning_and_wer():
+    nb, lm, refs = toy_nbest()
+    refs = dict(refs, u1=("uh", "a", "b", "[noise]"))
+    plain = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0), refs=refs, quiet=True)
+    norm = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0, swbd_norm=True), refs=refs, quiet=True)
+    assert list(plain.best) == list(norm.best)
+    assert norm.wer["oracle"].total.words == plain.wer["oracle"].total.words - 2
+    assert norm.wer["oracle"].total.errors == plain.wer["oracle"].total.errors - 2 == 0
