@@ -28,19 +28,40 @@ IGNORE = -100
 
 @dataclass
 class Batch:
-    """``inputs``/``targets``: (B, T) int64; ``index``: which sentences (B,) (None for streams)."""
+    """``inputs``/``targets``: (B, T) int64; ``index``: which sentences (B,) (None for streams).
+
+    ``norm`` is what the summed loss is divided by before the gradient step:
+    the number of predicted tokens (``loss_norm="token"``) or of sentences /
+    streams (``"sentence"``: each sentence's log-likelihood summed, averaged
+    over the batch — the convention under which the paper's SGD lr 1 works).
+    """
 
     inputs: torch.Tensor
     targets: torch.Tensor
     ntokens: int
     index: Optional[np.ndarray] = None
     carry_state: bool = False
+    norm: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.norm:
+            self.norm = float(self.ntokens)
+
+    def normalised(self, loss_norm: str) -> "Batch":
+        """This batch with ``norm`` set for ``loss_norm`` (``token`` or ``sentence``)."""
+        if loss_norm == "token":
+            self.norm = float(self.ntokens)
+        elif loss_norm == "sentence":
+            self.norm = float(self.inputs.shape[0])
+        else:
+            raise ValueError(f"loss_norm must be 'token' or 'sentence', got {loss_norm!r}")
+        return self
 
     def to(self, device) -> "Batch":
         if self.inputs.device == torch.device(device):
             return self
         return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True),
-                     self.ntokens, self.index, self.carry_state)
+                     self.ntokens, self.index, self.carry_state, self.norm)
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

@@ -28,6 +28,10 @@ def tiny_lm(ptb_slice, tmp_path_factory):
     return out / "best.pt"
 
 
+from rescorer.scorers import load_scorer  # noqa: E402
+from tests.ngram_fixtures import backoff_arpa, write  # noqa: E402
+
+
 def scorer_of(path, batch_tokens=8192):
     lm = load_lm(path)
     return NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)
@@ -212,7 +216,7 @@ def test_end_to_end_kaldi_set_through_cli_to_wer_table(tiny_lm, tmp_path):
     assert summary["chosen_by"] == "test" and summary["hypotheses"] == 9 and summary["utterances"] == 3
     # the new LM costs, keyed like the input: lmwt.nolm + (-ln P_LM)
     new = read_archive(out / "lmwt.new", SCALAR)
-    logp = scorer_of(tiny_lm).score([w for _, w in hyps]).totals()
+    logp = load_scorer([tiny_lm]).score([w for _, w in hyps]).totals()  # the CLI's LM: LSTM + OOV policy
     assert [e.key for e in new] == [k for k, _ in hyps]
     assert np.allclose([e.value for e in new], 0.5 - logp, atol=1e-9)
     # best hypotheses = argmin of the total at the chosen weights, and the WER table = admmq wer on them
@@ -273,3 +277,27 @@ def test_swbd_norm_applies_to_tuning_and_wer():
     assert list(plain.best) == list(norm.best)
     assert norm.wer["oracle"].total.words == plain.wer["oracle"].total.words - 2
     assert norm.wer["oracle"].total.errors == plain.wer["oracle"].total.errors - 2 == 0
+
+
+def test_end_to_end_lstm_and_arpa_interpolated(tiny_lm, ptb_slice, tmp_path):
+    """Tiny Kaldi n-best set -> admmq interpolate (LSTM + a real ARPA 3-gram) -> admmq rescore -> WER."""
+    sents = [line.split() for line in (ptb_slice / "train.txt").read_text().splitlines()]
+    arpa = write(tmp_path / "lm3.arpa", backoff_arpa(sents, order=3))
+    weights = tmp_path / "w.json"
+    r = CliRunner().invoke(cli, ["interpolate", "--lm", str(tiny_lm), "--ngram", str(arpa), "--valid",
+                                 str(ptb_slice / "valid.txt"), "-o", str(weights), "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    lam = json.loads(r.output)["weights"]
+    assert len(lam) == 2 and abs(sum(lam) - 1) < 1e-9 and 0 < lam[0] < 1
+    d, text, hyps = write_tiny_kaldi_set(tmp_path / "nbest")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--weights", str(weights), "--ref", str(text), "-o", str(out),
+                                 "--lm-scale-grid", "0:2:0.5", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["wer"]["rescored"]["total"]["words"] == sum(len(SENTS[k]) for k in (1, 2, 4))
+    mix = load_scorer(weights=str(weights)).score([w for _, w in hyps]).totals()
+    lstm = load_scorer([tiny_lm]).score([w for _, w in hyps]).totals()
+    new = read_archive(out / "lmwt.new", SCALAR)
+    assert np.allclose([e.value for e in new], 0.5 - mix, atol=1e-6)
+    assert not np.allclose(mix, lstm, atol=1e-3)  # the n-gram really took part

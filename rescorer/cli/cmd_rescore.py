@@ -7,30 +7,23 @@ import sys
 
 import click
 
-from ..checkpoint import load_lm
 from ..progress import say
 from ..errors import AdmmqError
 from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
 from ..rescore_job import run_rescore
-from ..scoring import NeuralScorer
+from ..scorers import load_scorer
 from ..train import pick_device
 from . import cli
+from .lm_options import lm_scoring_options, lms_option, ngram_option, oov_policy, weights_option
 from .options import batch_tokens_option, device_option, json_option, quiet_option
-
-
-def build_scorer(lm_path: str, device: str, batch_tokens: int):
-    """The LM behind ``--lm``: an LSTM checkpoint, training directory or packed file, scored by
-    :class:`NeuralScorer` (OOV words as the unknown word).  Any object with
-    ``.score(sentences) -> WordScores`` works in its place."""
-    dev = pick_device(device)
-    lm = load_lm(lm_path, device=str(dev))
-    return NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens, device=str(dev))
 
 
 @cli.command("rescore")
 @click.argument("nbest", type=click.Path(exists=True))
-@click.option("--lm", "lm_path", required=True, type=click.Path(exists=True),
-              help="New LM: a checkpoint, a training directory (its best.pt) or a packed file.")
+@lms_option
+@ngram_option
+@weights_option
+@lm_scoring_options
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory: text, nbest.txt, lmwt.new, summary.json[, sweep.tsv, wer.txt].")
 @click.option("--ref", type=click.Path(exists=True, dir_okay=False),
@@ -60,7 +53,8 @@ def build_scorer(lm_path: str, device: str, batch_tokens: int):
 @device_option
 @json_option
 @quiet_option
-def rescore_command(nbest, lm_path, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
+def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
+                    oov_logprob, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
                     old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, batch_tokens, device,
                     as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
@@ -70,20 +64,35 @@ def rescore_command(nbest, lm_path, out_dir, ref, dev, dev_ref, words_txt, acous
 
       total = acoustic_scale*acwt + lm_scale*(lmwt.nolm + LM + wip*n)
 
-    with LM = -ln P(words </s>) under --lm (mixed with the old LM by
+    with LM = -ln P(words </s>) under the new LM (mixed with the old LM by
     --old-lm-weight); the lowest total wins. lmwt.nolm is 0 when absent.
+
+    The new LM is one LSTM (--lm), one n-gram (--ngram), or their
+    interpolation with --weights (a file from 'admmq interpolate', or
+    numbers). Words no LM knows cost what --oov says (see README).
     """
     cfg = RescoreConfig(acoustic_scale=acoustic_scale, lm_scale=lm_scale, wip=wip, old_lm_weight=old_lm_weight,
                         lm_scale_grid=parse_grid(lm_scale_grid), wip_grid=parse_grid(wip_grid),
                         chunk_tokens=4 * batch_tokens, swbd_norm=swbd_norm, subset_specs=tuple(subsets),
                         utt2subset=utt2subset)
-    settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": lm_path, "ref": ref, "dev": dev,
+    oov = oov_policy(oov_mode, oov_types, oov_logprob)
+    dev_name = str(pick_device(device))
+    settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths),
+                "ngram": list(ngram_paths), "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
                 "dev_ref": dev_ref, "device": device, "batch_tokens": batch_tokens, "config": config_dict(cfg)}
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
     check_tuning(cfg, ref is not None, dev is not None)
-    say(f"rescore {nbest} with {lm_path} (device {device}, batch tokens {batch_tokens})", quiet)
-    res, paths = run_rescore(nbest, lambda: build_scorer(lm_path, device, batch_tokens), cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings)
+    if not (lm_paths or ngram_paths or weights):
+        raise AdmmqError("no new LM given: --lm, --ngram or --weights FILE")
+    say(f"rescore {nbest} with {' '.join(lm_paths + ngram_paths) or weights} (device {dev_name}, "
+        f"batch tokens {batch_tokens})", quiet)
+
+    def build_lm():
+        return load_scorer(lm_paths, ngram_paths, weights, oov, dev_name, batch_tokens, ngram_backend, ngram_case,
+                           quiet)
+
+    res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings)
     summary = res.summary()
     for note in summary["notes"]:
         click.echo(f"admmq: warning: {note}", err=True)

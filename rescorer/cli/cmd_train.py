@@ -52,6 +52,8 @@ from .options import quiet_option, text_format_option
 @click.option("--momentum", type=click.FloatRange(min=0), default=0.0, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="L2 weight decay.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")
+@click.option("--loss-norm", type=click.Choice(["sentence", "token"]), default="sentence",
+              help="Divide the batch's summed loss by its sentences (the paper's setting for lr 1) or tokens.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="newbob",
               help="newbob: halve the lr once validation stalls, then every epoch, stop at the next stall; "
                    "plateau: halve at each stall, never stop early; constant: never halve.")
@@ -69,7 +71,7 @@ from .options import quiet_option, text_format_option
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, units, vocab_path, vocab_size,
                   min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim, hidden_dim, layers, dropout,
-                  tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay, clip, schedule, lr_decay,
+                  tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay, clip, loss_norm, schedule, lr_decay,
                   min_improvement, seed, max_sentences, save_every, device, eval_batch_tokens, quiet):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
@@ -91,7 +93,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             train=train_path, valid=valid_path, text_format=text_format, units=units, vocab=vocab_path,
             vocab_size=vocab_size, min_count=min_count, unk=unk_symbol, spm_model=spm_model,
             spm_vocab_size=spm_vocab_size, epochs=10 if epochs is None else epochs, batch_size=batch_size,
-            bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, schedule=schedule,
+            bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm, schedule=schedule,
             lr_decay=lr_decay, min_improvement=min_improvement, seed=seed, max_sentences=max_sentences,
             save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens)
         model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,

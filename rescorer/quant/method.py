@@ -70,7 +70,7 @@ class TrainingMethod:
         """One update; returns the summed loss (detached, on the device) and the carried state."""
         optimizer.zero_grad(set_to_none=True)
         loss, new_state = self.forward_loss(model, batch, state)
-        (loss / batch.ntokens).backward()
+        (loss / batch.norm).backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
