@@ -10,6 +10,7 @@ from ..quant import METHODS, MethodConfig
 from ..quant.method import EXTRAGRADIENTS
 from ..quant.qsets import parse_qset
 from ..train import SCHEDULES, TrainConfig, train
+from ..tensorboard_sink import tensorboard_sink
 from . import cli
 from .options import quiet_option, text_format_option
 
@@ -102,6 +103,9 @@ from .options import quiet_option, text_format_option
 @click.option("--save-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint last.pt every N batches within an epoch (0 = at epoch ends only).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write each epoch's figures as TensorBoard scalars into this directory "
+                   "(needs admmq[tensorboard]).")
 @click.option("--eval-batch-tokens", type=click.IntRange(min=16), default=8192,
               help="Padded tokens per validation batch.")
 @quiet_option
@@ -110,7 +114,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay,
                   clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
-                  eval_batch_tokens, quiet):
+                  eval_batch_tokens, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
     \b
@@ -119,7 +123,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
     admmq train ... --method admm --qset pm124 --tying node -o exp/admm
 
     Writes OUT/best.pt (best epoch), OUT/last.pt (latest state, resumable),
-    OUT/train_log.jsonl (one JSON object per epoch) and OUT/train.log.
+    OUT/train_log.jsonl (one JSON object per epoch; columns in README) and OUT/train.log.
     """
     if admm_iters is not None:
         if method != "admm" and not resume_dir:
@@ -128,8 +132,9 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             raise AdmmqError(f"--admm-iters {admm_iters} and --epochs {epochs} disagree (one ADMM iteration per "
                              f"epoch)")
         epochs = admm_iters
+    sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None]
     if resume_dir:
-        result = train(resume_dir, resume=True, quiet=quiet, epochs=epochs, device=device)
+        result = train(resume_dir, resume=True, quiet=quiet, epochs=epochs, device=device, sinks=sinks)
     else:
         missing = [name for name, v in (("--train", train_path), ("--valid", valid_path), ("-o/--out", out))
                    if not v]
@@ -153,6 +158,6 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens)
         model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
                                 dropout=dropout, tie_embeddings=tie_embeddings)
-        result = train(out, cfg, model_cfg, method_cfg, quiet=quiet)
+        result = train(out, cfg, model_cfg, method_cfg, quiet=quiet, sinks=sinks)
     click.echo(f"best epoch {result.best_epoch}: valid ppl {result.best_valid_ppl:.2f} "
                f"({result.epochs_run} epochs) -> {result.out}/best.pt")
