@@ -1,12 +1,39 @@
 #!/usr/bin/env bash
-# PTB recipe: train an LSTM LM on the Penn Treebank and evaluate it.
+# PTB recipe: the ADMM paper's Table 1 (quantized LSTM LMs on the Penn Treebank), interpolation
+# with a 4-gram, and WER from rescoring real 100-best lists (ptb-tts), in one run.
 #
-#   recipes/ptb/run.sh [--quick] [--stage N] [--stop-stage N] [--ptb-dir DIR] [--exp DIR]
+#   recipes/ptb/run.sh [--quick] [--stage N] [--stop-stage N] [options]
 #
-# Stages: 1 data (PTB from --ptb-dir, else the copy shipped in data/ptb);
-#         3 train the full-precision LM (STD); 6 evaluate and print the results.
-# --quick trains on a slice of PTB for one epoch (CPU-sized, minutes).
-
+# Stages (each skips work whose .done marker exists; logs under $exp/log/):
+#   1 data       PTB text (--ptb-dir, else the copy shipped in data/ptb, else --ptb-url) and the
+#                ptb-tts dev/test n-best lists (--nbest-dir, else data/ptb-tts) into $data
+#   2 4-gram     ARPA 4-gram from PTB train (recipes/common/make_4gram.sh: lmplz or irstlm),
+#                or --ngram FILE; its test perplexity
+#   3 train      one LM per --rows entry (below), --nj at a time through $train_cmd
+#   4 export     packed file per quantized row (admmq export --bits auto), sizes (admmq info),
+#                test perplexity, EM-tuned interpolation with the 4-gram on valid
+#   5 rescore    ptb-tts test: 4-gram alone, each LM alone and with the 4-gram; LM scale and
+#                insertion penalty tuned on ptb-tts dev; WER per voice (subset) and total
+#   6 report     figures (when matplotlib is installed) and $exp/RESULTS.md, printed
+#
+# Rows: std (fp), bin, binlin, admm_notie, admm_{node,layer}_{pm1,0pm1,pm12,pm124}.
+# Full run (default): every row with the paper's epochs (STD 10, the others 50) on all of PTB;
+# meant for a GPU (--device auto picks it). --quick: a CPU-sized subset (4 rows, a slice of PTB
+# train, a few epochs) that runs in minutes on 2 cores.
+#
+# Options (defaults in brackets):
+#   --quick                          CPU-sized demo [false]
+#   --rows "r1 r2 ..."               rows to train [all; quick: std binlin admm_layer_pm1 admm_node_pm124]
+#   --epochs N                       epochs of every row [paper; quick: 3]
+#   --max-sentences N                PTB train sentences used for the LSTMs [all; quick: 6000]
+#   --nj N                           training / rescoring jobs at once [2]
+#   --device DEV                     auto|cpu|cuda [auto]
+#   --ptb-dir DIR                    ptb.{train,valid,test}.txt
+#   --ptb-url URL                    where to download simple-examples.tgz when no PTB copy exists
+#   --nbest-dir DIR                  ptb-tts-style dev/ and test/ n-best directories
+#   --ngram FILE                     use this ARPA instead of estimating one
+#   --exp DIR  --data DIR            [recipes/ptb/exp (quick: exp_quick), recipes/ptb/data]
+#   --extra-train-opts "..."         more admmq train options for every row
 set -euo pipefail
 RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$RECIPE/../.." && pwd)"
@@ -14,45 +41,194 @@ ROOT="$(cd "$RECIPE/../.." && pwd)"
 stage=1
 stop_stage=100
 quick=false
-ptb_dir=""
-exp="$RECIPE/exp"
-data="$RECIPE/data"
+rows=""
+epochs=""
+max_sentences=""
+nj=2
 device=auto
+ptb_dir=""
+ptb_url="http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
+nbest_dir=""
+ngram=""
+exp=""
+data="$RECIPE/data"
+extra_train_opts=""
 
 . "$ROOT/recipes/common/parse_options.sh"
+. "$RECIPE/cmd.sh"
 
 admmq=admmq
 command -v admmq >/dev/null 2>&1 || admmq="$ROOT/bin/admmq"
-mkdir -p "$exp" "$data"
-if $quick; then epochs=1; max_sentences=5000; else epochs=10; max_sentences=0; fi
+if $quick; then
+  : "${exp:=$RECIPE/exp_quick}"
+  : "${rows:=std binlin admm_layer_pm1 admm_node_pm124}"
+  : "${epochs:=3}"
+  : "${max_sentences:=6000}"
+else
+  : "${exp:=$RECIPE/exp}"
+  : "${rows:=std bin binlin admm_node_pm1 admm_node_0pm1 admm_node_pm12 admm_node_pm124 admm_layer_pm1 admm_layer_0pm1 admm_layer_pm12 admm_layer_pm124}"
+  : "${max_sentences:=0}"
+fi
+mkdir -p "$exp/log" "$data"
+ncpu=$(nproc 2>/dev/null || echo 1)
+threads=$(( ncpu / nj )); [ "$threads" -ge 1 ] || threads=1
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+say() { echo "$(date '+%H:%M:%S') $*"; }
+
+# row name -> admmq train options
+row_opts() {
+  case "$1" in
+    std) echo "--method fp" ;;
+    bin) echo "--method bin" ;;
+    binlin) echo "--method bin-lin" ;;
+    admm_notie) echo "--method admm --tying none" ;;
+    admm_node_*|admm_layer_*)
+      local rest="${1#admm_}"; echo "--method admm --tying ${rest%%_*} --qset ${rest#*_}" ;;
+    *) echo "run.sh: unknown row '$1' (std bin binlin admm_notie admm_{node,layer}_{pm1,0pm1,pm12,pm124})" >&2
+       return 1 ;;
+  esac
+}
+for r in $rows; do row_opts "$r" >/dev/null; done
+
+# run up to $nj background jobs; wait_jobs fails if any of them failed
+pids=()
+start_job() { "$@" & pids+=($!); if [ "${#pids[@]}" -ge "$nj" ]; then wait_jobs; fi; }
+wait_jobs() { local rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; pids=(); return $rc; }
 
 if run_stage 1; then
-  echo "== stage 1: data"
+  say "stage 1: data"
   for s in train valid test; do
     if [ -n "$ptb_dir" ]; then
       cp "$ptb_dir/ptb.$s.txt" "$data/ptb.$s.txt"
     elif [ ! -s "$data/ptb.$s.txt" ]; then
-      gzip -dc "$ROOT/data/ptb/ptb.$s.txt.gz" > "$data/ptb.$s.txt"
+      if [ -f "$ROOT/data/ptb/ptb.$s.txt.gz" ]; then
+        gzip -dc "$ROOT/data/ptb/ptb.$s.txt.gz" > "$data/ptb.$s.txt"
+      else
+        [ -f "$data/simple-examples.tgz" ] || wget -q -O "$data/simple-examples.tgz" "$ptb_url"
+        tar -xzf "$data/simple-examples.tgz" -C "$data" "./simple-examples/data/ptb.$s.txt"
+        mv "$data/simple-examples/data/ptb.$s.txt" "$data/ptb.$s.txt"
+      fi
     fi
+  done
+  for s in dev test; do
+    mkdir -p "$data/nbest/$s"
+    src="${nbest_dir:-$ROOT/data/ptb-tts}/$s"
+    for f in "$src"/*; do
+      name="$(basename "$f")"
+      case "$name" in
+        README.md) ;;
+        *.gz) gzip -dc "$f" > "$data/nbest/$s/${name%.gz}" ;;
+        *) cp "$f" "$data/nbest/$s/$name" ;;
+      esac
+    done
   done
   wc -w "$data"/ptb.*.txt
 fi
 
-if run_stage 3; then
-  echo "== stage 3: train STD (full precision)"
-  if [ ! -f "$exp/std/.done" ]; then
-    rm -rf "$exp/std"
-    "$admmq" train --train "$data/ptb.train.txt" --valid "$data/ptb.valid.txt" -o "$exp/std" \
-      --epochs "$epochs" --max-sentences "$max_sentences" --device "$device" --quiet > "$exp/train_std.log" 2>&1 \
-      || { cat "$exp/train_std.log"; exit 1; }
-    touch "$exp/std/.done"
+arpa="${ngram:-$exp/lm/ptb.4g.arpa}"
+if run_stage 2; then
+  say "stage 2: 4-gram"
+  mkdir -p "$exp/lm"
+  if [ ! -f "$exp/lm/.done" ]; then
+    if [ -z "$ngram" ]; then
+      "$ROOT/recipes/common/make_4gram.sh" "$data/ptb.train.txt" "$arpa" > "$exp/log/make_4gram.log" 2>&1 \
+        || { cat "$exp/log/make_4gram.log"; exit 1; }
+    fi
+    "$admmq" eval --ngram "$arpa" --text "$data/ptb.test.txt" --json > "$exp/lm/test_eval.json"
+    touch "$exp/lm/.done"
   fi
-  tail -n 3 "$exp/std/train.log"
+  "$admmq" eval --ngram "$arpa" --text "$data/ptb.test.txt" --quiet 2>/dev/null | tail -n 1 || true
+fi
+
+if run_stage 3; then
+  say "stage 3: train rows: $rows (${epochs:-paper} epochs, ${max_sentences} sentences (0 = all), nj $nj)"
+  mkdir -p "$exp/train"
+  for r in $rows; do
+    [ -f "$exp/train/$r/.done" ] && continue
+    opts="$(row_opts "$r")"
+    ep=""; [ -n "$epochs" ] && ep="--epochs $epochs"
+    if [ -f "$exp/train/$r/last.pt" ]; then  # killed earlier: continue exactly where it stopped
+      args="--resume $exp/train/$r $ep"
+    else
+      args="--train $data/ptb.train.txt --valid $data/ptb.valid.txt -o $exp/train/$r $opts $ep \
+            --max-sentences $max_sentences --device $device $extra_train_opts"
+    fi
+    say "  train $r: admmq train $args"
+    start_job $train_cmd "$exp/log/train_$r.log" \
+      OMP_NUM_THREADS=$threads "$admmq" train $args --quiet "&&" touch "$exp/train/$r/.done"
+  done
+  wait_jobs || { echo "run.sh: a training job failed; see $exp/log/train_*.log" >&2; exit 1; }
+  for r in $rows; do say "  $r: $(tail -n 2 "$exp/train/$r/train.log" | head -n 1 | cut -c21-)"; done
+fi
+
+lm_of() { if [ "$1" = std ] || [ ! -f "$exp/export/$1.pt" ]; then echo "$exp/train/$1"; else echo "$exp/export/$1.pt"; fi; }
+
+if run_stage 4; then
+  say "stage 4: export, size, test perplexity, interpolation with the 4-gram"
+  mkdir -p "$exp/export" "$exp/interp"
+  for r in $rows; do
+    [ -f "$exp/export/$r.done" ] && continue
+    if [ "$r" = std ] || [ "$r" = admm_notie ]; then
+      "$admmq" info --json "$exp/train/$r" > "$exp/export/$r.info.json"
+    else
+      "$admmq" export "$exp/train/$r" --bits auto -o "$exp/export/$r.pt" --quiet > "$exp/log/export_$r.log" 2>&1 \
+        || { cat "$exp/log/export_$r.log"; exit 1; }
+      "$admmq" info --json "$exp/export/$r.pt" > "$exp/export/$r.info.json"
+    fi
+    lm="$(lm_of "$r")"
+    "$admmq" eval --lm "$lm" --text "$data/ptb.test.txt" --json --quiet > "$exp/train/$r/test_eval.json"
+    mkdir -p "$exp/interp/$r"
+    "$admmq" interpolate --lm "$lm" --ngram "$arpa" --valid "$data/ptb.valid.txt" \
+      -o "$exp/interp/$r/weights.json" --quiet > "$exp/log/interpolate_$r.log" 2>&1 \
+      || { cat "$exp/log/interpolate_$r.log"; exit 1; }
+    "$admmq" eval --weights "$exp/interp/$r/weights.json" --text "$data/ptb.test.txt" --json --quiet \
+      > "$exp/interp/$r/test_eval.json"
+    touch "$exp/export/$r.done"
+    say "  $r: $(python3 -c "import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); c=json.load(open(sys.argv[3])); print(f\"{a['paper_mib']:.3f} MiB ({a['paper_ratio']:.1f}x), test ppl {b['ppl']:.2f}, with 4-gram {c['ppl']:.2f}\")" \
+        "$exp/export/$r.info.json" "$exp/train/$r/test_eval.json" "$exp/interp/$r/test_eval.json")"
+  done
+fi
+
+nb="$data/nbest"
+rescore_one() {  # name, then the LM options
+  local name="$1"; shift
+  [ -f "$exp/rescore/$name/.done" ] && return 0
+  $decode_cmd "$exp/log/rescore_$name.log" \
+    OMP_NUM_THREADS=$threads "$admmq" rescore "$nb/test" "$@" --dev "$nb/dev" --dev-ref "$nb/dev/text" \
+      --ref "$nb/test/text" --utt2subset "$nb/test/utt2subset" -o "$exp/rescore/$name" --quiet \
+      "&&" touch "$exp/rescore/$name/.done"
+}
+
+if run_stage 5; then
+  say "stage 5: rescore ptb-tts test (tuned on dev)"
+  mkdir -p "$exp/rescore"
+  start_job rescore_one 4gram --ngram "$arpa"
+  for r in $rows; do
+    lm="$(lm_of "$r")"
+    start_job rescore_one "$r" --lm "$lm"
+    start_job rescore_one "$r+4gram" --weights "$exp/interp/$r/weights.json"
+  done
+  wait_jobs || { echo "run.sh: a rescoring job failed; see $exp/log/rescore_*.log" >&2; exit 1; }
 fi
 
 if run_stage 6; then
-  echo "== stage 6: results"
-  "$admmq" eval --lm "$exp/std" --text "$data/ptb.test.txt" --quiet
+  say "stage 6: report"
+  if "$admmq" plot --help >/dev/null 2>&1 && python3 -c "import matplotlib" 2>/dev/null \
+     || "$ROOT/.venv/bin/python" -c "import matplotlib" 2>/dev/null; then
+    mkdir -p "$exp/plots"
+    runs=(); for r in $rows; do runs+=("$exp/train/$r"); done
+    "$admmq" plot curves "${runs[@]}" -o "$exp/plots/curves.png" > "$exp/log/plots.log" 2>&1 || true
+    "$admmq" plot front "${runs[@]}" --paper -o "$exp/plots/front.png" >> "$exp/log/plots.log" 2>&1 || true
+    best="$(for r in $rows; do echo "$r"; done | tail -n 1)"
+    [ -d "$exp/rescore/$best+4gram" ] && \
+      { "$admmq" plot sweep "$exp/rescore/$best+4gram" -o "$exp/plots/sweep.png" >> "$exp/log/plots.log" 2>&1 || true; }
+  fi
+  if $quick; then
+    note="\`recipes/ptb/run.sh --quick\`: rows trained on the first $max_sentences sentences of PTB train for $epochs epochs (CPU-sized demo; the paper trains on all of PTB for 10-50 epochs), 4-gram on all of PTB train."
+  else
+    note="\`recipes/ptb/run.sh\`: rows trained on $( [ "$max_sentences" = 0 ] && echo "all of PTB train" || echo "$max_sentences sentences of PTB train" ) for ${epochs:-the paper's} epochs."
+  fi
+  "$admmq" report "$exp" -o "$exp/RESULTS.md" --title "PTB results" --note "$note"
+  say "done: $exp/RESULTS.md"
 fi
