@@ -15,6 +15,10 @@ The LSTM runs through ``torch.nn.LSTM`` (cuDNN / oneDNN kernels) by default.
 With ``model.native_lstm = True`` it runs through a cell written here, step by
 step, using the same parameters: slower, but twice differentiable (Hessian-
 vector products) and open to hooks on the cell's inputs.
+
+``act_bits`` > 0 (alternating multi-bit training, :mod:`rescorer.quant.multibit`)
+quantizes the LSTM's matrix inputs x_t and h_{t-1} to that many bits per
+vector; such a model always runs the native cell.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     input_linear: bool = False
     output_linear: bool = False
+    act_bits: int = 0  # >0: LSTM matrix inputs quantized to this many bits (multibit)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,7 +141,7 @@ class LSTMLM(nn.Module):
         Returns (B, T, H) float and the final state.
         """
         x = self.embed(inputs)
-        if self.native_lstm:
+        if self.native_lstm or self.cfg.act_bits:
             h, state = self._native_lstm(x, state)
         else:
             h, state = self.lstm(x, state)
@@ -175,15 +180,20 @@ class LSTMLM(nn.Module):
             state = (zeros, zeros)
         hs, cs = [], []
         layer_in = x
+        quant = (lambda v: v)  # noqa: E731
+        if self.cfg.act_bits:
+            from .quant.multibit import quantize_activations
+
+            quant = (lambda v: quantize_activations(v, self.cfg.act_bits))  # noqa: E731
         for layer in range(L):
             w_ih = getattr(self.lstm, f"weight_ih_l{layer}")
             w_hh = getattr(self.lstm, f"weight_hh_l{layer}")
             b = getattr(self.lstm, f"bias_ih_l{layer}") + getattr(self.lstm, f"bias_hh_l{layer}")
             h, c = state[0][layer], state[1][layer]
-            pre = F.linear(layer_in, w_ih, b)  # (B, T, 4H): input part of all steps at once
+            pre = F.linear(quant(layer_in), w_ih, b)  # (B, T, 4H): input part of all steps at once
             outs = []
             for t in range(T):
-                gates = pre[:, t] + F.linear(h, w_hh)
+                gates = pre[:, t] + F.linear(quant(h), w_hh)
                 i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)

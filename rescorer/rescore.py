@@ -207,30 +207,84 @@ def hypothesis_errors(nb: NBestList, refs: Dict[str, Tuple[str, ...]], swbd_norm
 
 
 @dataclass
+class SubsetGroups:
+    """The utterances of an n-best list by WER subset (subsets with no reference words left out).
+
+    ``index``: (U,) int64 subset of each utterance (-1: in none); ``words``: (S,) reference words;
+    ``constant``: (S,) words of the subset's references that have no n-best (deletions at every setting).
+    """
+
+    names: Tuple[str, ...]
+    index: np.ndarray
+    words: np.ndarray
+    constant: np.ndarray
+
+
+def subset_groups(nb: NBestList, refs: Dict[str, Tuple[str, ...]], subsets: Subsets,
+                  swbd_norm: bool = False) -> SubsetGroups:
+    """Group ``nb``'s utterances (and ``refs``' words) by ``subsets``."""
+    norm = swbd_normalize if swbd_norm else tuple
+    names = subsets.names()  # every name subsets.of() can return
+    where = {name: i for i, name in enumerate(names)}
+    words = np.zeros(len(names), dtype=np.int64)
+    constant = np.zeros(len(names), dtype=np.int64)
+    listed = set(nb.utts)
+    for utt, ref in refs.items():
+        s = where.get(subsets.of(utt), -1)
+        if s >= 0:
+            words[s] += len(norm(ref))
+            constant[s] += 0 if utt in listed else len(norm(ref))
+    keep = np.flatnonzero(words > 0)
+    remap = np.full(len(names) + 1, -1, dtype=np.int64)  # remap[-1] (no subset) stays -1
+    remap[keep] = np.arange(len(keep))
+    index = np.array([where.get(subsets.of(u), -1) for u in nb.utts], dtype=np.int64)
+    return SubsetGroups(tuple(names[i] for i in keep), remap[index], words[keep], constant[keep])
+
+
+@dataclass
 class Sweep:
-    """Errors of every (lm_scale, wip) setting, in grid order, and the chosen one."""
+    """Errors of every (lm_scale, wip) setting, in grid order, and the chosen one.
+
+    ``subset_errors``: (S, P) int64 errors per subset of ``subsets`` at each of the P settings.
+    """
 
     lm_scales: np.ndarray
     wips: np.ndarray
     errors: np.ndarray
     words: int
     best: int
+    subsets: Optional[SubsetGroups] = None
+    subset_errors: Optional[np.ndarray] = None
 
     def rows(self) -> List[Tuple[float, float, int, float]]:
         return [(float(a), float(b), int(e), 100.0 * e / max(self.words, 1))
                 for a, b, e in zip(self.lm_scales, self.wips, self.errors)]
 
+    def subset_rows(self) -> List[List[Tuple[int, float]]]:
+        """Per setting: (errors, WER %) of each subset, in ``subsets.names`` order."""
+        if self.subsets is None or self.subset_errors is None:
+            return [[] for _ in self.errors]
+        w = self.subsets.words
+        return [[(int(e), 100.0 * e / w[s]) for s, e in enumerate(col)] for col in self.subset_errors.T]
+
 
 def sweep(comp: Components, errors: np.ndarray, constant: int, words: int, acoustic_scale: float,
-          lm_grid: Sequence[float], wip_grid: Sequence[float]) -> Sweep:
-    """Total errors at every grid point (the first minimum is chosen)."""
+          lm_grid: Sequence[float], wip_grid: Sequence[float], groups: Optional[SubsetGroups] = None) -> Sweep:
+    """Total errors (and errors per subset of ``groups``) at every grid point (the first minimum is chosen)."""
     settings = [(a, b) for a in lm_grid for b in wip_grid]
     errs = np.empty(len(settings), dtype=np.int64)
+    n_sub = len(groups.names) if groups is not None else 0
+    sub_errs = np.empty((n_sub, len(settings)), dtype=np.int64)
+    inside = groups.index >= 0 if groups is not None else None
     for k, (a, b) in enumerate(settings):
         best = segment_argmin(comp.total(acoustic_scale, a, b), comp.offsets)
-        errs[k] = errors[best].sum() + constant
+        per_utt = errors[best]
+        errs[k] = per_utt.sum() + constant
+        if groups is not None:
+            sub_errs[:, k] = np.bincount(groups.index[inside], weights=per_utt[inside],
+                                         minlength=n_sub)[:n_sub].round().astype(np.int64) + groups.constant
     return Sweep(np.array([a for a, _ in settings]), np.array([b for _, b in settings]), errs, words,
-                 int(np.argmin(errs)))
+                 int(np.argmin(errs)), groups if n_sub else None, sub_errs if n_sub else None)
 
 
 @dataclass
@@ -248,6 +302,7 @@ class RescoreResult:
     sweep: Optional[Sweep] = None
     wer: Dict[str, WerReport] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    test_sweep: Optional[Sweep] = None  # tuned on dev with test references: the same grid on the test list
 
     def best_text(self) -> Dict[str, Tuple[str, ...]]:
         return {u: self.nbest.words[i] for u, i in zip(self.nbest.utts, self.best)}
@@ -268,18 +323,28 @@ class RescoreResult:
             sw = self.sweep
             d["sweep"] = {"settings": len(sw.errors), "best_errors": int(sw.errors[sw.best]), "words": sw.words,
                           "lm_scale_range": [float(sw.lm_scales.min()), float(sw.lm_scales.max())],
-                          "wips": sorted(set(float(x) for x in sw.wips))}
+                          "wips": sorted(set(float(x) for x in sw.wips)),
+                          "set": "dev" if self.chosen_by == "dev" else "test",
+                          "subset_words": {} if sw.subsets is None else
+                          {n: int(w) for n, w in zip(sw.subsets.names, sw.subsets.words)}}
+        if self.test_sweep is not None:
+            ts = self.test_sweep
+            d["test_sweep"] = {"settings": len(ts.errors), "best_errors": int(ts.errors[ts.best]), "words": ts.words,
+                               "subset_words": {} if ts.subsets is None else
+                               {n: int(w) for n, w in zip(ts.subsets.names, ts.subsets.words)}}
         if self.wer:
             d["wer"] = {name: rep.to_dict() for name, rep in self.wer.items()}
         return d
 
 
-def _tuning_target(comp: Components, refs, errors: Tuple[np.ndarray, int], cfg: RescoreConfig) -> Sweep:
+def _tuning_target(comp: Components, nb: NBestList, refs, errors: Tuple[np.ndarray, int],
+                   cfg: RescoreConfig) -> Sweep:
     norm = swbd_normalize if cfg.swbd_norm else tuple
     words = sum(len(norm(r)) for r in refs.values())
     lm_grid = (cfg.lm_scale,) if cfg.lm_scale is not None else cfg.lm_scale_grid
     wip_grid = (cfg.wip,) if cfg.wip is not None else cfg.wip_grid
-    return sweep(comp, errors[0], errors[1], words, cfg.acoustic_scale, lm_grid, wip_grid)
+    groups = subset_groups(nb, refs, Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset), cfg.swbd_norm)
+    return sweep(comp, errors[0], errors[1], words, cfg.acoustic_scale, lm_grid, wip_grid, groups)
 
 
 def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
@@ -300,20 +365,24 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     # errors of every hypothesis first: a missing reference fails before the LM runs
     test_errors = hypothesis_errors(nb, refs, cfg.swbd_norm, ref_source) if refs is not None else None
     subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
+    if dev is not None:  # bad subset rules fail before the LM runs
+        Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
     dev_errors = hypothesis_errors(dev[0], dev[1], cfg.swbd_norm, dev_source) if dev is not None and tuned else None
     sentences = list(nb.words) + (list(dev[0].words) if dev is not None else [])
     scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet)
     comp, notes = components(nb, scores.logprob[:len(nb)], cfg.old_lm_weight)
     lm_scale = cfg.lm_scale
     wip = cfg.wip if cfg.wip is not None else 0.0
-    chosen, result_sweep = "given", None
+    chosen, result_sweep, test_sweep = "given", None, None
     if tuned and dev is not None:
         dev_comp, dev_notes = components(dev[0], scores.logprob[len(nb):], cfg.old_lm_weight)
         notes += dev_notes + dev[0].warnings
-        result_sweep = _tuning_target(dev_comp, dev[1], dev_errors, cfg)
+        result_sweep = _tuning_target(dev_comp, dev[0], dev[1], dev_errors, cfg)
         chosen = "dev"
+        if refs is not None:  # the same grid on the test list: how the dev choice fares there
+            test_sweep = _tuning_target(comp, nb, refs, test_errors, cfg)
     elif tuned and refs is not None:
-        result_sweep = _tuning_target(comp, refs, test_errors, cfg)
+        result_sweep = _tuning_target(comp, nb, refs, test_errors, cfg)
         chosen = "test"
     if result_sweep is not None:
         lm_scale = float(result_sweep.lm_scales[result_sweep.best])
@@ -322,7 +391,7 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     total = comp.total(cfg.acoustic_scale, lm_scale, wip)
     best = segment_argmin(total, nb.offsets)
     res = RescoreResult(nb, comp, total, best, cfg.acoustic_scale, lm_scale, wip, cfg.old_lm_weight, chosen,
-                        scores, result_sweep, notes=notes)
+                        scores, result_sweep, notes=notes, test_sweep=test_sweep)
     if refs is not None:
         res.wer = evaluate_choices(nb, res.best, refs, test_errors[0], subsets, cfg.swbd_norm, ref_source)
     return res

@@ -8,7 +8,10 @@ Outputs in the output directory (each written atomically):
 ``lmwt.new``      ``ark,t`` keyed like the input: lmwt.nolm + LM cost, the new graph/LM cost for
                   ``linear-to-nbest ark:ali ark:words ark:lmwt.new ark:acwt | nbest-to-lattice``
 ``summary.json``  command and settings, how the weights were chosen, counts, speed, WER
-``sweep.tsv``     errors of every grid point (when tuned or swept)
+``sweep.tsv``     errors of every grid point (when tuned or swept) on the set the weights were chosen on
+                  (the dev list with ``--dev``, else the test references): columns ``lm_scale wip errors
+                  wer``, then ``errors:NAME wer:NAME`` for each WER subset with reference words in that set
+``sweep.test.tsv`` tuned on dev with ``--ref``: the same grid on the rescored (test) list, same columns
 ``wer.txt``       the WER reports (with references)
 """
 
@@ -22,7 +25,7 @@ from .errors import AdmmqError, PathLike
 from .fileio import atomic_open, check_writable
 from .kaldi_archive import SCALAR, write_archive
 from .nbest import read_nbest, write_nbest_file
-from .rescore import RescoreConfig, RescoreResult, check_tuning, rescore
+from .rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
 from .wer import read_text
 
 
@@ -41,12 +44,10 @@ def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) 
     write_nbest_file(nb.with_costs({"lm.new": comp.lm_new, "lmwt.new": new_graph, "total": res.total}),
                      paths["nbest.txt"])
     write_archive(paths["lmwt.new"], list(zip(nb.keys, new_graph.tolist())), SCALAR)
-    if res.sweep is not None:
-        paths["sweep.tsv"] = str(out / "sweep.tsv")
-        with atomic_open(paths["sweep.tsv"]) as fh:
-            fh.write("lm_scale\twip\terrors\twer\n")
-            for a, b, e, w in res.sweep.rows():
-                fh.write(f"{a:g}\t{b:g}\t{e}\t{w:.2f}\n")
+    for name, sw in (("sweep.tsv", res.sweep), ("sweep.test.tsv", res.test_sweep)):
+        if sw is not None:
+            paths[name] = str(out / name)
+            write_sweep(sw, paths[name])
     if res.wer:
         paths["wer.txt"] = str(out / "wer.txt")
         with atomic_open(paths["wer.txt"]) as fh:
@@ -59,6 +60,17 @@ def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) 
         json.dump(summary, fh, indent=2, sort_keys=True)
         fh.write("\n")
     return paths
+
+
+def write_sweep(sw: Sweep, path: PathLike) -> None:
+    """One line per grid point: ``lm_scale wip errors wer`` and ``errors:NAME wer:NAME`` per subset (TSV)."""
+    names = sw.subsets.names if sw.subsets is not None else ()
+    with atomic_open(path) as fh:
+        fh.write("\t".join(["lm_scale", "wip", "errors", "wer"] + [f"{k}:{n}" for n in names
+                                                                    for k in ("errors", "wer")]) + "\n")
+        for (a, b, e, w), per in zip(sw.rows(), sw.subset_rows()):
+            fh.write("\t".join([f"{a:g}", f"{b:g}", str(e), f"{w:.2f}"] + [x for se, sw_ in per
+                                                                          for x in (str(se), f"{sw_:.2f}")]) + "\n")
 
 
 def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref: Optional[PathLike] = None,

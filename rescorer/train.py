@@ -16,7 +16,10 @@ and drives the schedule is the *quantized* model's.
 
 Outputs in ``out``: ``last.pt`` (after every epoch, and every ``save_every``
 steps), ``best.pt`` (the best epoch), ``train_log.jsonl`` (one JSON object per
-epoch) and ``train.log`` (human-readable: settings and progress).
+epoch; its columns are documented in :mod:`rescorer.runlogs`, ``TRAIN_LOG_COLUMNS``)
+and ``train.log`` (human-readable: settings and progress).  Further per-epoch
+sinks (``sinks``, e.g. :class:`rescorer.tensorboard_sink.TensorBoardSink`)
+receive each epoch's row as well.
 ``resume=True`` continues a killed run from ``last.pt`` exactly: same batches,
 same random numbers, same result as an uninterrupted run.
 """
@@ -30,7 +33,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +46,7 @@ from .errors import AdmmqError, MismatchError
 from .fileio import atomic_open
 from .model import LSTMLM, ModelConfig
 from .progress import progress_bar, say
+from .runlogs import LOG_JSONL, LOG_TEXT, EpochSink, format_epoch_row
 from .quant import MethodConfig, build_method
 from .quant.method import TrainingMethod, deployed_state_dict
 from .scoring import corpus_nll
@@ -50,8 +54,6 @@ from .subword import SubwordUnits, units_from_state
 from .vocab import Vocab
 
 SCHEDULES = ("newbob", "plateau", "constant")
-LOG_JSONL = "train_log.jsonl"
-LOG_TEXT = "train.log"
 
 
 @dataclass(frozen=True)
@@ -158,11 +160,13 @@ def build_units(cfg: TrainConfig, train_sentences):
 
 
 class RunLog:
-    """Writes ``train.log`` (text) and ``train_log.jsonl`` (one object per epoch) in the run directory."""
+    """Writes ``train.log`` (text) and ``train_log.jsonl`` (one object per epoch) in the run directory,
+    and hands each epoch's row to the ``sinks``."""
 
-    def __init__(self, out: Path, quiet: bool):
+    def __init__(self, out: Path, quiet: bool, sinks: Sequence[EpochSink] = ()):
         self.out = out
         self.quiet = quiet
+        self.sinks = list(sinks)
 
     def line(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -174,6 +178,18 @@ class RunLog:
         with atomic_open(self.out / LOG_JSONL) as fh:
             for row in rows:
                 fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def epoch(self, rows: List[Dict[str, Any]]) -> None:
+        """After an epoch: ``train_log.jsonl`` rewritten with all ``rows`` (so a resumed run never
+        duplicates an epoch), the newest row to every sink, the row as a progress line."""
+        self.rewrite_jsonl(rows)
+        for sink in self.sinks:
+            sink.write(rows[-1])
+        self.line(format_epoch_row(rows[-1]))
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
 
 
 @dataclass
@@ -190,7 +206,7 @@ class Trainer:
 
     def __init__(self, out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
                  method_cfg: Optional[MethodConfig] = None, resume: bool = False, quiet: bool = False,
-                 epochs: Optional[int] = None, device: Optional[str] = None):
+                 epochs: Optional[int] = None, device: Optional[str] = None, sinks: Sequence[EpochSink] = ()):
         self.out = Path(out)
         self.quiet = quiet
         ckpt = None
@@ -222,7 +238,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if not os.access(self.out, os.W_OK):
             raise AdmmqError("output directory is not writable", self.out)
-        self.log = RunLog(self.out, quiet)
+        self.log = RunLog(self.out, quiet, sinks)
 
         train_sents = read_sentences(cfg.train, cfg.text_format)
         if ckpt is not None:
@@ -328,9 +344,12 @@ class Trainer:
         n_batches = self.num_batches()
         if n_batches == 0:
             raise AdmmqError("training text is too small to form a single batch", cfg.train)
-        while not st.done and st.epoch < cfg.epochs:
-            self._train_epoch(n_batches)
-            self._end_epoch()
+        try:
+            while not st.done and st.epoch < cfg.epochs:
+                self._train_epoch(n_batches)
+                self._end_epoch()
+        finally:
+            self.log.close()
         best = st.best_metric
         return TrainResult(str(self.out), st.best_epoch + 1, best, len(st.log), list(st.log))
 
@@ -384,7 +403,7 @@ class Trainer:
             "epoch": st.epoch + 1, "lr": st.lr,
             "train_loss": st.loss_sum / max(st.loss_tokens, 1),
             "train_ppl": math.exp(st.loss_sum / max(st.loss_tokens, 1)),
-            "valid_ppl": valid_fp, "seconds": st.seconds,
+            "valid_ppl": valid_fp, "valid_ppl_q": None, "best": False, "seconds": st.seconds,
             "tokens_per_s": st.loss_tokens / st.seconds if st.seconds > 0 else 0.0,
         }
         metric = valid_fp
@@ -423,16 +442,11 @@ class Trainer:
         if improved:
             save_checkpoint(self.out / BEST, self._payload(quantized))
         self.save_last()
-        self.log.rewrite_jsonl(st.log)
-        q = f" valid ppl (quantized) {row['valid_ppl_q']:.2f}" if "valid_ppl_q" in row else ""
-        extra_txt = "".join(f" {k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
-        self.log.line(f"epoch {row['epoch']}: lr {row['lr']:g} train ppl {row['train_ppl']:.2f} valid ppl "
-                      f"{valid_fp:.2f}{q}{extra_txt} {row['seconds']:.1f}s ({row['tokens_per_s']:.0f} tok/s)"
-                      f"{' *best*' if improved else ''}")
+        self.log.epoch(st.log)
 
 
 def train(out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
           method_cfg: Optional[MethodConfig] = None, resume: bool = False, quiet: bool = False,
-          epochs: Optional[int] = None, device: Optional[str] = None) -> TrainResult:
+          epochs: Optional[int] = None, device: Optional[str] = None, sinks: Sequence[EpochSink] = ()) -> TrainResult:
     """Train (or resume) a run in ``out``; see the module docstring."""
-    return Trainer(out, cfg, model_cfg, method_cfg, resume, quiet, epochs, device).run()
+    return Trainer(out, cfg, model_cfg, method_cfg, resume, quiet, epochs, device, sinks).run()

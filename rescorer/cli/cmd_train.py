@@ -7,7 +7,10 @@ import click
 from ..errors import AdmmqError
 from ..model import ModelConfig
 from ..quant import METHODS, MethodConfig
+from ..quant.method import EXTRAGRADIENTS
+from ..quant.qsets import parse_qset
 from ..train import SCHEDULES, TrainConfig, train
+from ..tensorboard_sink import tensorboard_sink
 from . import cli
 from .options import quiet_option, text_format_option
 
@@ -21,7 +24,39 @@ from .options import quiet_option, text_format_option
               help="Continue the run in this directory from its last.pt (no other flags needed).")
 @text_format_option
 @click.option("--method", type=click.Choice(sorted(METHODS)), default="fp",
-              help="Training method: fp (full precision) or a quantized method.")
+              help="Training method: fp (full precision), admm (the paper), bin / bin-lin (binarized LSTM LM "
+                   "baselines), multibit (alternating multi-bit).")
+# quantized methods
+@click.option("--qset", default="pm1", show_default=True,
+              help="admm quantization set: pm1 {±1}, 0pm1 {0,±1}, pm12 {±1,±2}, pm124 {±1,±2,±4}, "
+                   "pow2:n {0,±1,…,±2^n}; each scaled by α.")
+@click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
+              help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
+@click.option("--gamma", type=click.FloatRange(min=0), default=MethodConfig.gamma, show_default=True,
+              help="admm penalty γ of eq. 14 (the cross entropy is the per-token mean).")
+@click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="admm: multiply γ by this after every ADMM iteration (1 = fixed γ, as in the paper).")
+@click.option("--extragradient", type=click.Choice(EXTRAGRADIENTS), default=MethodConfig.extragradient,
+              show_default=True,
+              help="admm extra-gradient step (eq. 17): past = one pass per batch, look-ahead with the previous "
+                   "gradient; full = two passes (standard form); penalty = look-ahead on the penalty only; none.")
+@click.option("--eta1", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="admm extra-gradient look-ahead step η₁ as a multiple of the learning rate (η₂).")
+@click.option("--admm-iters", type=click.IntRange(min=1), default=None,
+              help="admm iterations (one per epoch) [default: 50]; same as --epochs.")
+@click.option("--alpha-init", type=click.Choice(["one", "mean"]), default="one", show_default=True,
+              help="admm: first α of each table, 1 (the paper) or mean|Θ| (used with --projection-start given).")
+@click.option("--projection-start", type=click.Choice(["exact", "given"]), default="exact", show_default=True,
+              help="admm projection: start the α/code alternation at the exact optimum over α, or at the "
+                   "previous α (plain alternation; may stall in a local optimum).")
+@click.option("--keep-fp", multiple=True, metavar="NAME",
+              help="Leave this weight matrix in full precision (repeatable), e.g. embedding.weight.")
+@click.option("--bits", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="multibit: bits per weight.")
+@click.option("--act-bits", type=click.IntRange(0, 8), default=0, show_default=True,
+              help="multibit: also quantize the LSTM inputs x_t and h_{t-1} to this many bits (0 = off).")
+@click.option("--cycles", type=click.IntRange(min=0), default=2, show_default=True,
+              help="multibit: alternating cycles after the greedy start.")
 # vocabulary / units
 @click.option("--units", type=click.Choice(["word", "spm"]), default="word",
               help="Model units: words, or SentencePiece subwords (scores stay per word sequence).")
@@ -43,7 +78,8 @@ from .options import quiet_option, text_format_option
 @click.option("--tie-embeddings", is_flag=True, help="Share the embedding and output matrices.")
 # optimisation
 @click.option("--epochs", type=click.IntRange(min=0), default=None,
-              help="Maximum epochs [default: 10; with --resume: the run's own].")
+              help="Maximum epochs [default: fp 10, admm/bin/bin-lin 50, multibit 20; with --resume: the run's "
+                   "own].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=10, help="Sentences (or streams) per batch.")
 @click.option("--bptt", type=click.IntRange(min=0), default=0,
               help="0: sentence-level training (each sentence from a zero state, as rescoring scores it); "
@@ -54,9 +90,10 @@ from .options import quiet_option, text_format_option
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")
 @click.option("--loss-norm", type=click.Choice(["sentence", "token"]), default="sentence",
               help="Divide the batch's summed loss by its sentences (the paper's setting for lr 1) or tokens.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="newbob",
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="newbob: halve the lr once validation stalls, then every epoch, stop at the next stall; "
-                   "plateau: halve at each stall, never stop early; constant: never halve.")
+                   "plateau: halve at each stall, never stop early; constant: never halve "
+                   "[default: newbob for fp, plateau for the quantized methods].")
 @click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="LR factor at a stall.")
 @click.option("--min-improvement", type=click.FloatRange(min=0), default=0.003,
               help="Relative validation-perplexity improvement below which the epoch counts as a stall.")
@@ -66,38 +103,61 @@ from .options import quiet_option, text_format_option
 @click.option("--save-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint last.pt every N batches within an epoch (0 = at epoch ends only).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write each epoch's figures as TensorBoard scalars into this directory "
+                   "(needs admmq[tensorboard]).")
 @click.option("--eval-batch-tokens", type=click.IntRange(min=16), default=8192,
               help="Padded tokens per validation batch.")
 @quiet_option
-def train_command(train_path, valid_path, out, resume_dir, text_format, method, units, vocab_path, vocab_size,
-                  min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim, hidden_dim, layers, dropout,
-                  tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay, clip, loss_norm, schedule, lr_decay,
-                  min_improvement, seed, max_sentences, save_every, device, eval_batch_tokens, quiet):
+def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, gamma, gamma_growth,
+                  extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, bits, act_bits, cycles,
+                  units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
+                  hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay,
+                  clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
+                  eval_batch_tokens, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
     \b
     admmq train --train ptb.train.txt --valid ptb.valid.txt -o exp/std
     admmq train --resume exp/std          # continue a killed run exactly
+    admmq train ... --method admm --qset pm124 --tying node -o exp/admm
 
     Writes OUT/best.pt (best epoch), OUT/last.pt (latest state, resumable),
-    OUT/train_log.jsonl (one JSON object per epoch) and OUT/train.log.
+    OUT/train_log.jsonl (one JSON object per epoch; columns in README) and OUT/train.log.
     """
+    if admm_iters is not None:
+        if method != "admm" and not resume_dir:
+            raise AdmmqError("--admm-iters applies to --method admm only")
+        if epochs is not None and epochs != admm_iters:
+            raise AdmmqError(f"--admm-iters {admm_iters} and --epochs {epochs} disagree (one ADMM iteration per "
+                             f"epoch)")
+        epochs = admm_iters
+    sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None]
     if resume_dir:
-        result = train(resume_dir, resume=True, quiet=quiet, epochs=epochs, device=device)
+        result = train(resume_dir, resume=True, quiet=quiet, epochs=epochs, device=device, sinks=sinks)
     else:
         missing = [name for name, v in (("--train", train_path), ("--valid", valid_path), ("-o/--out", out))
                    if not v]
         if missing:
             raise AdmmqError(f"missing {', '.join(missing)} (or give --resume DIR)")
+        parse_qset(qset)  # a bad set name is an error before any data is read
+        method_cfg = MethodConfig(method=method, qset=qset, tying=tying, gamma=gamma, gamma_growth=gamma_growth,
+                                  extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
+                                  projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
+                                  act_bits=act_bits, cycles=cycles)
+        factory = METHODS[method]
+        if epochs is None:
+            epochs = factory.default_epochs
         cfg = TrainConfig(
             train=train_path, valid=valid_path, text_format=text_format, units=units, vocab=vocab_path,
             vocab_size=vocab_size, min_count=min_count, unk=unk_symbol, spm_model=spm_model,
-            spm_vocab_size=spm_vocab_size, epochs=10 if epochs is None else epochs, batch_size=batch_size,
-            bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm, schedule=schedule,
+            spm_vocab_size=spm_vocab_size, epochs=epochs, batch_size=batch_size,
+            bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm,
+            schedule=schedule or factory.default_schedule,
             lr_decay=lr_decay, min_improvement=min_improvement, seed=seed, max_sentences=max_sentences,
             save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens)
         model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
                                 dropout=dropout, tie_embeddings=tie_embeddings)
-        result = train(out, cfg, model_cfg, MethodConfig(method=method), quiet=quiet)
+        result = train(out, cfg, model_cfg, method_cfg, quiet=quiet, sinks=sinks)
     click.echo(f"best epoch {result.best_epoch}: valid ppl {result.best_valid_ppl:.2f} "
                f"({result.epochs_run} epochs) -> {result.out}/best.pt")

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from ..errors import AdmmqError
+from .admm import AdmmMethod
+from .binarize import BinLinMethod, BinMethod
 from .method import MethodConfig, TrainingMethod
+from .multibit import MultibitMethod
 from .qmatrix import QuantizedMatrix
 
 METHODS: Dict[str, Callable[[MethodConfig], TrainingMethod]] = {
     "fp": TrainingMethod,
+    "admm": AdmmMethod,
+    "bin": BinMethod,
+    "bin-lin": BinLinMethod,
+    "multibit": MultibitMethod,
 }
 
 

@@ -17,21 +17,67 @@ and each quantized training method:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from ..batching import Batch
-from ..errors import MismatchError
+from ..errors import AdmmqError, MismatchError
 from ..model import LSTMLM, ModelConfig, State
 from .qmatrix import QuantizedMatrix
 
 
+EXTRAGRADIENTS = ("none", "penalty", "past", "full")
+
+
 @dataclass(frozen=True)
 class MethodConfig:
-    """Which training method, with its settings (only those the method reads matter)."""
+    """Which training method, with its settings (only those the method reads matter).
+
+    ADMM (``admm``): ``qset`` quantization set, ``tying`` layer|node|none,
+    ``gamma`` penalty γ (eq. 14; per-token-mean cross entropy), ``gamma_growth``
+    factor applied to γ after each ADMM iteration (1 = the paper's fixed γ),
+    ``extragradient`` none|penalty|past|full and ``eta1`` its look-ahead step η₁ as
+    a multiple of the learning rate (η₂ is the learning rate), ``alpha_init``
+    one|mean and ``projection_start`` exact|given (see :mod:`.qsets`).
+    Multi-bit (``multibit``): ``bits`` per weight, ``act_bits`` per LSTM input
+    activation (0 = full precision), ``cycles`` alternating cycles after the greedy
+    start.  All quantized methods: ``keep_fp`` weight matrices left in full precision.
+    """
 
     method: str = "fp"
+    qset: str = "pm1"
+    tying: str = "layer"
+    gamma: float = 3e-3
+    gamma_growth: float = 1.0
+    extragradient: str = "past"
+    eta1: float = 1.0
+    alpha_init: str = "one"
+    projection_start: str = "exact"
+    keep_fp: Tuple[str, ...] = ()
+    bits: int = 2
+    act_bits: int = 0
+    cycles: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_fp", tuple(self.keep_fp))
+        checks = [
+            (self.tying in ("layer", "node", "none"), f"tying must be layer, node or none, got {self.tying!r}"),
+            (self.extragradient in EXTRAGRADIENTS,
+             f"extragradient must be one of {EXTRAGRADIENTS}, got {self.extragradient!r}"),
+            (self.alpha_init in ("one", "mean"), f"alpha init must be one or mean, got {self.alpha_init!r}"),
+            (self.projection_start in ("exact", "given"),
+             f"projection start must be exact or given, got {self.projection_start!r}"),
+            (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0,
+             f"gamma >= 0, gamma growth > 0 and eta1 >= 0 required (got {self.gamma}, {self.gamma_growth}, "
+             f"{self.eta1})"),
+            (1 <= self.bits <= 8 and 0 <= self.act_bits <= 8 and self.cycles >= 0,
+             f"bits must be 1..8, act bits 0..8 and cycles >= 0 (got {self.bits}, {self.act_bits}, "
+             f"{self.cycles})"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise AdmmqError(msg)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +96,8 @@ class TrainingMethod:
 
     name = "fp"
     quantized = False
+    default_epochs = 10  # what `admmq train` uses when --epochs is not given
+    default_schedule = "newbob"
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -87,6 +135,15 @@ class TrainingMethod:
     def quantized_matrices(self, model: LSTMLM) -> Dict[str, QuantizedMatrix]:
         """The quantized weight matrices of the deployed model (empty: full precision)."""
         return {}
+
+    def quantized_names(self, model: LSTMLM) -> List[str]:
+        """The weight matrices this method quantizes: all of them but ``keep_fp``."""
+        names = model.weight_matrix_names()
+        unknown = [n for n in getattr(self.cfg, "keep_fp", ()) if n not in names]
+        if unknown:
+            raise AdmmqError(f"--keep-fp {', '.join(unknown)}: not a weight matrix of the model; "
+                             f"choose from {', '.join(names)}")
+        return [n for n in names if n not in self.cfg.keep_fp]
 
     def state_dict(self) -> dict:
         return {}

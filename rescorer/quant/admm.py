@@ -1,0 +1,224 @@
+"""ADMM quantized training (the paper, section 4, eqs. 13-21).
+
+State per quantized weight matrix Θ (R, C): the quantized variable Q = α·V
+(codes V (R, C) uint8 into the quantization set, scales α (G,) per tying
+group) and the scaled multiplier λ (R, C).  One ADMM iteration per epoch:
+
+1. full-precision update (eqs. 14-17): every mini-batch is an SGD step on
+   ``L = F_ce(Θ) + γ/2 ‖Θ − Q + λ‖²`` whose penalty gradient ``γ(Θ − Q + λ)``
+   (eq. 16) is added analytically to the back-propagated cross-entropy
+   gradient.  The extra-gradient step of eq. 17 comes in four forms
+   (``--extragradient``), with η₁ = ``eta1`` × learning rate and η₂ = the
+   learning rate:
+
+   * ``full``: the standard (Korpelevich) form, Θ̄ = Θ − η₁∇L(Θ),
+     Θ ← Θ − η₂∇L(Θ̄); two forward/backward passes per mini-batch (≈ 2× cost).
+     (The paper's eq. 17 writes Θ ← Θ̄ − η₂∇L(Θ̄), i.e. two plain steps; the
+     standard form steps from Θ with the look-ahead gradient, which is what
+     makes it an extra-gradient method.)
+   * ``past`` (default): extrapolation from the past (Popov 1980): the
+     look-ahead reuses the previous mini-batch's gradient,
+     Θ̄ = Θ − η₁ g_prev, g = ∇L(Θ̄), Θ ← Θ − η₂ g, g_prev ← g.  One
+     forward/backward pass per mini-batch, the same look-ahead structure.
+   * ``penalty``: look-ahead on the penalty only, with the cross-entropy
+     gradient reused.  Algebraically this is the plain step scaled by
+     (1 − η₁γ) on the quantized matrices, so it is offered for comparison only.
+   * ``none``: plain SGD on L.
+
+2. quantization update (eqs. 18-20): Q = α·V = projection of Θ + λ onto the
+   table, alternating V (eq. 19) and α (eq. 20) until no code changes
+   (:func:`rescorer.quant.qsets.project`).
+3. multiplier update (eq. 21): λ ← λ + Θ − Q.
+
+The deployed model is Q (:meth:`AdmmMethod.quantized_matrices`); the trainer
+evaluates it after every iteration and keeps the best.  ``tying="none"`` is
+the paper's "NoTie {1}" row: every weight is its own table, so Q = Θ + λ, λ
+stays 0, the penalty is a proximal term towards the previous iteration's Θ,
+and the deployed model is full precision.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ..batching import Batch
+from ..model import LSTMLM, State
+from .method import MethodConfig, TrainingMethod
+from .qmatrix import QuantizedMatrix
+from .qsets import alpha_start, parse_qset, project
+
+
+class AdmmMethod(TrainingMethod):
+    name = "admm"
+    quantized = True
+    default_epochs = 50  # one ADMM iteration per epoch, 50 iterations (the paper)
+    default_schedule = "plateau"  # halve the lr on stalls of the quantized model, never stop early
+
+    def __init__(self, cfg: MethodConfig):
+        super().__init__(cfg)
+        self.qset = parse_qset(cfg.qset)
+        self.quantized = cfg.tying != "none"
+        self.gamma = float(cfg.gamma)
+        self.iteration = 0
+        self.names: List[str] = []
+        self.codes: Dict[str, torch.Tensor] = {}  # (R, C) uint8: V
+        self.alpha: Dict[str, torch.Tensor] = {}  # (G,) float32: α per tying group
+        self.lam: Dict[str, torch.Tensor] = {}  # (R, C) float32: λ
+        self.target: Dict[str, torch.Tensor] = {}  # (R, C): Q − λ, where the penalty pulls Θ
+        self.g_prev: Dict[str, torch.Tensor] = {}  # ``past`` extra-gradient: last gradient, every parameter
+
+    # ---------------------------------------------------------------- state
+    def _dense_q(self, name: str) -> torch.Tensor:
+        """Q = α·levels[V] of one matrix: (R, C) float32."""
+        codes, alpha = self.codes[name], self.alpha[name]
+        levels = self.qset.tensor(codes.device)
+        return levels[codes.long()] * alpha.reshape(-1, 1)
+
+    def _refresh_target(self, name: str) -> None:
+        self.target[name] = self._dense_q(name) - self.lam[name]
+
+    def setup(self, model: LSTMLM) -> None:
+        """Q⁽⁰⁾ = projection of the initial Θ (α started per ``alpha_init``), λ⁽⁰⁾ = 0."""
+        self.names = self.quantized_names(model)
+        params = dict(model.named_parameters())
+        for name in self.names:
+            theta = params[name].detach()
+            if not self.quantized:
+                self.target[name] = theta.clone()
+                continue
+            proj = project(theta, self.qset, self.cfg.tying, alpha_start(theta, self.cfg.tying, self.cfg.alpha_init),
+                           self.cfg.projection_start)
+            self.codes[name], self.alpha[name] = proj.codes, proj.alpha
+            self.lam[name] = torch.zeros_like(theta)
+            self._refresh_target(name)
+
+    def _to_device(self, model: LSTMLM) -> None:
+        dev = next(model.parameters()).device
+        for store in (self.codes, self.alpha, self.lam, self.target, self.g_prev):
+            for k, v in store.items():
+                if v.device != dev:
+                    store[k] = v.to(dev)
+
+    # ---------------------------------------------------- full-precision step
+    def _gradient(self, model: LSTMLM, optimizer: torch.optim.Optimizer, batch: Batch, state: Optional[State],
+                  clip: float) -> Tuple[torch.Tensor, State]:
+        """∇L at the current parameters into ``.grad``: clipped ∇F_ce plus γ(Θ − Q + λ) (eq. 16)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss, new_state = self.forward_loss(model, batch, state)
+        (loss / batch.norm).backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if self.gamma > 0:
+            params = dict(model.named_parameters())
+            for name in self.names:
+                p = params[name]
+                p.grad.add_(p.detach(), alpha=self.gamma).sub_(self.target[name], alpha=self.gamma)
+        return loss, new_state
+
+    def train_step(self, model: LSTMLM, optimizer: torch.optim.Optimizer, batch: Batch, state: Optional[State],
+                   clip: float) -> Tuple[torch.Tensor, Optional[State]]:
+        self._to_device(model)
+        mode = self.cfg.extragradient
+        step = self.cfg.eta1 * optimizer.param_groups[0]["lr"]  # η₁
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if mode == "past" and self.g_prev:
+            for n, p in named:  # Θ̄ = Θ − η₁ g_prev
+                p.data.add_(self.g_prev[n], alpha=-step)
+        loss, new_state = self._gradient(model, optimizer, batch, state, clip)
+        if mode == "past":
+            if self.g_prev:
+                for n, p in named:  # back to Θ; the step below uses ∇L(Θ̄)
+                    p.data.add_(self.g_prev[n], alpha=step)
+            self.g_prev = {n: p.grad for n, p in named}
+        elif mode == "full":
+            g1 = {n: p.grad for n, p in named}
+            for n, p in named:  # Θ̄ = Θ − η₁ ∇L(Θ)
+                p.data.add_(g1[n], alpha=-step)
+            self._gradient(model, optimizer, batch, state, clip)  # ∇L(Θ̄), same batch
+            for n, p in named:
+                p.data.add_(g1[n], alpha=step)
+        elif mode == "penalty" and self.gamma > 0:
+            # ∇L(Θ̄), ∇F reused, Θ̄ = Θ − η₁∇L(Θ): (1 − η₁γ)∇L(Θ) on the quantized matrices
+            params = dict(named)
+            for name in self.names:
+                params[name].grad.mul_(1.0 - step * self.gamma)
+        optimizer.step()  # Θ ← Θ − η₂ ∇L(Θ̄)
+        self.after_step(model)
+        return loss.detach(), new_state
+
+    # ------------------------------------------------------ ADMM iteration
+    def end_epoch(self, model: LSTMLM, epoch: int) -> Dict[str, float]:
+        """Quantization update (eqs. 18-20) and multiplier update (eq. 21); returns log figures."""
+        self._to_device(model)
+        t0 = time.perf_counter()
+        params = dict(model.named_parameters())
+        gamma_used = self.gamma
+        self.iteration += 1
+        self.gamma *= self.cfg.gamma_growth
+        if not self.quantized:  # NoTie: Q = Θ + λ, λ stays 0; the penalty recentres on Θ
+            for name in self.names:
+                self.target[name] = params[name].detach().clone()
+            return {"admm_iter": self.iteration, "admm_gamma": gamma_used}
+        res2 = theta2 = dual2 = lam2 = 0.0
+        changed = total = alternations = 0
+        for name in self.names:
+            theta = params[name].detach()
+            q_old = self._dense_q(name)
+            proj = project(theta + self.lam[name], self.qset, self.cfg.tying, self.alpha[name],
+                           self.cfg.projection_start)  # eqs. 18-20 on Θ⁽ᵏ⁺¹⁾ + λ⁽ᵏ⁾
+            changed += int((proj.codes != self.codes[name]).sum())
+            total += proj.codes.numel()
+            alternations = max(alternations, proj.alternations)
+            self.codes[name], self.alpha[name] = proj.codes, proj.alpha
+            q_new = self._dense_q(name)
+            self.lam[name].add_(theta - q_new)  # eq. 21: λ ← λ + Θ − Q
+            self._refresh_target(name)
+            res2 += float(((theta - q_new) ** 2).sum())
+            theta2 += float((theta ** 2).sum())
+            dual2 += float(((q_new - q_old) ** 2).sum())
+            lam2 += float((self.lam[name] ** 2).sum())
+        return {
+            "admm_iter": self.iteration,
+            "admm_gamma": gamma_used,
+            "admm_primal": math.sqrt(res2),  # ‖Θ − Q‖ over all quantized matrices
+            "admm_primal_rel": math.sqrt(res2 / max(theta2, 1e-30)),
+            "admm_dual": gamma_used * math.sqrt(dual2),  # γ‖Q⁽ᵏ⁺¹⁾ − Q⁽ᵏ⁾‖
+            "admm_lambda": math.sqrt(lam2),
+            "admm_codes_changed": changed,
+            "admm_codes_changed_frac": changed / max(total, 1),
+            "admm_alternations": alternations,
+            "admm_seconds": time.perf_counter() - t0,  # this quantization + multiplier update
+        }
+
+    # ----------------------------------------------------------- deployment
+    def quantized_matrices(self, model: LSTMLM) -> Dict[str, QuantizedMatrix]:
+        if not self.quantized:
+            return {}
+        basis = self.qset.basis()
+        return {n: QuantizedMatrix(self.codes[n], basis.to(self.codes[n].device), self.alpha[n].reshape(-1, 1))
+                for n in self.names}
+
+    # --------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        cpu = lambda d: {k: v.detach().cpu().clone() for k, v in d.items()}  # noqa: E731
+        return {"iteration": torch.tensor(self.iteration), "gamma": torch.tensor(self.gamma, dtype=torch.float64),
+                "names": list(self.names), "codes": cpu(self.codes), "alpha": cpu(self.alpha), "lam": cpu(self.lam),
+                "anchor": cpu(self.target) if not self.quantized else {}, "g_prev": cpu(self.g_prev)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration = int(state["iteration"])
+        self.gamma = float(state["gamma"])
+        self.names = list(state["names"])
+        self.codes = dict(state["codes"])
+        self.alpha = dict(state["alpha"])
+        self.lam = dict(state["lam"])
+        self.g_prev = dict(state["g_prev"])
+        if self.quantized:
+            for name in self.names:
+                self._refresh_target(name)
+        else:
+            self.target = dict(state["anchor"])

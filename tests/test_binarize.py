@@ -1,0 +1,74 @@
+import math
+
+import pytest
+import torch
+
+from rescorer.batching import make_batch
+from rescorer.checkpoint import load_lm
+from rescorer.corpus import load_corpus
+from rescorer.model import LSTMLM, ModelConfig
+from rescorer.quant import MethodConfig, build_method
+from rescorer.train import train
+
+from quant_helpers import SMALL, cfg_for, slice_vocab, untrained_ppl
+
+
+def model_and_batch(ptb_slice, method_name):
+    vocab = slice_vocab(ptb_slice)
+    method = build_method(MethodConfig(method=method_name))
+    model = LSTMLM(method.adapt_model_config(ModelConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8)))
+    method.setup(model)
+    corpus = load_corpus(vocab, ptb_slice / "train.txt")
+    return model, method, make_batch(corpus, list(range(5)), vocab.bos_id, vocab.eos_id)
+
+
+def test_forward_uses_sign_and_gradient_is_straight_through_masked(ptb_slice):
+    model, method, batch = model_and_batch(ptb_slice, "bin")
+    with torch.no_grad():
+        model.lstm.weight_hh_l0[0, :4] = torch.tensor([1.5, -2.0, 0.5, -0.25])  # two latent weights outside [-1, 1]
+    latent = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # reference: the same model with sign(W) weights, gradient by autograd
+    ref = LSTMLM(model.cfg)
+    binary = {n: torch.where(v >= 0, 1.0, -1.0) / math.sqrt(v.shape[1]) for n, v in latent.items()
+              if n in method.quantized_names(model)}  # h·sign(W), h = 1/sqrt(columns)
+    ref.load_state_dict({**latent, **binary})
+    loss, _ = ref.loss(batch.inputs, batch.targets)
+    (loss / batch.ntokens).backward()
+    lr = 0.01
+    got_loss, _ = method.train_step(model, torch.optim.SGD(model.parameters(), lr=lr), batch, None, clip=0.0)
+    assert float(got_loss) == pytest.approx(float(loss.detach()), rel=1e-5)  # the forward pass ran on sign(W)
+    for n, p in model.named_parameters():
+        g = dict(ref.named_parameters())[n].grad
+        if n in method.quantized_names(model):
+            g = g * (latent[n].abs() <= 1)  # zeroed where |W| > 1
+            expect = (latent[n] - lr * g).clamp(-1, 1)  # latent weights clipped to [-1, 1]
+        else:
+            expect = latent[n] - lr * g
+        assert torch.allclose(p.detach(), expect, atol=1e-6), n
+    assert model.lstm.weight_hh_l0[0, 0] == 1.0 and model.lstm.weight_hh_l0[0, 1] == -1.0
+
+
+def test_bin_lin_adds_binary_linear_layers_with_full_precision_scale_and_bias(ptb_slice):
+    model, method, _ = model_and_batch(ptb_slice, "bin-lin")
+    names = method.quantized_names(model)
+    assert "input_linear.weight" in names and "output_linear.weight" in names
+    qm = method.quantized_matrices(model)
+    assert set(qm) == set(names)
+    for n, q in qm.items():
+        h = 1 / math.sqrt(q.shape[1])
+        assert torch.allclose(q.dequantize().abs(), torch.full(q.shape, h))
+        assert q.levels == 2 and q.alpha.shape == (1, 1) and q.alpha.item() == pytest.approx(h)
+
+
+@pytest.mark.parametrize("method", ["bin", "bin-lin"])
+def test_binarized_run_beats_the_untrained_model(ptb_slice, tmp_path, method):
+    res = train(tmp_path / method, cfg_for(ptb_slice, epochs=2), SMALL, MethodConfig(method=method), quiet=True)
+    q = [r["valid_ppl_q"] for r in res.log]
+    assert all(math.isfinite(p) for p in q) and min(q) < untrained_ppl(ptb_slice, SMALL)
+    lm = load_lm(tmp_path / method)
+    assert lm.model.cfg.input_linear == (method == "bin-lin")
+    for name in lm.model.weight_matrix_names():
+        w = dict(lm.model.named_parameters())[name].detach()
+        assert torch.allclose(w.abs(), torch.full(w.shape, 1 / math.sqrt(w.shape[1]))), name  # only ±h
+    if method == "bin-lin":
+        assert not torch.allclose(lm.model.output_linear.scale, torch.ones(16))  # trained, full precision
