@@ -1,14 +1,15 @@
 """Prefix-shared scoring: one LSTM step and one output distribution per prefix-tree node.
 
 Sentences are grouped in lexicographic order (:func:`rescorer.prefix_tree.prefix_groups`,
-at most ``group_tokens`` units per group), each group's prefix tree is built,
+at most ``group_sequences`` sentences and ``group_tokens`` units per group), each group's prefix tree is built,
 and the tree is walked depth by depth: the nodes of a depth form the frontier,
 stepped as one batch (slices of at most ``BatchControl.max_rows`` nodes) from
 their parents' states; each slice's output distributions are computed once and
 the log-probabilities of its children's units and, for nodes where a sentence
 ends, of ``</s>`` are gathered.  Only two depths of LSTM states are alive
-((L, nodes, H) each) and ``softmax_rows`` rows of logits: memory is bounded
-by the group and slice sizes, not by the length or number of hypotheses.
+((L, nodes, H) each, nodes <= ``group_sequences``) and ``softmax_rows`` rows of
+logits: memory is bounded by the group and slice sizes, not by the length or
+number of hypotheses.
 
 The result per sentence is what the plain batched path gives (the same
 arithmetic; float rounding differs by ~1e-6 per unit).
@@ -86,11 +87,15 @@ def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchContro
     return node_lp.double().cpu().numpy(), eos_lp.double().cpu().numpy()
 
 
+GROUP_TOKENS = 1 << 18  # units per tree: its index arrays stay around 20 MiB
+
+
 def prefix_shared_unit_logprobs(step_lm: StepLM, seqs: Sequence[np.ndarray], bos: int, eos: int,
-                                control: BatchControl, group_tokens: int) -> List[np.ndarray]:
+                                control: BatchControl, group_sequences: int,
+                                group_tokens: int = GROUP_TOKENS) -> List[np.ndarray]:
     """Per-unit log-probabilities (``</s>`` last) of each (n_i,) unit sequence: a list of (n_i + 1,) float64."""
     out: List[np.ndarray] = [np.zeros(0)] * len(seqs)
-    for group in prefix_groups(seqs, group_tokens):
+    for group in prefix_groups(seqs, group_sequences, group_tokens):
         tree = build_prefix_tree([seqs[i] for i in group], bos)
         node_lp, eos_lp = score_tree(step_lm, tree, eos, control)
         flat = tree.unit_logprobs(node_lp, eos_lp)

@@ -162,18 +162,22 @@ def build_prefix_tree(seqs: Sequence[np.ndarray], bos: int) -> PrefixTree:
     return PrefixTree(token, parent, depth_offsets, path, offsets, terminal)
 
 
-def prefix_groups(seqs: Sequence[np.ndarray], max_tokens: int) -> Iterator[np.ndarray]:
-    """Indices of ``seqs`` in lexicographic order, cut into groups of at most ``max_tokens`` units + ``</s>``.
+def prefix_groups(seqs: Sequence[np.ndarray], max_sequences: int, max_tokens: int) -> Iterator[np.ndarray]:
+    """Indices of ``seqs`` in lexicographic order, cut into groups of at most ``max_sequences`` sequences
+    and at most ``max_tokens`` units + ``</s>`` (a longer sequence forms a group of its own).
 
     Consecutive sequences in lexicographic order share the most prefixes, so
-    each group's tree loses little sharing.  A longer sequence forms a group of its own.
+    each group's tree loses little sharing.  A group of S sequences has at most
+    S nodes at any depth: ``max_sequences`` bounds the LSTM states held for a
+    depth; ``max_tokens`` bounds the tree's index arrays.
     """
+    assert max_sequences >= 1 and max_tokens >= 1, (max_sequences, max_tokens)
     order = lexicographic_order(seqs)
     group: List[int] = []
     tokens = 0
     for i in order.tolist():
         n = len(seqs[i]) + 1
-        if group and tokens + n > max_tokens:
+        if group and (tokens + n > max_tokens or len(group) >= max_sequences):
             yield np.array(group, dtype=np.int64)
             group, tokens = [], 0
         group.append(i)

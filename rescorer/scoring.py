@@ -14,8 +14,8 @@ Two paths give the same scores (to float rounding, <= 1e-4 per sentence):
   which batch it lands in (padding is after the sentence and the LSTM is causal).
 * prefix-shared (``prefix_sharing=True``, the default): one LSTM step and one
   softmax row per node of the sentences' prefix tree
-  (:mod:`rescorer.prefix_scoring`); frontier slices of at most
-  ``batch_tokens`` nodes.  On the ptb-tts 100-best lists this computes 3x
+  (:mod:`rescorer.prefix_scoring`); trees of at most ``batch_tokens``
+  sentences, frontier slices of at most ``batch_tokens`` nodes.  On the ptb-tts 100-best lists this computes 3x
   fewer steps and rows (README, ``bench/rescore_speed.py``).
 
 Opt-in approximations: ``int8=True`` (CPU, prefix-shared path: int8 output
@@ -136,9 +136,10 @@ class NeuralOptions:
 class NeuralScorer:
     """Scores word sequences with an LSTM LM and its units (word vocabulary or SentencePiece).
 
-    ``batch_tokens`` bounds a batch: padded tokens (plain path) or frontier
-    nodes of a slice (prefix-shared path, whose groups hold at most
-    ``4 * batch_tokens`` units).  ``prefix_sharing``: score on the prefix tree
+    ``batch_tokens`` bounds a batch: padded tokens (plain path) or tree
+    nodes stepped at once (prefix-shared path, whose trees hold at most
+    ``batch_tokens`` sentences, so no depth is wider; logits rows at once <=
+    ``batch_tokens`` too).  Memory is O(batch_tokens * (H + V)) either way.  ``prefix_sharing``: score on the prefix tree
     (default) or in plain padded batches.  ``int8``: int8 output layer (CPU,
     prefix-shared; ``quantized`` = the model's quantized matrices make its
     weights exact).  ``precision``: ``fp32`` | ``tf32`` | ``bf16``.
@@ -206,7 +207,7 @@ class NeuralScorer:
             if self.prefix_sharing:
                 control = BatchControl(self._budget or self.batch_tokens, self.before_batch, self.stats)
                 seqs = [self.units.encode_sentence(s) for s in unique]
-                out = prefix_shared_unit_logprobs(self.step_lm, seqs, bos, eos, control, 4 * self.batch_tokens)
+                out = prefix_shared_unit_logprobs(self.step_lm, seqs, bos, eos, control, self.batch_tokens)
             else:
                 budget = self._budget or (1 << 30)
                 control = BatchControl(budget, self.before_batch, self.stats)

@@ -70,12 +70,16 @@ def test_prefix_tree_is_the_trie_of_the_sequences():
 def test_prefix_groups_are_lexicographic_and_bounded():
     rng = np.random.default_rng(1)
     seqs = [rng.integers(2, 6, size=rng.integers(0, 9)) for _ in range(200)]
-    groups = list(prefix_groups(seqs, max_tokens=40))
-    order = np.concatenate(groups)
-    assert sorted(order.tolist()) == list(range(200))
-    keys = [seqs[i].tolist() for i in order]
-    assert keys == sorted(keys)
-    assert all(sum(len(seqs[i]) + 1 for i in g) <= 40 for g in groups)
+    for max_sequences, max_tokens in ((1000, 40), (7, 1000), (7, 40)):
+        groups = list(prefix_groups(seqs, max_sequences, max_tokens))
+        order = np.concatenate(groups)
+        assert sorted(order.tolist()) == list(range(200))
+        keys = [seqs[i].tolist() for i in order]
+        assert keys == sorted(keys)
+        assert all(sum(len(seqs[i]) + 1 for i in g) <= max_tokens and len(g) <= max_sequences for g in groups)
+        sizes = [(len(g), sum(len(seqs[i]) + 1 for i in g)) for g in groups]
+        assert all(n == max_sequences or t + len(seqs[groups[j + 1][0]]) + 1 > max_tokens  # cut only when full
+                   for j, (n, t) in enumerate(sizes[:-1]))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +130,7 @@ def synthetic_lists(rng, utts=6, n=60, words=VOCAB.symbols[2:400]):
     return out
 
 
-@pytest.mark.parametrize("batch_tokens", [16, 100, 8192])
+@pytest.mark.parametrize("batch_tokens", [16, 8192])
 def test_synthetic_lists_with_empty_duplicates_and_frontier_bounds(batch_tokens):
     rng = np.random.default_rng(2)
     sents = synthetic_lists(rng)
@@ -152,8 +156,14 @@ def test_subword_units_tree_is_over_pieces_and_words_sum_them():
     a, b = plain.score(hyps), shared.score(hyps)
     assert np.array_equal(a.offsets, b.offsets)
     assert np.abs(a.logprob - b.logprob).max() <= 1e-5  # per word: sums over its pieces
-    pieces = [units.encode_sentence(h).tolist() for h in set(hyps)]
-    assert shared.stats.lstm_steps == len(brute_prefixes(pieces)) < shared.stats.tokens
+    pieces = [units.encode_sentence(h) for h in set(hyps)]
+    groups = list(prefix_groups(pieces, 32, 1 << 18))  # trees of at most batch_tokens sentences
+    assert len(groups) > 1
+    nodes = sum(len(brute_prefixes([pieces[i].tolist() for i in g])) for g in groups)
+    assert shared.stats.lstm_steps == nodes < shared.stats.tokens
+    whole = NeuralScorer(m, units, batch_tokens=4096)  # one group: every shared piece prefix stepped once
+    whole.score(hyps)
+    assert whole.stats.lstm_steps == len(brute_prefixes([p.tolist() for p in pieces])) < nodes
 
 
 def test_long_1000_best_list_stays_within_the_row_bounds():
@@ -284,10 +294,10 @@ def test_cli_rescore_same_outputs_with_and_without_prefix_sharing(real_slice, tm
     summary = json.loads((tmp_path / "--prefix-sharing" / "summary.json").read_text())
     assert summary["settings"]["neural"] == {"prefix_sharing": True, "int8": False, "precision": "fp32"}
     r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "x"), "--lm-scale", "1",
-                                 "--precision", "tf32"])
+                                 "--precision", "tf32", "--quiet"])
     assert r.exit_code == 1 and r.output.startswith("admmq: error:") and "tf32" in r.output
     r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "y"), "--lm-scale", "1",
-                                 "--int8", "--no-prefix-sharing"])
+                                 "--int8", "--no-prefix-sharing", "--quiet"])
     assert r.exit_code == 1 and "--int8 runs on the prefix-shared path" in r.output
 
 
