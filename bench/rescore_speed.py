@@ -264,6 +264,15 @@ def wer_table(nb, refs, scores: Dict[str, np.ndarray], labels: Dict[str, str], r
     print(table(["method", "WER %", "utterances choosing another hypothesis than " + ref_key], rows))
 
 
+def timed_fast_paths(model, units, packed, sents, args, device) -> "Runs":
+    """admmq's paths (:func:`fast_jobs`) on ``sents``, ``--full-repeats`` interleaved runs."""
+    runs = Runs()
+    for key, job in fast_jobs(model, units, packed, sents, args, device).items():
+        runs.add(key, job)
+    runs.run(args.full_repeats)
+    return runs
+
+
 def score_differences(runs: "Runs", device) -> str:
     """max and mean |difference| per hypothesis of each compared pair, as one line."""
     parts = []
@@ -332,10 +341,7 @@ def run_set(name: str, utterances: List[Hyps], args, model, units, packed, devic
     if args.full:
         full = [h for u in utterances for h in u]
         ftok = sum(len(s) + 1 for s in full)
-        runs = Runs()
-        for key, job in fast_jobs(model, units, packed, full, args, device).items():
-            runs.add(key, job)
-        runs.run(args.full_repeats)
+        runs = timed_fast_paths(model, units, packed, full, args, device)
         rows = []
         for key in runs.jobs:
             stats = runs.results[key][1]
@@ -358,10 +364,7 @@ def run_hub5_sized(utterances: List[Hyps], args, model, units, packed, device) -
     synth = [synthetic_nbest([utterances[i]], 200, seed=j)[0][100:] for j, i in enumerate(picks.tolist())]
     full = [h for u in synth for h in u]
     ftok = sum(len(s) + 1 for s in full)
-    runs = Runs()
-    for key, job in fast_jobs(model, units, packed, full, args, device).items():
-        runs.add(key, job)
-    runs.run(args.full_repeats)
+    runs = timed_fast_paths(model, units, packed, full, args, device)
     rows = [[LABELS[k], len(full), runs.median(k), len(full) / runs.median(k), ftok / runs.median(k),
              runs.results[k][1].lstm_steps, runs.results[k][1].softmax_rows] for k in runs.jobs]
     print(f"\n## Hub5'00-sized synthetic set: {len(synth)} utterances x 100 hypotheses, {len(full)} hypotheses "
