@@ -292,7 +292,7 @@ def test_cli_rescore_same_outputs_with_and_without_prefix_sharing(real_slice, tm
     for flag in ("--prefix-sharing", "--no-prefix-sharing"):
         out = tmp_path / flag
         r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "--ref", str(ref), "-o", str(out),
-                                     "--lm-scale", "1", "--wip", "0", flag, "--json", "--quiet"])
+                                     "--lm-scale", "1", "--wip", "0", flag, "--json", "--quiet", "--threads", "1"])
         assert r.exit_code == 0, r.output
         outs[flag] = (json.loads(r.output), (out / "text").read_text())
     (sa, ta), (sb, tb) = outs["--prefix-sharing"], outs["--no-prefix-sharing"]
@@ -302,6 +302,7 @@ def test_cli_rescore_same_outputs_with_and_without_prefix_sharing(real_slice, tm
     assert wa["how"].startswith("prefix-shared") and wb["how"].startswith("plain")
     summary = json.loads((tmp_path / "--prefix-sharing" / "summary.json").read_text())
     assert summary["settings"]["neural"] == {"prefix_sharing": True, "int8": False, "precision": "fp32"}
+    assert summary["settings"]["threads"] == 1
     r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "x"), "--lm-scale", "1",
                                  "--precision", "tf32", "--quiet"])
     assert r.exit_code == 1 and r.output.startswith("admmq: error:") and "tf32" in r.output

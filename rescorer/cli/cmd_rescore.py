@@ -58,7 +58,7 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
                     oov_logprob, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
                     old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, batch_tokens, prefix_sharing,
-                    int8, precision, device, as_json, quiet):
+                    int8, precision, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
     All scores are costs: negated natural-log probabilities (nats), as Kaldi
@@ -79,10 +79,11 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                         utt2subset=utt2subset)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
     dev_name = str(pick_device(device))
-    neural = neural_options(prefix_sharing, int8, precision)
+    neural = neural_options(prefix_sharing, int8, precision, threads)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths),
                 "ngram": list(ngram_paths), "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
                 "dev_ref": dev_ref, "device": device, "batch_tokens": batch_tokens, "neural": neural.to_dict(),
+                "threads": threads,
                 "config": config_dict(cfg)}
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
