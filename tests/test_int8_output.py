@@ -17,13 +17,7 @@ needs_kernels = pytest.mark.skipif(not quantized_kernels_available(), reason="no
 WORDS = sorted({w for line in ptb_lines("train", 300) for w in line.split()})[:600]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small per-depth products: on a loaded 2-core machine a second thread makes them ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def stacked_weights(q: QuantizedMatrix) -> torch.Tensor:

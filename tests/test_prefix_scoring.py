@@ -27,13 +27,7 @@ TRAIN = [line.split() for line in ptb_lines("train", 400)]
 VOCAB = Vocab.build(TRAIN)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small per-depth products: on a loaded 2-core machine a second thread makes them ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def model_for(units, dim=24, seed=0, **cfg):
