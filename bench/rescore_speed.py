@@ -1,45 +1,81 @@
-"""Rescoring speed: admmq's batched n-best scoring against scoring one hypothesis at a time.
+"""Rescoring speed on CPU: admmq's batched, prefix-shared and int8 paths against naive and Kaldi-style scoring.
 
-    python bench/rescore_speed.py [--lm best.pt] [--device cpu] [--naive-hyps 2000] [--batch-tokens 8192] [--threads N]
+    python bench/rescore_speed.py [--threads 1] [--repeats 3] [--full-repeats 1] [--sample-utts 20]
+                                  [--synthetic-utts 10] [--synthetic-sample-utts 2] [--naive-hyps 300]
+                                  [--lm best.pt] [--nbest data/ptb-tts/test] [--batch-tokens 8192] [--no-full]
 
-Scores the real ptb-tts test 100-best lists (200 utterances, 20,000
-hypotheses, shipped in data/ptb-tts/test) with an fp32 LSTM LM: ``--lm`` (an
-admmq checkpoint), else a 1x200 LSTM with random weights on the PTB
-vocabulary (10k softmax; speed does not depend on the weights).  Rows:
+Two n-best sets: the real ptb-tts test 100-best lists (200 utterances, 20,000
+hypotheses, shipped in data/ptb-tts/test), and a synthetic 1000-best set of
+the same shape (``--synthetic-utts`` test utterances, each grown to 1000
+distinct hypotheses: the 100 real ones, then copies of random real ones with
+1-3 random edits — substitution by a word of the same utterance's list,
+deletion or insertion — at positions drawn uniformly over the hypothesis).
 
-* naive loop — the same model, one hypothesis per forward pass
-  (``<s> w1 .. wn`` -> log-softmax -> gather), over the first ``--naive-hyps``
-  hypotheses (its rate is per hypothesis, so the subset is representative);
-* batched, no dedup — :class:`NeuralScorer` over all 20,000 hypotheses,
-  length-sorted batches of ``--batch-tokens`` padded tokens;
-* admmq rescore path — :func:`rescorer.rescore.score_sentences`: identical
-  hypotheses scored once, then length-sorted chunks and batches.
+LM: ``--lm`` (an admmq checkpoint), else a 1x200 LSTM with random weights on
+the PTB vocabulary (10k softmax; speed does not depend on the weights).  The
+low-bit row scores a packed file exported here (``admmq export``'s
+function) from that model quantized by the simple projection of
+``tests/packed_models.py`` (ternary {0, ±1} * alpha, one alpha per row).
 
-hyp/s counts every hypothesis of the list (duplicates included); words/s counts
-their words plus one ``</s>`` each.  The ratio column is our rate / the naive
-rate, measured in the same run.  The scores of the three paths are compared.
+Rows (every row of a set's first table scores the same seeded random sample
+of ``--sample-utts`` utterances, so its ratios compare equal work):
+
+* naive loop — one hypothesis per forward pass (``<s> w1 .. wn`` -> log-softmax
+  -> gather), over the sample's first ``--naive-hyps`` hypotheses;
+* per-utterance batch (Kaldi-style) — what Kaldi's
+  ``steps/pytorchnn/compute_sentence_scores.py`` does: one utterance's
+  hypotheses padded into one batch, the output layer and log-softmax over every
+  (padded) position, masked sums; no dedup;
+* batched, no dedup — :class:`NeuralScorer`, plain length-sorted batches of
+  ``--batch-tokens`` padded tokens over all hypotheses of many utterances;
+* admmq rescore path, plain — :func:`rescorer.rescore.score_sentences`: dedup,
+  length-sorted chunks, plain batches (``--no-prefix-sharing``);
+* admmq rescore path, prefix-shared — the same with prefix trees (the default);
+* low-bit CPU path — prefix-shared, the packed ternary model, ``--int8``.
+
+A second table runs the two admmq rescore paths, the low-bit path and the
+packed model's exact path on the whole set; where the n-best directory has a
+``text`` (references), the WER of each path follows, at one LM scale and
+insertion penalty for the paths compared (plain vs prefix-shared; exact vs
+int8 on the packed model).  hyp/s counts every hypothesis (duplicates included); words/s their
+words plus one ``</s>`` each.  Times are medians of ``--repeats`` runs,
+interleaved.  "GFLOP/s" counts the model's multiply-adds in the LSTM steps and
+softmax rows each method computed (2 * 4H(E+H) per step, 2 * HV per row); "%
+peak" divides by the fp32 peak measured in the same run (a 2048^3 matmul,
+median of 5, at the start and at the end).  The load average is printed: the
+machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PTB, ROOT, machine, table  # noqa: E402
-from rescorer.checkpoint import load_lm  # noqa: E402
+from rescorer.checkpoint import load_lm, save_checkpoint  # noqa: E402
 from rescorer.corpus import read_sentences  # noqa: E402
 from rescorer.model import LSTMLM, ModelConfig  # noqa: E402
 from rescorer.nbest import read_nbest  # noqa: E402
-from rescorer.rescore import score_sentences  # noqa: E402
+from rescorer.pack import export_packed  # noqa: E402
+from rescorer.rescore import components, hypothesis_errors, score_sentences, segment_argmin  # noqa: E402
 from rescorer.scoring import NeuralScorer  # noqa: E402
 from rescorer.train import pick_device  # noqa: E402
 from rescorer.vocab import Vocab  # noqa: E402
+from rescorer.wer import read_text  # noqa: E402
+
+Hyps = List[Tuple[str, ...]]
 
 
 def build_lm(path, device):
@@ -50,6 +86,43 @@ def build_lm(path, device):
     torch.manual_seed(0)
     model = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=200, hidden_dim=200)).eval().to(device)
     return model, vocab, f"random 1x200 LSTM, PTB vocabulary ({vocab.output_size} outputs)"
+
+
+def packed_ternary(model, units, tmp: Path):
+    """The model projected onto ternary node-tied weights, exported packed and loaded back."""
+    from tests.packed_models import quantize_model
+
+    model = copy.deepcopy(model).cpu()  # the timed model stays on its device
+    q = quantize_model(model, "ternary", "node")
+    ckpt = tmp / "ternary.pt"
+    save_checkpoint(ckpt, {"model_config": model.cfg.to_dict(), "units": units.to_state(),
+                           "model": model.state_dict(), "method_config": {"method": "admm", "tying": "node"},
+                           "quantized": {k: v.to_state() for k, v in q.items()}})
+    export_packed(ckpt, tmp / "ternary.packed")
+    return load_lm(tmp / "ternary.packed")
+
+
+def synthetic_nbest(utterances: Sequence[Hyps], n: int, seed: int = 0) -> List[Hyps]:
+    """Each utterance grown to ``n`` distinct hypotheses (module docstring)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for hyps in utterances:
+        pool = sorted({w for h in hyps for w in h}) or ["a"]
+        seen = dict.fromkeys(hyps)
+        while len(seen) < n:
+            h = list(hyps[rng.integers(len(hyps))])
+            for _ in range(rng.integers(1, 4)):
+                p = int(rng.integers(len(h) + 1))
+                kind = rng.integers(3)
+                if kind == 0 and p < len(h):
+                    h[p] = pool[rng.integers(len(pool))]
+                elif kind == 1 and p < len(h):
+                    del h[p]
+                else:
+                    h.insert(p, pool[rng.integers(len(pool))])
+            seen.setdefault(tuple(h), None)
+        out.append(list(seen)[:n])
+    return out
 
 
 @torch.no_grad()
@@ -66,14 +139,238 @@ def naive_scores(model, units, sentences, device) -> np.ndarray:
     return out
 
 
-def timed(fn):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    result = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - t0
+@torch.no_grad()
+def per_utterance_scores(model, units, utterances: Sequence[Hyps], device) -> Tuple[np.ndarray, int]:
+    """Kaldi-style: each utterance's hypotheses as one padded batch, log-softmax at every position.
+
+    Returns ln P(words </s>) per hypothesis and the padded positions computed.
+    """
+    out, positions = [], 0
+    for hyps in utterances:
+        ids = [units.encode_sentence(h) for h in hyps]
+        T = max(len(s) for s in ids) + 1
+        inputs = torch.full((len(ids), T), units.eos_id, dtype=torch.int64)
+        targets = torch.full((len(ids), T), units.eos_id, dtype=torch.int64)
+        mask = torch.zeros(len(ids), T)
+        for b, s in enumerate(ids):
+            inputs[b, 0] = units.bos_id
+            inputs[b, 1: len(s) + 1] = torch.from_numpy(s)
+            targets[b, : len(s)] = torch.from_numpy(s)
+            mask[b, : len(s) + 1] = 1.0
+        hidden, _ = model(inputs.to(device))
+        nll = F.cross_entropy(model.logits(hidden).reshape(-1, model.cfg.output_size), targets.reshape(-1).to(device),
+                              reduction="none").reshape(len(ids), T).cpu()
+        out.append(-(nll * mask).sum(dim=1).double().numpy())
+        positions += len(ids) * T
+    return np.concatenate(out), positions
+
+
+def peak_gflops(device, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matmul throughput on ``device``: a (n, n) @ (n, n) product (8192 on a GPU), the fastest of
+    ``repeats`` (GFLOP/s)."""
+    n = n if device.type == "cpu" else 4 * n
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+class Runs:
+    """Interleaved repeated timings of named jobs; median seconds and the last result of each."""
+
+    def __init__(self):
+        self.jobs: Dict[str, Callable] = {}
+        self.times: Dict[str, List[float]] = {}
+        self.results: Dict[str, object] = {}
+
+    def add(self, name: str, fn: Callable) -> None:
+        self.jobs[name] = fn
+        self.times[name] = []
+
+    def run(self, repeats: int) -> None:
+        for _ in range(repeats):
+            for name, fn in self.jobs.items():
+                t0 = time.perf_counter()
+                self.results[name] = fn()
+                self.times[name].append(time.perf_counter() - t0)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+
+def scorer_job(model, units, sents, args, device, **kw):
+    def job():
+        s = NeuralScorer(model, units, batch_tokens=args.batch_tokens, device=str(device), **kw)
+        scores = score_sentences(s, sents, chunk_tokens=4 * args.batch_tokens, quiet=True)
+        return scores.logprob, s.stats
+    return job
+
+
+LABELS = {"batched": "batched, no dedup", "plain": "admmq rescore path, plain (dedup + batched)",
+          "prefix": "admmq rescore path, prefix-shared", "int8": "low-bit CPU: packed ternary, --int8",
+          "packed-exact": "packed ternary, exact (fp32 path)", "plain-bf16": "plain, --precision bf16",
+          "prefix-bf16": "prefix-shared, --precision bf16"}
+
+
+def comparisons(device) -> List[Tuple[str, str]]:
+    """(reference, fast) method pairs whose scores and WER are compared."""
+    if device.type == "cpu":
+        return [("plain", "prefix"), ("packed-exact", "int8")]
+    return [("plain", "prefix"), ("prefix", "prefix-bf16")]
+
+
+def fast_jobs(model, units, packed, sents, args, device) -> Dict[str, Callable]:
+    """admmq's paths: on the CPU plain, prefix-shared, and the packed model int8 / exact; on a GPU
+    plain and prefix-shared in fp32 and bf16 (int8 is a CPU path)."""
+    jobs = {"plain": scorer_job(model, units, sents, args, device, prefix_sharing=False),
+            "prefix": scorer_job(model, units, sents, args, device, prefix_sharing=True)}
+    if device.type == "cpu":
+        jobs["int8"] = scorer_job(packed.model, packed.units, sents, args, device, int8=True,
+                                  quantized=packed.quantized)
+        jobs["packed-exact"] = scorer_job(packed.model, packed.units, sents, args, device)
+    else:
+        jobs["plain-bf16"] = scorer_job(model, units, sents, args, device, prefix_sharing=False, precision="bf16")
+        jobs["prefix-bf16"] = scorer_job(model, units, sents, args, device, precision="bf16")
+    return jobs
+
+
+def wer_table(nb, refs, scores: Dict[str, np.ndarray], labels: Dict[str, str], ref_key: str) -> None:
+    """WER of each method's scores at one LM scale / insertion penalty: the best on ``ref_key``'s scores
+    (grid 0..20 step 0.5, penalties 0, 0.5, 1; swept on the test references, as ``admmq rescore --ref``)."""
+    errors, absent = hypothesis_errors(nb, refs)
+    words = sum(len(refs[u]) for u in refs)
+
+    def choice(logprob, scale, wip):
+        comp, _ = components(nb, logprob, 0.0)
+        return segment_argmin(comp.total(1.0, scale, wip), nb.offsets)
+
+    grid = [(s, w) for s in np.arange(0, 20.01, 0.5) for w in (0.0, 0.5, 1.0)]
+    best = min(grid, key=lambda sw: int(errors[choice(scores[ref_key], *sw)].sum()))
+    ref_pick = choice(scores[ref_key], *best)
+    rows = []
+    for key, lp in scores.items():
+        pick = choice(lp, *best)
+        rows.append([labels[key], 100.0 * (int(errors[pick].sum()) + absent) / words,
+                     int((pick != ref_pick).sum())])
+    print(f"\n## WER on {nb.source} (LM scale {best[0]:g}, insertion penalty {best[1]:g}: best for "
+          f"'{labels[ref_key]}'; {words} reference words)")
+    print(table(["method", "WER %", "utterances choosing another hypothesis than " + ref_key], rows))
+
+
+def timed_fast_paths(model, units, packed, sents, args, device) -> "Runs":
+    """admmq's paths (:func:`fast_jobs`) on ``sents``, ``--full-repeats`` interleaved runs."""
+    runs = Runs()
+    for key, job in fast_jobs(model, units, packed, sents, args, device).items():
+        runs.add(key, job)
+    runs.run(args.full_repeats)
+    return runs
+
+
+def score_differences(runs: "Runs", device) -> str:
+    """max and mean |difference| per hypothesis of each compared pair, as one line."""
+    parts = []
+    for ref_key, key in comparisons(device):
+        d = np.abs(runs.results[key][0] - runs.results[ref_key][0])
+        parts.append(f"{key} vs {ref_key} max {d.max():.2e}, mean {d.mean():.2e}")
+    return "; ".join(parts)
+
+
+def run_set(name: str, utterances: List[Hyps], args, model, units, packed, device, peak: float,
+            nb=None, refs=None) -> None:
+    rng = np.random.default_rng(1)
+    k = min(args.sample_utts, len(utterances)) if args.sample_utts else len(utterances)
+    sample = [utterances[i] for i in sorted(rng.choice(len(utterances), size=k, replace=False))]
+    sents = [h for u in sample for h in u]
+    tokens = sum(len(s) + 1 for s in sents)
+    naive_part = sents[: args.naive_hyps]
+    naive_tokens = sum(len(s) + 1 for s in naive_part)
+    cfg = model.cfg
+    step_flops = 2 * 4 * cfg.hidden_dim * (cfg.embed_dim + cfg.hidden_dim) * cfg.layers
+    row_flops = 2 * cfg.hidden_dim * cfg.output_size
+
+    runs = Runs()
+    runs.add("naive", lambda: naive_scores(model, units, naive_part, device))
+    runs.add("per-utt", lambda: per_utterance_scores(model, units, sample, device))
+    runs.add("batched", lambda: (lambda s: (s.score(sents, dedup=False).totals(), s.stats))(
+        NeuralScorer(model, units, batch_tokens=args.batch_tokens, device=str(device), prefix_sharing=False)))
+    for key, job in fast_jobs(model, units, packed, sents, args, device).items():
+        runs.add(key, job)
+    runs.run(args.repeats)
+
+    t_naive, t_utt = runs.median("naive"), runs.median("per-utt")
+    naive_rate = len(naive_part) / t_naive
+    utt_lp, utt_positions = runs.results["per-utt"]
+    utt_rate = len(sents) / t_utt
+
+    def row(label, n_hyp, n_tok, t, steps, rows):
+        gf = (steps * step_flops + rows * row_flops) / t / 1e9
+        return [label, n_hyp, t, n_hyp / t, n_tok / t, n_hyp / t / naive_rate, n_hyp / t / utt_rate, steps, rows,
+                gf, 100 * gf / peak]
+
+    table_rows = [row("naive loop, 1 hypothesis per forward", len(naive_part), naive_tokens, t_naive, naive_tokens,
+                      naive_tokens),
+                  row("per-utterance batch (Kaldi-style)", len(sents), tokens, t_utt, utt_positions, utt_positions)]
+    for key, label in LABELS.items():
+        if key not in runs.jobs:
+            continue
+        stats = runs.results[key][1]
+        table_rows.append(row(label, len(sents), tokens, runs.median(key), stats.lstm_steps, stats.softmax_rows))
+    header = ["method", "hypotheses", "seconds", "hyp/s", "words/s", "x naive", "x per-utt", "LSTM steps",
+              "softmax rows", "GFLOP/s", "% peak"]
+    print(f"\n## {name}: sample of {k} utterances, {len(sents)} hypotheses ({len(set(sents))} distinct), "
+          f"{tokens} words+</s>; median of {args.repeats}")
+    print(table(header, table_rows))
+    naive_lp = runs.results["naive"]
+    plain_lp = runs.results["plain"][0]
+    n = len(naive_part)
+    print(f"# max |score difference| (nats per hypothesis): naive vs plain {np.abs(naive_lp - plain_lp[:n]).max():.2e}, "
+          f"per-utterance vs plain {np.abs(utt_lp - plain_lp).max():.2e}; " + score_differences(runs, device))
+    st_plain, st_prefix = runs.results["plain"][1], runs.results["prefix"][1]
+    print(f"# LSTM steps: per-utterance {utt_positions}, plain {st_plain.lstm_steps} (padded; {st_plain.tokens} "
+          f"words+</s> of distinct hypotheses), prefix-shared {st_prefix.lstm_steps} "
+          f"({st_plain.tokens / max(st_prefix.lstm_steps, 1):.2f}x fewer than unpadded, "
+          f"{utt_positions / max(st_prefix.lstm_steps, 1):.2f}x fewer than per-utterance)")
+
+    if args.full:
+        full = [h for u in utterances for h in u]
+        ftok = sum(len(s) + 1 for s in full)
+        runs = timed_fast_paths(model, units, packed, full, args, device)
+        rows = []
+        for key in runs.jobs:
+            stats = runs.results[key][1]
+            rows.append(row(LABELS[key], len(full), ftok, runs.median(key), stats.lstm_steps, stats.softmax_rows))
+        print(f"\n## {name}, whole set: {len(utterances)} utterances, {len(full)} hypotheses, {ftok} words+</s>; "
+              f"median of {args.full_repeats} (x naive / x per-utt: against the sample's baseline rates)")
+        print(table(header, rows))
+        print("# max |score difference| (nats per hypothesis): " + score_differences(runs, device))
+        if refs is not None:
+            for ref_key, key in comparisons(device):
+                wer_table(nb, refs, {k: runs.results[k][0] for k in (ref_key, key)}, LABELS, ref_key)
+
+
+def run_hub5_sized(utterances: List[Hyps], args, model, units, packed, device) -> None:
+    """A Hub5'00-sized synthetic set (``--hub5-utts`` utterances x 100 hypotheses): each utterance
+    is a random real one, its 100 hypotheses fresh random edits of its real ones (so utterances
+    do not share sentences); admmq's paths only, ``--full-repeats`` runs."""
+    rng = np.random.default_rng(3)
+    picks = rng.integers(len(utterances), size=args.hub5_utts)
+    synth = [synthetic_nbest([utterances[i]], 200, seed=j)[0][100:] for j, i in enumerate(picks.tolist())]
+    full = [h for u in synth for h in u]
+    ftok = sum(len(s) + 1 for s in full)
+    runs = timed_fast_paths(model, units, packed, full, args, device)
+    rows = [[LABELS[k], len(full), runs.median(k), len(full) / runs.median(k), ftok / runs.median(k),
+             runs.results[k][1].lstm_steps, runs.results[k][1].softmax_rows] for k in runs.jobs]
+    print(f"\n## Hub5'00-sized synthetic set: {len(synth)} utterances x 100 hypotheses, {len(full)} hypotheses "
+          f"({len(set(full))} distinct), {ftok} words+</s>; median of {args.full_repeats}")
+    print(table(["method", "hypotheses", "seconds", "hyp/s", "words/s", "LSTM steps", "softmax rows"], rows))
+    print("# max |score difference| (nats per hypothesis): " + score_differences(runs, device))
 
 
 def main() -> None:
@@ -82,36 +379,45 @@ def main() -> None:
     ap.add_argument("--nbest", default=str(ROOT / "data" / "ptb-tts" / "test"), help="n-best list to score")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-tokens", type=int, default=8192)
-    ap.add_argument("--naive-hyps", type=int, default=2000, help="hypotheses the naive loop scores")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--naive-hyps", type=int, default=300, help="hypotheses the naive loop scores")
+    ap.add_argument("--sample-utts", type=int, default=20, help="utterances every method scores (0: all)")
+    ap.add_argument("--synthetic-utts", type=int, default=10, help="utterances of the synthetic 1000-best set")
+    ap.add_argument("--synthetic-sample-utts", type=int, default=2, help="of which every method scores")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per method on the samples (median)")
+    ap.add_argument("--full-repeats", type=int, default=1, help="timed runs per method on the whole sets")
+    ap.add_argument("--no-full", dest="full", action="store_false", help="skip the whole-set tables")
+    ap.add_argument("--hub5-utts", type=int, default=0,
+                    help="also score a synthetic set of this many utterances x 100-best (Hub5'00: 4458; for a GPU)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (on the shared, loaded 2-core machine 2 threads were slower for every method)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model, units, what = build_lm(args.lm, device)
     nb = read_nbest(args.nbest)
-    sents = list(nb.words)
-    tokens = int(nb.lengths().sum()) + len(sents)
-    naive_part = sents[: args.naive_hyps]
-    naive_tokens = sum(len(s) + 1 for s in naive_part)
-
-    naive_lp, t_naive = timed(lambda: naive_scores(model, units, naive_part, device))
-    scorer = NeuralScorer(model, units, batch_tokens=args.batch_tokens, device=str(device))
-    plain, t_plain = timed(lambda: scorer.score(sents, dedup=False).totals())
-    ours, t_ours = timed(lambda: score_sentences(scorer, sents, chunk_tokens=4 * args.batch_tokens, quiet=True))
-
-    naive_rate = len(naive_part) / t_naive
-    rows = [("naive loop, 1 hypothesis per forward", len(naive_part), t_naive, naive_rate,
-             naive_tokens / t_naive, 1.0)]
-    for name, t in (("batched, no dedup", t_plain), ("admmq rescore path (dedup + batched)", t_ours)):
-        rows.append((name, len(sents), t, len(sents) / t, tokens / t, len(sents) / t / naive_rate))
-    print(f"# n-best rescoring speed: {args.nbest}: {nb.num_utterances} utterances, {len(sents)} hypotheses "
-          f"({ours.distinct} distinct), {tokens} words+</s>")
-    print(f"# LM: {what}; device {device}; batch tokens {args.batch_tokens}; {machine()}")
-    print(table(["method", "hypotheses", "seconds", "hyp/s", "words/s", "x naive"], rows))
-    n = len(naive_part)
-    print(f"# max |score difference|: naive vs batched {np.abs(naive_lp - plain[:n]).max():.2e}, "
-          f"batched vs rescore path {np.abs(plain - ours.logprob).max():.2e} (nats per hypothesis)")
+    utterances = [list(nb.words[nb.offsets[u]: nb.offsets[u + 1]]) for u in range(nb.num_utterances)]
+    load0 = os.getloadavg()
+    peak0 = peak_gflops(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        packed = packed_ternary(model, units, Path(tmp))
+    print(f"# n-best rescoring speed; LM: {what}; device {device}; batch tokens {args.batch_tokens}; {machine()}")
+    print(f"# load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; fp32 peak (large matmul on "
+          f"{device}) {peak0:.1f} GFLOP/s")
+    texts = [p for p in (Path(args.nbest) / "text", Path(args.nbest) / "text.gz") if p.exists()]
+    refs = read_text(texts[0]) if texts else None
+    run_set(f"{args.nbest} (100-best)", utterances, args, model, units, packed, device, peak0, nb, refs)
+    rng = np.random.default_rng(2)
+    pick = sorted(rng.choice(len(utterances), size=min(args.synthetic_utts, len(utterances)), replace=False))
+    synth = synthetic_nbest([utterances[i] for i in pick], 1000)
+    sargs = argparse.Namespace(**{**vars(args), "sample_utts": args.synthetic_sample_utts})
+    run_set(f"synthetic 1000-best ({len(synth)} utterances of {args.nbest})", synth, sargs, model, units, packed,
+            device, peak0)
+    if args.hub5_utts:
+        run_hub5_sized(utterances, args, model, units, packed, device)
+    peak1 = peak_gflops(device)
+    load1 = os.getloadavg()
+    print(f"\n# fp32 peak at the end {peak1:.1f} GFLOP/s (% peak above uses the start's); load average at the end "
+          f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 
 
 if __name__ == "__main__":

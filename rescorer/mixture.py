@@ -42,6 +42,7 @@ probability times the word's share).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence
 
@@ -168,7 +169,8 @@ class MixtureScorer:
     kind = "mixture"
 
     def __init__(self, components: Sequence, weights: Sequence[float], oov: Optional[OovPolicy] = None,
-                 names: Optional[Sequence[str]] = None, kinds: Optional[Sequence[str]] = None):
+                 names: Optional[Sequence[str]] = None, kinds: Optional[Sequence[str]] = None,
+                 concurrent: Optional[bool] = None):
         if not components:
             raise AdmmqError("a mixture needs at least one language model")
         self.components = list(components)
@@ -179,6 +181,9 @@ class MixtureScorer:
         self.kinds = list(kinds) if kinds is not None else [getattr(c, "kind", "lm") for c in components]
         self._unks = [unk_symbol(c) for c in self.components]
         self.class_tokens = frozenset(UNK_SPELLINGS) | {u for u in self._unks if u}
+        # None: concurrently when a component asks for it (an LSTM on a GPU), so n-grams use the CPU meanwhile
+        self.concurrent = (any(getattr(c, "prefers_concurrency", False) for c in self.components)
+                           if concurrent is None else bool(concurrent))
 
     def is_oov(self, word: str) -> bool:
         """True if no component knows ``word`` (the class token is known)."""
@@ -191,11 +196,27 @@ class MixtureScorer:
         cls = self.class_tokens
         return [[unk if w in cls else w for w in s] if any(w in cls for w in s) else s for s in sentences]
 
+    @property
+    def sentence_order(self) -> str:
+        """``prefix`` when a component scores faster on lexicographically grouped sentences, else ``length``."""
+        return "prefix" if any(getattr(c, "sentence_order", "length") == "prefix" for c in self.components) \
+            else "length"
+
+    def _score_each(self, per_component: List[Sequence[Sequence[str]]]) -> list:
+        """Each component's WordScores; components on a GPU run in a thread beside the others (CPU n-grams)."""
+        comps = self.components
+        if not self.concurrent or len(comps) < 2:
+            return [c.score(s) for c, s in zip(comps, per_component)]
+        with ThreadPoolExecutor(max_workers=len(comps)) as pool:
+            futures = [pool.submit(c.score, s) for c, s in zip(comps, per_component)]
+            return [f.result() for f in futures]
+
     def component_scores(self, sentences: Sequence[Sequence[str]]) -> ComponentScores:
         """Every component's scores of ``sentences`` under the vocabulary mapping and OOV policy."""
         sentences = [s if isinstance(s, (list, tuple)) else list(s) for s in sentences]
         has_class = any(w in self.class_tokens for s in sentences for w in s)
-        scores = [c.score(self._for_component(k, sentences, has_class)) for k, c in enumerate(self.components)]
+        scores = self._score_each([self._for_component(k, sentences, has_class)
+                                   for k in range(len(self.components))])
         offsets = scores[0].offsets
         for k, s in enumerate(scores[1:], 1):
             if not np.array_equal(s.offsets, offsets):

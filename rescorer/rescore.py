@@ -23,7 +23,8 @@ the same error count the first in grid order wins (LM scale ascending, then
 penalty in the order given).
 
 LM scoring sends all distinct word sequences of the whole list (and of the dev
-list) to the LM at once, sorted by length, in chunks of about
+list) to the LM at once, sorted by length (lexicographically when the LM
+scores on prefix trees: its ``sentence_order`` is ``prefix``), in chunks of about
 ``chunk_tokens`` tokens (the progress bar advances per chunk); the LM batches
 each chunk under its own memory bound.  A hypothesis' score does not depend on
 its chunk or batch.
@@ -37,6 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .batch_control import lm_work
 from .errors import AdmmqError, MismatchError
 from .nbest import NBestList
 from .progress import progress_bar
@@ -90,13 +92,14 @@ class LMScores:
     distinct: int
     tokens: int
     seconds: float
+    work: List[dict] = field(default_factory=list)  # per neural LM: steps, softmax rows, how (batch_control.lm_work)
 
     def rates(self) -> dict:
         """Speed over all N sentences (duplicates included) and their words + ``</s>``."""
         t = max(self.seconds, 1e-9)
         return {"seconds": round(self.seconds, 3), "sentences": len(self.logprob),
                 "distinct_sentences": self.distinct, "hypotheses_per_s": round(len(self.logprob) / t, 1),
-                "words_per_s": round(self.tokens / t, 1)}
+                "words_per_s": round(self.tokens / t, 1), "lm_work": self.work}
 
 
 def score_sentences(lm, sentences: Sequence[Tuple[str, ...]], chunk_tokens: int = 32768,
@@ -108,7 +111,10 @@ def score_sentences(lm, sentences: Sequence[Tuple[str, ...]], chunk_tokens: int 
     for i, s in enumerate(sentences):
         where[i] = first.setdefault(tuple(s), len(first))
     unique = list(first)
-    order = sorted(range(len(unique)), key=lambda j: len(unique[j]))
+    if getattr(lm, "sentence_order", "length") == "prefix":  # prefix-shared LSTM: neighbours share prefixes
+        order = sorted(range(len(unique)), key=unique.__getitem__)
+    else:
+        order = sorted(range(len(unique)), key=lambda j: len(unique[j]))
     logprob_u = np.zeros(len(unique), dtype=np.float64)
     oov_u = np.zeros(len(unique), dtype=np.int64)
     with progress_bar("scoring hypotheses", total=len(unique), quiet=quiet) as bar:
@@ -129,7 +135,7 @@ def score_sentences(lm, sentences: Sequence[Tuple[str, ...]], chunk_tokens: int 
             bar.update(info=f"{stop / max(elapsed, 1e-9):.0f} sent/s")
             start = stop
     return LMScores(logprob_u[where], oov_u[where], len(unique), sum(len(s) + 1 for s in sentences),
-                    time.perf_counter() - t0)
+                    time.perf_counter() - t0, lm_work(lm))
 
 
 def segment_argmin(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:

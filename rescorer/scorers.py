@@ -19,7 +19,7 @@ from .checkpoint import load_lm
 from .errors import AdmmqError, MismatchError, PathLike
 from .mixture import MixtureScorer, OovPolicy
 from .ngram import NgramScorer
-from .scoring import NeuralScorer
+from .scoring import NeuralOptions, NeuralScorer
 from .weightsfile import WeightsFile, read_weights
 
 WeightsSpec = Union[None, str, "os.PathLike[str]", Sequence[float]]
@@ -52,12 +52,15 @@ def parse_weights(spec: WeightsSpec) -> Union[None, WeightsFile, List[float]]:
 
 def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (), device: str = "cpu",
                     batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
-                    quiet: bool = True) -> List[Component]:
+                    quiet: bool = True, neural: Optional[NeuralOptions] = None) -> List[Component]:
     """Load every LM: LSTMs first, then n-grams, in the order given."""
     comps: List[Component] = []
+    neural = neural or NeuralOptions()
     for p in lm_paths:
         lm = load_lm(p, device=device)
-        comps.append(Component("lstm", lm.path, NeuralScorer(lm.model, lm.units, batch_tokens, device)))
+        comps.append(Component("lstm", lm.path, NeuralScorer(
+            lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing, int8=neural.int8,
+            precision=neural.precision, quantized=lm.quantized)))
     for p in ngram_paths:
         ng = NgramScorer(p, backend=ngram_backend, case=ngram_case, quiet=quiet)
         comps.append(Component("ngram", ng.path, ng))
@@ -67,14 +70,15 @@ def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[Pat
 def load_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (),
                 weights: WeightsSpec = None, oov: Optional[OovPolicy] = None, device: str = "cpu",
                 batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
-                quiet: bool = True) -> MixtureScorer:
+                quiet: bool = True, neural: Optional[NeuralOptions] = None) -> MixtureScorer:
     """One scorer for the given LMs.
 
     ``weights``: a weights file (its components must have the kinds given, in
     order: LSTMs then n-grams; with no paths given, the file's own paths are
     loaded), a list / comma string of one weight per LM (scaled to sum to 1),
     or ``None`` for a single LM.  ``oov``: ``None`` takes the weights file's
-    policy, else the default :class:`OovPolicy`.
+    policy, else the default :class:`OovPolicy`.  ``neural``: how the LSTMs
+    compute (prefix sharing, int8, precision; :class:`NeuralOptions`).
     """
     spec = parse_weights(weights)
     lm_paths, ngram_paths = list(lm_paths), list(ngram_paths)
@@ -103,7 +107,7 @@ def load_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLik
         values = [1.0]
     if len(values) != n:
         raise AdmmqError(f"{len(values)} interpolation weight(s) given for {n} language model(s)")
-    comps = load_components(lm_paths, ngram_paths, device, batch_tokens, ngram_backend, ngram_case, quiet)
+    comps = load_components(lm_paths, ngram_paths, device, batch_tokens, ngram_backend, ngram_case, quiet, neural)
     return MixtureScorer([c.scorer for c in comps], values, oov or OovPolicy(), names=[c.path for c in comps],
                          kinds=[c.kind for c in comps])
 

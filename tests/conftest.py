@@ -40,3 +40,13 @@ def ptb_slice(tmp_path_factory):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One PyTorch CPU thread for the test: scoring's many small products run ~10x slower with a
+    second thread on a loaded 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,7 +14,8 @@ from ..rescore_job import run_rescore
 from ..scorers import load_scorer
 from ..train import pick_device
 from . import cli
-from .lm_options import lm_scoring_options, lms_option, ngram_option, oov_policy, weights_option
+from .lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
+                         oov_policy, weights_option)
 from .options import batch_tokens_option, device_option, json_option, quiet_option
 
 
@@ -50,13 +51,14 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
               help="WER subsets from a '<utt> <subset>' file instead of prefixes.")
 @click.option("--swbd-norm", is_flag=True, help="Switchboard/Hub5'00 scoring conventions (see README).")
 @batch_tokens_option
+@neural_speed_options
 @device_option
 @json_option
 @quiet_option
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
                     oov_logprob, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
-                    old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, batch_tokens, device,
-                    as_json, quiet):
+                    old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, batch_tokens, prefix_sharing,
+                    int8, precision, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
     All scores are costs: negated natural-log probabilities (nats), as Kaldi
@@ -77,9 +79,12 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                         utt2subset=utt2subset)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
     dev_name = str(pick_device(device))
+    neural = neural_options(prefix_sharing, int8, precision, threads)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths),
                 "ngram": list(ngram_paths), "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
-                "dev_ref": dev_ref, "device": device, "batch_tokens": batch_tokens, "config": config_dict(cfg)}
+                "dev_ref": dev_ref, "device": device, "batch_tokens": batch_tokens, "neural": neural.to_dict(),
+                "threads": threads,
+                "config": config_dict(cfg)}
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
     check_tuning(cfg, ref is not None, dev is not None)
@@ -90,7 +95,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
 
     def build_lm():
         return load_scorer(lm_paths, ngram_paths, weights, oov, dev_name, batch_tokens, ngram_backend, ngram_case,
-                           quiet)
+                           quiet, neural)
 
     res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings)
     summary = res.summary()
@@ -105,6 +110,9 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                f"{summary['oov_words']} OOV words; LM scored {sc['sentences']} sentences "
                f"({sc['distinct_sentences']} distinct, dev included) in {sc['seconds']:.1f} s "
                f"({sc['hypotheses_per_s']:.0f} hyp/s, {sc['words_per_s']:.0f} words/s)")
+    for w in sc["lm_work"]:
+        click.echo(f"LSTM ({w.get('how', '')}): {w['lstm_steps']} LSTM steps, {w['softmax_rows']} softmax rows "
+                   f"for {w['tokens']} words+</s> of {w['sentences']} distinct sentences")
     how = HOW[res.chosen_by] + (f" over {len(res.sweep.errors)} settings" if res.sweep is not None else "")
     click.echo(f"weights: acoustic scale {res.acoustic_scale:g}, LM scale {res.lm_scale:g}, wip {res.wip:g}, "
                f"old LM weight {res.old_lm_weight:g} ({how})")

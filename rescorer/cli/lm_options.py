@@ -8,7 +8,9 @@ from typing import Optional
 import click
 
 from ..mixture import OOV_MODES, OovPolicy
+from ..batch_control import PRECISIONS
 from ..ngram import BACKENDS, CASES
+from ..scoring import NeuralOptions
 
 lms_option = click.option(
     "--lm", "lm_paths", multiple=True, type=click.Path(exists=True),
@@ -55,3 +57,27 @@ def oov_policy(oov_mode: Optional[str], oov_types: Optional[int], oov_logprob: O
     d = OovPolicy()
     return OovPolicy(mode=oov_mode or d.mode, types=oov_types if oov_types is not None else d.types,
                      logprob=oov_logprob if oov_logprob is not None else d.logprob)
+
+
+def neural_speed_options(f):
+    """--prefix-sharing/--no-prefix-sharing, --int8, --precision, --threads (how the LSTM computes)."""
+    f = click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="CPU threads for the LSTM (0: PyTorch's default). On a loaded machine 1 can be much "
+                          "faster (README, Rescoring speed).")(f)
+    f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                     help="LSTM arithmetic: fp32 (exact), tf32 (CUDA TF32 matmuls) or bf16 (autocast); the last "
+                          "two change scores slightly (README).")(f)
+    f = click.option("--int8", is_flag=True,
+                     help="CPU: int8 output layer (a quantized model's weights exactly, 8-bit activations); "
+                          "faster, scores change slightly (README).")(f)
+    f = click.option("--prefix-sharing/--no-prefix-sharing", default=True, show_default=True,
+                     help="Score each distinct hypothesis prefix once (a prefix tree); same scores, fewer steps.")(f)
+    return f
+
+
+def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: int = 0) -> NeuralOptions:
+    """The options as :class:`NeuralOptions`; ``threads`` > 0 sets PyTorch's CPU threads for this process."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    return NeuralOptions(prefix_sharing=prefix_sharing, int8=int8, precision=precision)
