@@ -33,7 +33,7 @@ from .options import quiet_option, text_format_option
 # quantized methods
 @click.option("--qset", default="pm1", show_default=True,
               help="admm quantization set: pm1 {±1}, 0pm1 {0,±1}, pm12 {±1,±2}, pm124 {±1,±2,±4}, "
-                   "pow2:n {0,±1,…,±2^n}; each scaled by α.")
+                   "pow2:n {0,±1,…,±2^n}, int:b {0,±1,…,±(2^(b-1)-1)}; each scaled by α.")
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--gamma", type=click.FloatRange(min=0), default=MethodConfig.gamma, show_default=True,
