@@ -22,7 +22,7 @@ data="$RECIPE/data"
 fp=""
 train_sentences=10000
 fp_epochs=2
-iters=2
+iters=4
 admm_sentences=4000
 budget_bits=2.0
 

@@ -104,8 +104,8 @@ class AdmmMethod(TrainingMethod):
             if not self.quantized:
                 self.target[name] = theta.clone()
                 continue
-            proj = project(theta, self.qset_of(name), self.cfg.tying, alpha_start(theta, self.cfg.tying, self.cfg.alpha_init),
-                           self.cfg.projection_start)
+            alpha0 = alpha_start(theta, self.cfg.tying, self.cfg.alpha_init)
+            proj = project(theta, self.qset_of(name), self.cfg.tying, alpha0, self.cfg.projection_start)
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
             self.lam[name] = torch.zeros_like(theta)
             self._refresh_target(name)

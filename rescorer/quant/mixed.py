@@ -126,16 +126,9 @@ def allocate(sensitivity: Mapping[str, Mapping[int, float]], costs: Mapping[str,
                 front.append(item)
         if not front:
             cheapest = sum(min(costs[n].values()) for n in names)
-            raise AdmmqError(f"no allocation fits the budget of {budget:,} bits: the smallest costs "
-                             f"{cheapest:,} bits ({cheapest / max(1, sum(_numels(costs, names))):.3g} bits/weight "
-                             f"at the lowest width)")
+            raise AdmmqError(f"no allocation fits the budget of {budget:,} bits: the smallest costs {cheapest:,} bits")
     cost, sens, choice = min(front, key=lambda t: (t[1], t[0]))
     return Allocation(dict(zip(names, choice)), cost, sens, budget)
-
-
-def _numels(costs: Mapping[str, Mapping[int, int]], names: Sequence[str]) -> List[int]:
-    """Weights per matrix, recovered from its 1-bit cost when present (for messages only)."""
-    return [costs[n].get(1, 0) for n in names]
 
 
 def budget_in_bits(numels: Mapping[str, int], budget_bits: Optional[float], budget_mb: Optional[float]) -> int:

@@ -90,10 +90,10 @@ def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str
         table = read_sensitivity_json(sensitivity)
         source = f"{table.metric} from {sensitivity}"
     numel = matrix_shapes(init_from, keep_fp) if init_from else dict(table.numel)
-    missing_bits = [b for b in bits if any(b not in table.values.get(n, {}) for n in numel)]
     usable = {n: {b: v for b, v in table.values[n].items() if b in bits} for n in numel if n in table.values}
-    if missing_bits and all(not row for row in usable.values()):
-        raise AdmmqError(f"the sensitivity table has no column for bits {missing_bits}")
+    empty = [n for n, row in usable.items() if not row]
+    if empty:
+        raise AdmmqError(f"the sensitivity table has no width of --precision-bits {list(bits)} for {', '.join(empty)}")
     alloc = allocate_from_sensitivity(usable, numel, budget_bits, budget_mb)
     budget = f"{budget_bits} bits/weight" if budget_bits is not None else f"{budget_mb} MiB"
     note = f"auto: {source}, budget {budget}: {describe(alloc, numel)}"
