@@ -176,3 +176,15 @@ def test_cli_precision_errors_are_one_line(ptb_slice, fp_run, tmp_path):
     bad.write_text("decoder.weight 7\n")
     r = CliRunner().invoke(cli, [str(a) for a in base + ["-o", tmp_path / "b", "--precision", bad]])
     assert r.exit_code == 1 and f"{bad}:1:" in r.output
+
+
+def test_cli_precision_file_from_scratch(ptb_slice, tmp_path):
+    prec = tmp_path / "prec.txt"
+    prec.write_text("embedding.weight 1\nlstm.weight_ih_l0 3\nlstm.weight_hh_l0 4\ndecoder.weight 2\n")
+    r = run_cli("train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o", tmp_path / "run",
+                "--method", "admm", "--precision", prec, "--embed-dim", 16, "--hidden-dim", 16, "--admm-iters", 1,
+                "--max-sentences", 50, "--quiet")
+    assert r.exit_code == 0, r.output
+    lm = load_lm(tmp_path / "run")
+    assert {n: q.levels for n, q in lm.quantized.items()} == {"embedding.weight": 2, "lstm.weight_ih_l0": 6,
+                                                               "lstm.weight_hh_l0": 15, "decoder.weight": 4}

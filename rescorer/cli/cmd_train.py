@@ -60,8 +60,8 @@ from .options import quiet_option, text_format_option
                    "e.g. quantize a trained fp LM with admm.")
 @click.option("--precision", default=None, metavar="auto|FILE",
               help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
-                   "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from). Tables: "
-                   "1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8.")
+                   "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "
+                   "file). Tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8.")
 @click.option("--sensitivity", default="kl", show_default=True, metavar="kl|hessian|FILE",
               help="--precision auto: measure KL or Hessian-trace sensitivity on --valid with the --init-from LM, "
                    "or read the JSON table of `admmq sensitivity --json`.")
@@ -171,9 +171,11 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         if precision is not None:
             if method != "admm":
                 raise AdmmqError("--precision applies to --method admm only")
+            shape = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
+                                tie_embeddings=tie_embeddings)
             plan = plan_precision(precision, init_from, valid_path, text_format, sensitivity, budget_bits, budget_mb,
                                   parse_bits_list(precision_bits), tuple(keep_fp), probes, sensitivity_sentences,
-                                  quiet)
+                                  quiet, shape)
             for line in bits_summary(plan.pairs):
                 click.echo(f"precision {line}")
             click.echo(plan.note)

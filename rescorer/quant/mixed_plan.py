@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import load_lm, read_checkpoint, resolve_lm_path
 from ..corpus import load_corpus
 from ..errors import AdmmqError
 from ..fileio import atomic_open, open_text
+from ..model import LSTMLM, ModelConfig
 from .mixed import (Allocation, allocate_from_sensitivity, describe, read_precision, stored_bits,
                     write_precision)
 from .sensitivity import METRICS, SensitivityConfig, SensitivityTable, measure_sensitivity
@@ -59,19 +60,24 @@ def read_sensitivity_json(path: str) -> SensitivityTable:
 def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str], text_format: str = "plain",
                    sensitivity: str = "kl", budget_bits: Optional[float] = None, budget_mb: Optional[float] = None,
                    bits: Sequence[int] = (1, 2, 3, 4, 8), keep_fp: Sequence[str] = (), probes: int = 16,
-                   max_sentences: int = 0, quiet: bool = True) -> PrecisionPlan:
+                   max_sentences: int = 0, quiet: bool = True,
+                   model_cfg: Optional[ModelConfig] = None) -> PrecisionPlan:
     """Per-matrix tables for ADMM: from a precision file, or chosen by sensitivity under a budget.
 
     ``precision``: ``"auto"`` or a precision file.  ``sensitivity``: ``kl`` or
     ``hessian`` (measured on ``valid`` with the ``init_from`` LM, over its
-    first ``max_sentences`` sentences if > 0) or a JSON table file.
+    first ``max_sentences`` sentences if > 0) or a JSON table file.  A precision
+    file names the matrices of the ``init_from`` checkpoint, else of ``model_cfg``.
     """
     if precision != "auto":
         if not os.path.isfile(precision):
             raise AdmmqError("--precision: expected 'auto' or a precision file, and no such file exists", precision)
-        if not init_from:
-            raise AdmmqError("--precision FILE needs --init-from (the model whose matrices it names)")
-        names = list(matrix_shapes(init_from, keep_fp))
+        if init_from:
+            names = list(matrix_shapes(init_from, keep_fp))
+        elif model_cfg is not None:  # training from scratch: the matrices of the configured model
+            names = [n for n in LSTMLM(replace(model_cfg, vocab_size=3)).weight_matrix_names() if n not in keep_fp]
+        else:
+            raise AdmmqError("--precision FILE needs --init-from or a model configuration")
         qsets = read_precision(precision, names)
         return PrecisionPlan(tuple(qsets.items()), f"precision file {precision}")
     if sensitivity in METRICS:
