@@ -40,7 +40,7 @@ import torch
 
 from .batching import (epoch_order, num_sentence_batches, num_stream_batches, sentence_batches,
                        stream_batches)
-from .checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
+from .checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path, save_checkpoint
 from .corpus import EncodedCorpus, load_corpus, read_sentences
 from .errors import AdmmqError, MismatchError
 from .fileio import atomic_open
@@ -87,6 +87,7 @@ class TrainConfig:
     save_every: int = 0
     device: str = "auto"
     eval_batch_tokens: int = 8192
+    init_from: Optional[str] = None  # start Θ (and the vocabulary, model shape) from this checkpoint's weights
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -244,7 +245,12 @@ class Trainer:
         if ckpt is not None:
             self.units = units_from_state(ckpt["units"])
         else:
-            self.units = build_units(cfg, (s.words for s in train_sents))
+            init = read_checkpoint(resolve_lm_path(cfg.init_from)) if cfg.init_from else None
+            if init is not None:  # its vocabulary and model shape; Θ is loaded below
+                self.units = units_from_state(init["units"])
+                model_cfg = ModelConfig.from_dict(init["model_config"])
+            else:
+                self.units = build_units(cfg, (s.words for s in train_sents))
         if cfg.max_sentences > 0:
             train_sents = train_sents[: cfg.max_sentences]
         from .corpus import encode_sentences
@@ -277,6 +283,8 @@ class Trainer:
                 self.stream_state = (ss[0].to(self.device), ss[1].to(self.device))
             self.log.line(f"resumed {self.out / LAST}: epoch {self.state.epoch + 1}, step {self.state.step}")
         else:
+            if cfg.init_from:
+                self.model.load_weights(init["model"], cfg.init_from)
             self.method.setup(self.model)
             self.state = TrainerState(lr=cfg.lr)
             self._log_settings()

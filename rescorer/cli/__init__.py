@@ -60,6 +60,7 @@ def _register() -> None:
     from . import cmd_nbest, cmd_rescore, cmd_wer  # noqa: F401
     from . import cmd_plot  # noqa: F401
     from . import cmd_report  # noqa: F401
+    from . import cmd_sensitivity  # noqa: F401
 
 
 _register()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ..errors import AdmmqError
 from ..model import ModelConfig
 from ..quant import METHODS, MethodConfig
 from ..quant.method import EXTRAGRADIENTS
+from ..quant.mixed import parse_bits_list
+from ..quant.mixed_plan import bits_summary, plan_precision, write_plan
 from ..quant.qsets import parse_qset
 from ..train import SCHEDULES, TrainConfig, train
 from ..tensorboard_sink import tensorboard_sink
@@ -29,7 +33,7 @@ from .options import quiet_option, text_format_option
 # quantized methods
 @click.option("--qset", default="pm1", show_default=True,
               help="admm quantization set: pm1 {±1}, 0pm1 {0,±1}, pm12 {±1,±2}, pm124 {±1,±2,±4}, "
-                   "pow2:n {0,±1,…,±2^n}; each scaled by α.")
+                   "pow2:n {0,±1,…,±2^n}, int:b {0,±1,…,±(2^(b-1)-1)}; each scaled by α.")
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--gamma", type=click.FloatRange(min=0), default=MethodConfig.gamma, show_default=True,
@@ -51,6 +55,26 @@ from .options import quiet_option, text_format_option
                    "previous α (plain alternation; may stall in a local optimum).")
 @click.option("--keep-fp", multiple=True, metavar="NAME",
               help="Leave this weight matrix in full precision (repeatable), e.g. embedding.weight.")
+@click.option("--init-from", type=click.Path(exists=True), default=None,
+              help="Start from this checkpoint's full-precision weights Θ (and its vocabulary and model shape), "
+                   "e.g. quantize a trained fp LM with admm.")
+@click.option("--precision", default=None, metavar="auto|FILE",
+              help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
+                   "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "
+                   "file). Tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8.")
+@click.option("--sensitivity", default="kl", show_default=True, metavar="kl|hessian|FILE",
+              help="--precision auto: measure KL or Hessian-trace sensitivity on --valid with the --init-from LM, "
+                   "or read the JSON table of `admmq sensitivity --json`.")
+@click.option("--budget-bits", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--precision auto: average stored bits per quantized weight (codes only).")
+@click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--precision auto: MiB (2^20 bytes) of quantized weight codes, paper-style.")
+@click.option("--precision-bits", default="1,2,3,4,8", show_default=True,
+              help="--precision auto: the widths to choose from.")
+@click.option("--sensitivity-sentences", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--precision auto: measure sensitivity on the first N validation sentences (0 = all).")
+@click.option("--probes", type=click.IntRange(min=2), default=16, show_default=True,
+              help="--sensitivity hessian: Hutchinson probes.")
 @click.option("--bits", type=click.IntRange(1, 8), default=2, show_default=True,
               help="multibit: bits per weight.")
 @click.option("--act-bits", type=click.IntRange(0, 8), default=0, show_default=True,
@@ -110,7 +134,9 @@ from .options import quiet_option, text_format_option
               help="Padded tokens per validation batch.")
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, gamma, gamma_growth,
-                  extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, bits, act_bits, cycles,
+                  extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+                  sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
+                  cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay,
                   clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
@@ -141,10 +167,27 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         if missing:
             raise AdmmqError(f"missing {', '.join(missing)} (or give --resume DIR)")
         parse_qset(qset)  # a bad set name is an error before any data is read
+        plan = None
+        if precision is not None:
+            if method != "admm":
+                raise AdmmqError("--precision applies to --method admm only")
+            shape = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
+                                tie_embeddings=tie_embeddings)
+            plan = plan_precision(precision, init_from, valid_path, text_format, sensitivity, budget_bits, budget_mb,
+                                  parse_bits_list(precision_bits), tuple(keep_fp), probes, sensitivity_sentences,
+                                  quiet, shape)
+            for line in bits_summary(plan.pairs):
+                click.echo(f"precision {line}")
+            click.echo(plan.note)
+            os.makedirs(out, exist_ok=True)
+            write_plan(os.path.join(out, "precision.txt"), plan)
+        elif budget_bits is not None or budget_mb is not None:
+            raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
         method_cfg = MethodConfig(method=method, qset=qset, tying=tying, gamma=gamma, gamma_growth=gamma_growth,
                                   extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
                                   projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
-                                  act_bits=act_bits, cycles=cycles)
+                                  act_bits=act_bits, cycles=cycles, precision=plan.pairs if plan else (),
+                                  precision_note=plan.note if plan else "")
         factory = METHODS[method]
         if epochs is None:
             epochs = factory.default_epochs
@@ -155,7 +198,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm,
             schedule=schedule or factory.default_schedule,
             lr_decay=lr_decay, min_improvement=min_improvement, seed=seed, max_sentences=max_sentences,
-            save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens)
+            save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens, init_from=init_from)
         model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
                                 dropout=dropout, tie_embeddings=tie_embeddings)
         result = train(out, cfg, model_cfg, method_cfg, quiet=quiet, sinks=sinks)

@@ -30,6 +30,10 @@ group) and the scaled multiplier λ (R, C).  One ADMM iteration per epoch:
    (:func:`rescorer.quant.qsets.project`).
 3. multiplier update (eq. 21): λ ← λ + Θ − Q.
 
+Mixed precision (``MethodConfig.precision``, :mod:`.mixed`): each matrix has
+its own table (``qset_of``); every update above is per matrix, so nothing
+else changes.
+
 The deployed model is Q (:meth:`AdmmMethod.quantized_matrices`); the trainer
 evaluates it after every iteration and keeps the best.  ``tying="none"`` is
 the paper's "NoTie {1}" row: every weight is its own table, so Q = Θ + λ, λ
@@ -46,10 +50,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..batching import Batch
+from ..errors import AdmmqError
 from ..model import LSTMLM, State
 from .method import MethodConfig, TrainingMethod
 from .qmatrix import QuantizedMatrix
-from .qsets import alpha_start, parse_qset, project
+from .qsets import QuantSet, alpha_start, parse_qset, project
 
 
 class AdmmMethod(TrainingMethod):
@@ -61,6 +66,7 @@ class AdmmMethod(TrainingMethod):
     def __init__(self, cfg: MethodConfig):
         super().__init__(cfg)
         self.qset = parse_qset(cfg.qset)
+        self.qsets = {name: parse_qset(spec) for name, spec in cfg.precision}  # per-matrix tables (mixed)
         self.quantized = cfg.tying != "none"
         self.gamma = float(cfg.gamma)
         self.iteration = 0
@@ -72,10 +78,14 @@ class AdmmMethod(TrainingMethod):
         self.g_prev: Dict[str, torch.Tensor] = {}  # ``past`` extra-gradient: last gradient, every parameter
 
     # ---------------------------------------------------------------- state
+    def qset_of(self, name: str) -> QuantSet:
+        """The quantization table of one matrix: its ``precision`` entry, else ``qset``."""
+        return self.qsets.get(name, self.qset)
+
     def _dense_q(self, name: str) -> torch.Tensor:
         """Q = α·levels[V] of one matrix: (R, C) float32."""
         codes, alpha = self.codes[name], self.alpha[name]
-        levels = self.qset.tensor(codes.device)
+        levels = self.qset_of(name).tensor(codes.device)
         return levels[codes.long()] * alpha.reshape(-1, 1)
 
     def _refresh_target(self, name: str) -> None:
@@ -84,14 +94,18 @@ class AdmmMethod(TrainingMethod):
     def setup(self, model: LSTMLM) -> None:
         """Q⁽⁰⁾ = projection of the initial Θ (α started per ``alpha_init``), λ⁽⁰⁾ = 0."""
         self.names = self.quantized_names(model)
+        unknown = sorted(set(self.qsets) - set(self.names))
+        if unknown:
+            raise AdmmqError(f"precision given for {', '.join(unknown)}, which is not a quantized weight matrix; "
+                             f"choose from {', '.join(self.names)}")
         params = dict(model.named_parameters())
         for name in self.names:
             theta = params[name].detach()
             if not self.quantized:
                 self.target[name] = theta.clone()
                 continue
-            proj = project(theta, self.qset, self.cfg.tying, alpha_start(theta, self.cfg.tying, self.cfg.alpha_init),
-                           self.cfg.projection_start)
+            alpha0 = alpha_start(theta, self.cfg.tying, self.cfg.alpha_init)
+            proj = project(theta, self.qset_of(name), self.cfg.tying, alpha0, self.cfg.projection_start)
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
             self.lam[name] = torch.zeros_like(theta)
             self._refresh_target(name)
@@ -168,7 +182,7 @@ class AdmmMethod(TrainingMethod):
         for name in self.names:
             theta = params[name].detach()
             q_old = self._dense_q(name)
-            proj = project(theta + self.lam[name], self.qset, self.cfg.tying, self.alpha[name],
+            proj = project(theta + self.lam[name], self.qset_of(name), self.cfg.tying, self.alpha[name],
                            self.cfg.projection_start)  # eqs. 18-20 on Θ⁽ᵏ⁺¹⁾ + λ⁽ᵏ⁾
             changed += int((proj.codes != self.codes[name]).sum())
             total += proj.codes.numel()
@@ -198,8 +212,8 @@ class AdmmMethod(TrainingMethod):
     def quantized_matrices(self, model: LSTMLM) -> Dict[str, QuantizedMatrix]:
         if not self.quantized:
             return {}
-        basis = self.qset.basis()
-        return {n: QuantizedMatrix(self.codes[n], basis.to(self.codes[n].device), self.alpha[n].reshape(-1, 1))
+        return {n: QuantizedMatrix(self.codes[n], self.qset_of(n).basis().to(self.codes[n].device),
+                                   self.alpha[n].reshape(-1, 1))
                 for n in self.names}
 
     # --------------------------------------------------------------- resume

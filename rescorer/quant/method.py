@@ -43,6 +43,8 @@ class MethodConfig:
     Multi-bit (``multibit``): ``bits`` per weight, ``act_bits`` per LSTM input
     activation (0 = full precision), ``cycles`` alternating cycles after the greedy
     start.  All quantized methods: ``keep_fp`` weight matrices left in full precision.
+    Mixed precision (ADMM): ``precision`` pairs (matrix, quantization set) overriding
+    ``qset`` per matrix (:mod:`.mixed`), ``precision_note`` how they were chosen.
     """
 
     method: str = "fp"
@@ -58,9 +60,12 @@ class MethodConfig:
     bits: int = 2
     act_bits: int = 0
     cycles: int = 2
+    precision: Tuple[Tuple[str, str], ...] = ()
+    precision_note: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_fp", tuple(self.keep_fp))
+        object.__setattr__(self, "precision", tuple((str(n), str(q)) for n, q in self.precision))
         checks = [
             (self.tying in ("layer", "node", "none"), f"tying must be layer, node or none, got {self.tying!r}"),
             (self.extragradient in EXTRAGRADIENTS,

@@ -2,7 +2,8 @@
 
 A quantization set is a short ascending list of level multipliers ``q``
 (``pm1`` {±1}, ``0pm1`` {0,±1}, ``pm12`` {±1,±2}, ``pm124`` {±1,±2,±4},
-``pow2:n`` {0,±1,…,±2^n}); a weight matrix is quantized to ``α_g·q`` with one
+``pow2:n`` {0,±1,…,±2^n}, ``int:b`` the uniform b-bit grid {0,±1,…,±(2^(b-1)−1)});
+a weight matrix is quantized to ``α_g·q`` with one
 full-precision scale ``α_g`` per tying group (``layer``: one per matrix,
 ``node``: one per output row, i.e. per row of the stored (R, C) matrix).
 
@@ -42,6 +43,9 @@ NAMED_SETS = {
 }
 TYINGS = ("layer", "node", "none")
 MAX_POW2 = 6  # pow2:6 has 15 levels
+INT_BITS = range(2, 9)  # int:b, b = 2..8: 2^b - 1 uniform levels
+EXACT_MAX_MAGNITUDES = 16  # beyond this, start="exact" begins at max|x| / top level (see project)
+LARGE_SET_ALTERNATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,13 @@ class QuantSet:
 
 
 def parse_qset(spec: str) -> QuantSet:
-    """``pm1``, ``0pm1``, ``pm12``, ``pm124`` or ``pow2:n`` (levels {0, ±1, ±2, …, ±2^n})."""
+    """``pm1``, ``0pm1``, ``pm12``, ``pm124``, ``pow2:n`` (levels {0, ±1, ±2, …, ±2^n}) or ``int:b``
+    (the symmetric uniform grid {0, ±1, …, ±(2^(b-1) − 1)}, 2^b − 1 levels, 2 <= b <= 8)."""
     if spec in NAMED_SETS:
         return QuantSet(spec, NAMED_SETS[spec])
+    if spec.startswith("int:") and spec[4:].isdigit() and int(spec[4:]) in INT_BITS:
+        top = 2 ** (int(spec[4:]) - 1) - 1
+        return QuantSet(spec, tuple(float(v) for v in range(-top, top + 1)))
     if spec.startswith("pow2:"):
         try:
             n = int(spec[5:])
@@ -82,7 +90,7 @@ def parse_qset(spec: str) -> QuantSet:
             pos = [float(2 ** i) for i in range(n + 1)]
             return QuantSet(spec, tuple([-p for p in reversed(pos)] + [0.0] + pos))
     raise AdmmqError(f"unknown quantization set {spec!r}; use one of {sorted(NAMED_SETS)} or pow2:n "
-                     f"with 0 <= n <= {MAX_POW2}")
+                     f"with 0 <= n <= {MAX_POW2}, or int:b with 2 <= b <= 8")
 
 
 # ----------------------------------------------------------------- helpers
@@ -194,7 +202,11 @@ def project(x: torch.Tensor, qset: QuantSet, tying: str, alpha0: torch.Tensor, s
     ``alpha0`` (G,): the starting scales for ``start="given"`` (the previous
     iteration's α, or the α initialisation), and the fallback for any group whose
     codes all become 0 (then restarted at mean |x|).  ``start="exact"`` starts
-    from :func:`optimal_alpha` instead.
+    from :func:`optimal_alpha` instead; for sets with more than
+    ``EXACT_MAX_MAGNITUDES`` magnitudes (``int:6`` .. ``int:8``) the breakpoint
+    sweep would need n·K memory, so it starts at max|x| / top level (the range
+    fit) and at most ``LARGE_SET_ALTERNATIONS`` alternations refine it (each
+    lowers the objective; at 63+ levels what remains is tiny).
     """
     if x.dim() != 2:
         raise ValueError(f"project expects a matrix, got shape {tuple(x.shape)}")
@@ -204,7 +216,10 @@ def project(x: torch.Tensor, qset: QuantSet, tying: str, alpha0: torch.Tensor, s
     if alpha0.shape != (G,):
         raise ValueError(f"alpha0 has shape {tuple(alpha0.shape)}, expected ({G},) for {tying} tying")
     fallback = xg.abs().mean(1).clamp_min(1e-12)
-    if start == "exact":
+    if start == "exact" and len(qset.magnitudes) > EXACT_MAX_MAGNITUDES:
+        alpha = xg.abs().amax(1) / max(qset.magnitudes)
+        max_alternations = min(max_alternations, LARGE_SET_ALTERNATIONS)
+    elif start == "exact":
         alpha = optimal_alpha(xg, qset)
     elif start == "given":
         alpha = alpha0.double().to(x.device)

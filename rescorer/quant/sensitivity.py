@@ -1,0 +1,272 @@
+"""How much each weight matrix suffers from quantization: the two metrics of Xu et al. (2021).
+
+For a full-precision LM and each weight matrix W_l (R, C) and width b,
+Q_b(W_l) is the optimal projection of W_l onto the b-bit table of
+:mod:`.mixed` (α from the exact breakpoint sweep, eqs. 18-20).
+
+* ``kl``: the mean over validation tokens of KL(p_fp ‖ p_q), where p_q is the
+  LM with only W_l replaced by Q_b(W_l) (every other matrix full precision).
+  0 when Q_b(W_l) = W_l.
+* ``hessian``: Tr(H_l)/n_l · ‖Q_b(W_l) − W_l‖², H_l the Hessian of the
+  mean per-token cross entropy with respect to W_l (n_l weights): the
+  second-order estimate of the loss increase when the quantization error is
+  spread evenly over H_l's eigen-directions.  Tr(H_l) by Hutchinson's
+  estimator: for Rademacher probes v (entries ±1), E[vᵀ H v] = Tr(H).  One
+  probe draws an independent v_l for every matrix and computes all products
+  H v with one double backward pass, so vᵀ_l (H v)_l = vᵀ_l H_ll v_l +
+  Σ_{m≠l} vᵀ_l H_lm v_m, whose cross terms have mean 0: an unbiased estimate
+  of each Tr(H_ll) at the cost of one pass per probe.  The spread over probes
+  gives the standard error reported beside each trace.  The cross entropy is
+  not convex, so a trace (or its noisy estimate) can come out negative; the
+  sensitivity then counts it as 0 (the second-order model predicts no loss).  cuDNN's / oneDNN's LSTM
+  has no double backward, so the model runs its native cell
+  (:attr:`rescorer.model.LSTMLM.native_lstm`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..batching import length_sorted_batches
+from ..corpus import EncodedCorpus
+from ..errors import AdmmqError
+from ..model import LSTMLM
+from ..progress import progress_bar
+from .mixed import DEFAULT_BITS, qset_for_bits
+from .qsets import alpha_start, parse_qset, project
+
+METRICS = ("kl", "hessian")
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """``metric`` kl|hessian; ``bits`` candidate widths; ``tying`` of the tables (layer|node);
+    ``probes`` Hutchinson probes; ``batch_tokens`` padded tokens per batch; ``max_sentences``
+    validation sentences used (0 = all); ``seed`` of the probes."""
+
+    metric: str = "kl"
+    bits: Sequence[int] = DEFAULT_BITS
+    tying: str = "layer"
+    probes: int = 32
+    batch_tokens: int = 4096
+    max_sentences: int = 0
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", tuple(int(b) for b in self.bits))
+        if self.metric not in METRICS:
+            raise AdmmqError(f"sensitivity metric must be one of {METRICS}, got {self.metric!r}")
+        if self.tying not in ("layer", "node"):
+            raise AdmmqError(f"tying must be layer or node, got {self.tying!r}")
+        if self.probes < 2:
+            raise AdmmqError(f"at least 2 probes are needed for a standard error, got {self.probes}")
+        for b in self.bits:
+            qset_for_bits(b)
+
+
+@dataclass
+class TraceEstimate:
+    """Hutchinson estimate of a trace: ``mean`` over ``probes`` samples, ``se`` = std / sqrt(probes)."""
+
+    mean: float
+    se: float
+    probes: int
+
+
+@dataclass
+class SensitivityTable:
+    """Sensitivity per matrix and width: ``values[name][bits]``; ``error2[name][bits]`` = ‖Q_b(W) − W‖²;
+    ``numel[name]``; for ``hessian`` also ``trace[name]``."""
+
+    metric: str
+    values: Dict[str, Dict[int, float]]
+    error2: Dict[str, Dict[int, float]]
+    numel: Dict[str, int]
+    trace: Dict[str, TraceEstimate] = field(default_factory=dict)
+    tokens: int = 0
+    config: Dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready (bits keys become strings); :meth:`from_dict` reads it back."""
+        return {"format": "admmq-sensitivity", "metric": self.metric, "tokens": self.tokens,
+                "config": dict(self.config), "numel": dict(self.numel),
+                "values": {n: {str(b): v for b, v in d.items()} for n, d in self.values.items()},
+                "error2": {n: {str(b): v for b, v in d.items()} for n, d in self.error2.items()},
+                "trace": {n: asdict(t) for n, t in self.trace.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "sensitivity file") -> "SensitivityTable":
+        if not isinstance(d, dict) or d.get("format") != "admmq-sensitivity":
+            raise AdmmqError(f"{source}: not an admmq sensitivity table (write one with admmq sensitivity --json)")
+        try:
+            return cls(d["metric"], {n: {int(b): float(v) for b, v in row.items()} for n, row in d["values"].items()},
+                       {n: {int(b): float(v) for b, v in row.items()} for n, row in d["error2"].items()},
+                       {n: int(v) for n, v in d["numel"].items()},
+                       {n: TraceEstimate(**t) for n, t in d.get("trace", {}).items()}, int(d.get("tokens", 0)),
+                       dict(d.get("config", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise AdmmqError(f"{source}: malformed sensitivity table ({exc})") from None
+
+    def text(self) -> str:
+        bits = sorted({b for row in self.values.values() for b in row})
+        head = f"{'matrix':<22} {'weights':>10}" + "".join(f" {f'{b} bit':>11}" for b in bits)
+        if self.trace:
+            head += f" {'Tr(H)':>11} {'± se':>9}"
+        lines = [f"sensitivity by {self.metric} over {self.tokens} tokens", head]
+        for name, row in self.values.items():
+            line = f"{name:<22} {self.numel[name]:>10,}" + "".join(f" {row[b]:>11.4g}" for b in bits)
+            if name in self.trace:
+                t = self.trace[name]
+                line += f" {t.mean:>11.4g} {t.se:>9.2g}"
+            lines.append(line)
+        if self.trace:
+            lines.append(f"(Hutchinson, {next(iter(self.trace.values())).probes} Rademacher probes)")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------ quantization
+def quantized_variants(model: LSTMLM, names: Sequence[str], bits: Sequence[int],
+                       tying: str = "layer") -> Dict[str, Dict[int, torch.Tensor]]:
+    """Q_b(W) for every matrix and width: name -> bits -> (R, C) float32 (exact-start projection)."""
+    params = dict(model.named_parameters())
+    out: Dict[str, Dict[int, torch.Tensor]] = {}
+    for name in names:
+        w = params[name].detach()
+        out[name] = {}
+        for b in bits:
+            qset = parse_qset(qset_for_bits(b))
+            proj = project(w, qset, tying, alpha_start(w, tying, "mean"), "exact")
+            out[name][b] = proj.dequantize(qset).to(w.dtype)
+    return out
+
+
+def _batches(model: LSTMLM, corpus: EncodedCorpus, units, batch_tokens: int):
+    dev = next(model.parameters()).device
+    for batch in length_sorted_batches(corpus, batch_tokens, units.bos_id, units.eos_id):
+        yield batch.to(dev)
+
+
+# ---------------------------------------------------------------------- KL
+@torch.no_grad()
+def kl_sensitivity(model: LSTMLM, corpus: EncodedCorpus, units, variants: Mapping[str, Mapping[int, torch.Tensor]],
+                   batch_tokens: int = 4096, quiet: bool = True) -> tuple:
+    """Mean KL(p_fp ‖ p_q) per token for each (matrix, width) of ``variants``.
+
+    Returns (name -> bits -> KL in nats, tokens).  The model's weights are
+    restored afterwards.
+    """
+    model.eval()
+    params = dict(model.named_parameters())
+    sums = {n: {b: 0.0 for b in row} for n, row in variants.items()}
+    tokens = 0
+    n_batches = sum(1 for _ in length_sorted_batches(corpus, batch_tokens, units.bos_id, units.eos_id))
+    with progress_bar("KL sensitivity", n_batches, quiet) as bar:
+        for batch in _batches(model, corpus, units, batch_tokens):
+            mask = batch.targets != -100
+            ref = F.log_softmax(model.logits(model(batch.inputs)[0][mask]).double(), -1)  # (N, V)
+            p_ref = ref.exp()
+            tokens += int(mask.sum())
+            for name, row in variants.items():
+                saved = params[name].detach().clone()
+                for b, q in row.items():
+                    params[name].data.copy_(q)
+                    logq = F.log_softmax(model.logits(model(batch.inputs)[0][mask]).double(), -1)
+                    sums[name][b] += float((p_ref * (ref - logq)).sum())
+                params[name].data.copy_(saved)
+            bar.advance(1)
+    return {n: {b: s / max(tokens, 1) for b, s in row.items()} for n, row in sums.items()}, tokens
+
+
+# ------------------------------------------------------------- Hutchinson
+def hutchinson_traces(loss_terms: Callable[[], Iterable[torch.Tensor]], params: Mapping[str, torch.Tensor],
+                      probes: int, generator: Optional[torch.Generator] = None,
+                      quiet: bool = True) -> Dict[str, TraceEstimate]:
+    """Tr(H_l) of each parameter block by Hutchinson's estimator with Rademacher probes.
+
+    ``loss_terms()`` yields scalar tensors whose sum is the loss (batches, so
+    memory stays one batch's graph); ``params``: name -> tensor with
+    ``requires_grad``.  Per probe, v_l ∈ {±1}^shape for every block, H v by a
+    double backward pass per term, sample z_l = v_lᵀ (H v)_l.  Returns name ->
+    mean, standard error (sample std / sqrt(probes)) and probe count.
+    """
+    names = list(params)
+    tensors = [params[n] for n in names]
+    samples: Dict[str, List[float]] = {n: [] for n in names}
+    with progress_bar("Hutchinson probes", probes, quiet) as bar:
+        for _ in range(probes):
+            vs = [(torch.randint(0, 2, t.shape, generator=generator, dtype=torch.int64) * 2 - 1)
+                  .to(t.device, t.dtype) for t in tensors]
+            z = [0.0] * len(names)
+            for term in loss_terms():
+                grads = torch.autograd.grad(term, tensors, create_graph=True, allow_unused=True)
+                used = [(g * v).sum() for g, v in zip(grads, vs) if g is not None and g.requires_grad]
+                if not used:  # the term is at most linear in every block: no curvature
+                    continue
+                hv = torch.autograd.grad(sum(used), tensors, allow_unused=True)
+                for i, (h, v) in enumerate(zip(hv, vs)):
+                    if h is not None:
+                        z[i] += float((h * v).sum())
+            for n, zi in zip(names, z):
+                samples[n].append(zi)
+            bar.advance(1)
+    out = {}
+    for n in names:
+        s = torch.tensor(samples[n], dtype=torch.float64)
+        out[n] = TraceEstimate(float(s.mean()), float(s.std(unbiased=True)) / math.sqrt(len(s)), len(s))
+    return out
+
+
+def model_hessian_traces(model: LSTMLM, corpus: EncodedCorpus, units, names: Sequence[str], probes: int,
+                         batch_tokens: int = 4096, seed: int = 1, quiet: bool = True):
+    """Tr(H_l) of the mean per-token cross entropy over ``corpus`` for the matrices ``names``.
+
+    Runs the native LSTM cell (twice differentiable); returns (name -> TraceEstimate, tokens).
+    """
+    model.eval()
+    was_native = model.native_lstm
+    model.native_lstm = True
+    params = dict(model.named_parameters())
+    batches = list(_batches(model, corpus, units, batch_tokens))
+    tokens = sum(int((b.targets != -100).sum()) for b in batches)
+
+    def terms():
+        for batch in batches:
+            loss, _ = model.loss(batch.inputs, batch.targets)
+            yield loss / tokens
+
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        traces = hutchinson_traces(terms, {n: params[n] for n in names}, probes, gen, quiet)
+    finally:
+        model.native_lstm = was_native
+    return traces, tokens
+
+
+# -------------------------------------------------------------- together
+def measure_sensitivity(model: LSTMLM, corpus: EncodedCorpus, units, cfg: SensitivityConfig,
+                        names: Optional[Sequence[str]] = None, quiet: bool = True) -> SensitivityTable:
+    """The sensitivity table of ``model`` (full precision) on ``corpus`` by ``cfg.metric``."""
+    if cfg.max_sentences:
+        corpus = corpus.subset(range(min(cfg.max_sentences, len(corpus))))
+    if len(corpus) == 0:
+        raise AdmmqError("the sensitivity text has no sentences")
+    names = list(names or model.weight_matrix_names())
+    params = dict(model.named_parameters())
+    variants = quantized_variants(model, names, cfg.bits, cfg.tying)
+    error2 = {n: {b: float(((q - params[n].detach()) ** 2).sum()) for b, q in row.items()}
+              for n, row in variants.items()}
+    numel = {n: int(params[n].numel()) for n in names}
+    trace: Dict[str, TraceEstimate] = {}
+    if cfg.metric == "kl":
+        values, tokens = kl_sensitivity(model, corpus, units, variants, cfg.batch_tokens, quiet)
+    else:
+        trace, tokens = model_hessian_traces(model, corpus, units, names, cfg.probes, cfg.batch_tokens, cfg.seed,
+                                             quiet)
+        values = {n: {b: max(trace[n].mean, 0.0) / numel[n] * e for b, e in error2[n].items()} for n in names}
+    return SensitivityTable(cfg.metric, values, error2, numel, trace, tokens,
+                            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()})
