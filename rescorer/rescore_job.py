@@ -27,12 +27,21 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .errors import AdmmqError, PathLike
-from .fileio import atomic_open, check_writable
+from .fileio import atomic_open, check_free_space, check_writable, remove_stale_temps
 from .kaldi_archive import SCALAR, write_archive
 from .nbest import read_nbest, write_nbest_file
 from .nbest_shards import shard_nbest
 from .rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
 from .wer import read_text
+
+
+OUTPUTS = ("text", "nbest.txt", "lmwt.new", "summary.json", "sweep.tsv", "sweep.test.tsv", "wer.txt")
+
+
+def _input_bytes(path: PathLike) -> int:
+    p = Path(path)
+    files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
+    return sum(f.stat().st_size for f in files)
 
 
 def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) -> Dict[str, str]:
@@ -101,6 +110,10 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
         check_writable(out / "summary.json")
     else:
         check_writable(out)
+    if out.is_dir():
+        remove_stale_temps(out, OUTPUTS)  # left by a killed job
+    # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
+    check_free_space(out if out.is_dir() else out.parent, 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
     nb = read_nbest(nbest, words_txt)
     if shard is not None:
         nb = shard_nbest(nb, *shard)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -44,7 +43,7 @@ from .checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, load_corpus, read_sentences
 from .distributed import SINGLE, Dist, device_for, sharded_sentence_batches
 from .errors import AdmmqError, MismatchError
-from .fileio import atomic_open
+from .fileio import atomic_open, check_free_space, make_output_dir, remove_stale_temps
 from .model import LSTMLM, ModelConfig
 from .progress import progress_bar, say
 from .runlogs import LOG_JSONL, LOG_TEXT, EpochSink, format_epoch_row
@@ -248,9 +247,7 @@ class Trainer:
             self.method.grad_sync = dist.sum_gradients
         self.method_cfg = method_cfg
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.out, os.W_OK):
-            raise AdmmqError("output directory is not writable", self.out)
+        make_output_dir(self.out)
         self.log = RunLog(self.out, self.quiet, sinks if dist.is_main else (), enabled=dist.is_main)
 
         train_sents = read_sentences(cfg.train, cfg.text_format)
@@ -304,6 +301,11 @@ class Trainer:
             if dist.rank > 0:  # own dropout masks on each rank
                 torch.manual_seed(cfg.seed + 7919 * dist.rank)
             self._log_settings()
+        if dist.is_main:
+            remove_stale_temps(self.out, (LAST, BEST))  # left by a killed run
+            # best.pt + last.pt + one temporary copy, each: Θ, optimizer and method state (≤ 4 copies of Θ)
+            n_params = sum(p.numel() for p in self.model.parameters())
+            check_free_space(self.out, 3 * 4 * 4 * n_params + 2**20, "the checkpoints")
         dist.barrier()  # every rank has checked the directory before rank 0 writes into it
         for group in self.optimizer.param_groups:
             group["lr"] = self.state.lr
