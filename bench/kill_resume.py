@@ -158,7 +158,7 @@ def prepare_rescore(work: Path, utterances: int = 0) -> List[str]:
     from tests.ngram_fixtures import backoff_arpa  # the normalised back-off test estimator
 
     with gzip.open(ROOT / "data" / "ptb" / "ptb.train.txt.gz", "rt", encoding="utf-8") as fh:
-        sents = [next(fh).split() for _ in range(5000)]
+        sents = [next(fh).split() for _ in range(1000 if utterances else 5000)]
     arpa = work / "lm3.arpa"
     arpa.write_text(backoff_arpa(sents, 3), encoding="utf-8")
     nb = work / "nbest"

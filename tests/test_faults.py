@@ -20,15 +20,15 @@ from rescorer.train import TrainConfig, train
 
 @pytest.mark.slow
 def test_training_killed_at_random_moments_resumes_to_the_same_model(tmp_path):
-    res = kill_resume_loop(tmp_path, trials=1, kills=2, method="admm", seed=5, sentences=100)
+    res = kill_resume_loop(tmp_path, trials=1, kills=1, method="admm", seed=5, sentences=60)
     assert res["matched"] == res["trials"] == 1, res
     assert all(d["loadable"] for d in res["details"]), res
 
 
 @pytest.mark.slow
 def test_rescoring_killed_leaves_outputs_whole_or_absent(tmp_path):
-    res = kill_rescore_loop(tmp_path, trials=2, seed=3, utterances=20)
-    assert res["ok"] == res["trials"] == 2, res
+    res = kill_rescore_loop(tmp_path, trials=1, seed=3, utterances=5)
+    assert res["ok"] == res["trials"] == 1, res
 
 
 @pytest.fixture()
