@@ -22,6 +22,9 @@ sinks (``sinks``, e.g. :class:`rescorer.tensorboard_sink.TensorBoardSink`)
 receive each epoch's row as well.
 ``resume=True`` continues a killed run from ``last.pt`` exactly: same batches,
 same random numbers, same result as an uninterrupted run.
+With ``dist`` (:mod:`rescorer.distributed`) the run is one rank of a
+data-parallel run: sentence-sharded global batches, summed gradients, rank 0
+writing logs and checkpoints.
 """
 
 from __future__ import annotations
