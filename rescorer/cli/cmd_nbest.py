@@ -42,7 +42,7 @@ def convert_command(src, dest, to, archive, words_txt):
               help="Archives of directory parts.")
 @click.option("--words-txt", type=click.Path(exists=True, dir_okay=False), help="Symbol table (id archives).")
 def split_command(src, out_dir, parts, to, archive, words_txt):
-    """Split SRC into OUT_DIR/1 .. OUT_DIR/N by utterance (contiguous blocks, deterministic; Kaldi's split<N>)."""
+    """Split SRC by utterance into parts OUT_DIR/1, OUT_DIR/2, ... (contiguous blocks, deterministic)."""
     paths = split_nbest(src, out_dir, parts, to, archive, words_txt)
     click.echo(f"{src} -> {len(paths)} parts in {out_dir}")
 
