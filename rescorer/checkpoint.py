@@ -51,7 +51,11 @@ def save_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
     data["format"] = FORMAT
     data["version"] = VERSION
     with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+        try:
+            torch.save(data, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports ENOSPC and friends as RuntimeError
+            raise AdmmqError(f"cannot write the checkpoint (disk full?): {str(exc).splitlines()[0][:200]}",
+                             path) from None
 
 
 def read_checkpoint(path: PathLike) -> Dict[str, Any]:

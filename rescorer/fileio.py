@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Tuple
@@ -71,8 +72,43 @@ def check_writable(path: PathLike) -> None:
         raise AdmmqError("is a directory, expected an output file name", p)
     if not parent.exists():
         raise AdmmqError("output directory does not exist", parent)
+    if not parent.is_dir():
+        raise AdmmqError("is not a directory (expected an output directory)", parent)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise AdmmqError("output directory is not writable", parent)
+
+
+def make_output_dir(path: PathLike) -> Path:
+    """Create the output directory ``path`` (and its parents) or fail with one clear line; check it is writable."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise AdmmqError("exists and is not a directory", p) from None
+    except OSError as exc:
+        raise AdmmqError(f"cannot create the output directory: {exc.strerror}", p) from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise AdmmqError("output directory is not writable", p)
+    return p
+
+
+def check_free_space(directory: PathLike, need_bytes: int, what: str) -> None:
+    """Fail before the work starts when ``directory``'s file system has less than ``need_bytes`` free."""
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise AdmmqError(f"not enough free disk space for {what}: {free / 2**20:.1f} MiB free, about "
+                         f"{need_bytes / 2**20:.1f} MiB needed", directory)
+
+
+def remove_stale_temps(directory: PathLike, names) -> int:
+    """Remove temporary files that a killed writer of ``names`` left in ``directory`` (``.NAME.*.tmp``)."""
+    removed = 0
+    for name in names:
+        for tmp in Path(directory).glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
 def _umask() -> int:

@@ -13,6 +13,11 @@ Outputs in the output directory (each written atomically):
                   wer``, then ``errors:NAME wer:NAME`` for each WER subset with reference words in that set
 ``sweep.test.tsv`` tuned on dev with ``--ref``: the same grid on the rescored (test) list, same columns
 ``wer.txt``       the WER reports (with references)
+
+``summary.json`` is written last: a job whose ``summary.json`` exists finished.
+With ``shard=(k, n)`` the job rescores utterances of job ``k`` of ``n`` only
+(:mod:`rescorer.nbest_shards`) and scores WER against their references only; the
+weights must then be the same in every job: given, or tuned on a whole dev set.
 """
 
 from __future__ import annotations
@@ -22,11 +27,21 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .errors import AdmmqError, PathLike
-from .fileio import atomic_open, check_writable
+from .fileio import atomic_open, check_free_space, check_writable, remove_stale_temps
 from .kaldi_archive import SCALAR, write_archive
 from .nbest import read_nbest, write_nbest_file
+from .nbest_shards import shard_nbest
 from .rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
 from .wer import read_text
+
+
+OUTPUTS = ("text", "nbest.txt", "lmwt.new", "summary.json", "sweep.tsv", "sweep.test.tsv", "wer.txt")
+
+
+def _input_bytes(path: PathLike) -> int:
+    p = Path(path)
+    files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
+    return sum(f.stat().st_size for f in files)
 
 
 def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) -> Dict[str, str]:
@@ -76,7 +91,8 @@ def write_sweep(sw: Sweep, path: PathLike) -> None:
 def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref: Optional[PathLike] = None,
                 dev: Optional[PathLike] = None, dev_ref: Optional[PathLike] = None,
                 words_txt: Optional[PathLike] = None, quiet: bool = False,
-                settings: Optional[dict] = None) -> Tuple[RescoreResult, Dict[str, str]]:
+                settings: Optional[dict] = None,
+                shard: Optional[Tuple[int, int]] = None) -> Tuple[RescoreResult, Dict[str, str]]:
     """Read the n-best list (and dev set, references), rescore with ``lm``, write the outputs.
 
     ``lm`` is the LM or a function without arguments returning it, called once
@@ -85,13 +101,29 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
     check_tuning(cfg, ref is not None, dev is not None)
+    if shard is not None and dev is None and (cfg.lm_scale is None or cfg.wip is None):
+        raise AdmmqError("a rescoring job (--shard) must use the same weights as the other jobs: give --lm-scale "
+                         "and --wip, or tune them on the whole dev set with --dev/--dev-ref (not on this job's "
+                         "references)")
     out = Path(out_dir)
     if out.is_dir():
         check_writable(out / "summary.json")
     else:
         check_writable(out)
+    if out.is_dir():
+        remove_stale_temps(out, OUTPUTS)  # left by a killed job
+    # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
+    check_free_space(out if out.is_dir() else out.parent, 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
     nb = read_nbest(nbest, words_txt)
+    if shard is not None:
+        nb = shard_nbest(nb, *shard)
+        if nb.num_utterances == 0:
+            raise AdmmqError(f"job {shard[0]} of {shard[1]} holds no utterance ({nbest} has fewer utterances "
+                             f"than jobs)")
     refs = read_text(ref) if ref is not None else None
+    if refs is not None and shard is not None:  # this job's utterances only
+        mine = set(nb.utts)
+        refs = {u: w for u, w in refs.items() if u in mine}
     dev_pair = (read_nbest(dev, words_txt), read_text(dev_ref)) if dev is not None else None
     if not hasattr(lm, "score"):
         lm = lm()

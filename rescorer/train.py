@@ -22,13 +22,15 @@ sinks (``sinks``, e.g. :class:`rescorer.tensorboard_sink.TensorBoardSink`)
 receive each epoch's row as well.
 ``resume=True`` continues a killed run from ``last.pt`` exactly: same batches,
 same random numbers, same result as an uninterrupted run.
+With ``dist`` (:mod:`rescorer.distributed`) the run is one rank of a
+data-parallel run: sentence-sharded global batches, summed gradients, rank 0
+writing logs and checkpoints.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -42,8 +44,9 @@ from .batching import (epoch_order, num_sentence_batches, num_stream_batches, se
                        stream_batches)
 from .checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path, save_checkpoint
 from .corpus import EncodedCorpus, load_corpus, read_sentences
+from .distributed import SINGLE, Dist, device_for, sharded_sentence_batches
 from .errors import AdmmqError, MismatchError
-from .fileio import atomic_open
+from .fileio import atomic_open, check_free_space, make_output_dir, remove_stale_temps
 from .model import LSTMLM, ModelConfig
 from .progress import progress_bar, say
 from .runlogs import LOG_JSONL, LOG_TEXT, EpochSink, format_epoch_row
@@ -164,12 +167,15 @@ class RunLog:
     """Writes ``train.log`` (text) and ``train_log.jsonl`` (one object per epoch) in the run directory,
     and hands each epoch's row to the ``sinks``."""
 
-    def __init__(self, out: Path, quiet: bool, sinks: Sequence[EpochSink] = ()):
+    def __init__(self, out: Path, quiet: bool, sinks: Sequence[EpochSink] = (), enabled: bool = True):
         self.out = out
         self.quiet = quiet
         self.sinks = list(sinks)
+        self.enabled = enabled  # False on the data-parallel ranks other than 0
 
     def line(self, message: str) -> None:
+        if not self.enabled:
+            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(self.out / LOG_TEXT, "a", encoding="utf-8") as fh:
             fh.write(f"{stamp} {message}\n")
@@ -183,6 +189,8 @@ class RunLog:
     def epoch(self, rows: List[Dict[str, Any]]) -> None:
         """After an epoch: ``train_log.jsonl`` rewritten with all ``rows`` (so a resumed run never
         duplicates an epoch), the newest row to every sink, the row as a progress line."""
+        if not self.enabled:
+            return
         self.rewrite_jsonl(rows)
         for sink in self.sinks:
             sink.write(rows[-1])
@@ -207,9 +215,11 @@ class Trainer:
 
     def __init__(self, out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
                  method_cfg: Optional[MethodConfig] = None, resume: bool = False, quiet: bool = False,
-                 epochs: Optional[int] = None, device: Optional[str] = None, sinks: Sequence[EpochSink] = ()):
+                 epochs: Optional[int] = None, device: Optional[str] = None, sinks: Sequence[EpochSink] = (),
+                 dist: Dist = SINGLE):
         self.out = Path(out)
-        self.quiet = quiet
+        self.dist = dist
+        self.quiet = quiet or not dist.is_main
         ckpt = None
         if resume:
             last = self.out / LAST
@@ -232,14 +242,17 @@ class Trainer:
         if device is not None:
             cfg = replace(cfg, device=device)
         self.cfg = cfg
-        self.device = pick_device(cfg.device)
+        if dist.active and cfg.bptt:
+            raise AdmmqError("--bptt (streaming) training runs in one process only; data-parallel training "
+                             "shards sentence-level batches (--bptt 0)")
+        self.device = pick_device(device_for(dist, cfg.device))
         self.method: TrainingMethod = build_method(method_cfg)
+        if dist.active:
+            self.method.grad_sync = dist.sum_gradients
         self.method_cfg = method_cfg
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.out, os.W_OK):
-            raise AdmmqError("output directory is not writable", self.out)
-        self.log = RunLog(self.out, quiet, sinks)
+        make_output_dir(self.out)
+        self.log = RunLog(self.out, self.quiet, sinks if dist.is_main else (), enabled=dist.is_main)
 
         train_sents = read_sentences(cfg.train, cfg.text_format)
         if ckpt is not None:
@@ -257,6 +270,8 @@ class Trainer:
 
         self.train_data: EncodedCorpus = encode_sentences(self.units, [s.words for s in train_sents])
         self.valid_data: EncodedCorpus = load_corpus(self.units, cfg.valid, cfg.text_format)
+        # data-parallel: each rank scores every world-th validation sentence, the sums are all-reduced
+        self.valid_part = self.valid_data.subset(dist.shard(len(self.valid_data))) if dist.active else self.valid_data
 
         model_cfg = self.method.adapt_model_config(replace(model_cfg, vocab_size=len(self.units)))
         if ckpt is not None and model_cfg.vocab_size != ModelConfig.from_dict(ckpt["model_config"]).vocab_size:
@@ -274,6 +289,12 @@ class Trainer:
             self.method.load_state_dict(ckpt.get("method_state") or {})
             self.state = TrainerState.from_dict(ckpt["trainer"])
             rng = ckpt["trainer"].get("rng_cpu")
+            ranks = ckpt["trainer"].get("rng_cpu_ranks")
+            if dist.active and ranks is not None and len(ranks) == dist.world:
+                rng = ranks[dist.rank]
+            elif dist.rank > 0:
+                rng = None
+                torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * self.state_epoch(ckpt))
             if rng is not None:
                 torch.set_rng_state(rng)
             if self.device.type == "cuda" and ckpt["trainer"].get("rng_cuda") is not None:
@@ -285,11 +306,24 @@ class Trainer:
         else:
             if cfg.init_from:
                 self.model.load_weights(init["model"], cfg.init_from)
+            dist.broadcast_parameters(self.model)
             self.method.setup(self.model)
             self.state = TrainerState(lr=cfg.lr)
+            if dist.rank > 0:  # own dropout masks on each rank
+                torch.manual_seed(cfg.seed + 7919 * dist.rank)
             self._log_settings()
+        if dist.is_main:
+            remove_stale_temps(self.out, (LAST, BEST))  # left by a killed run
+            # best.pt + last.pt + one temporary copy, each: Θ, optimizer and method state (≤ 4 copies of Θ)
+            n_params = sum(p.numel() for p in self.model.parameters())
+            check_free_space(self.out, 3 * 4 * 4 * n_params + 2**20, "the checkpoints")
+        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
         for group in self.optimizer.param_groups:
             group["lr"] = self.state.lr
+
+    @staticmethod
+    def state_epoch(ckpt: Dict[str, Any]) -> int:
+        return int(ckpt["trainer"].get("epoch", 0))
 
     # ------------------------------------------------------------ settings
     def _log_settings(self) -> None:
@@ -298,15 +332,21 @@ class Trainer:
         self.log.line(f"train config: {json.dumps(self.cfg.to_dict(), sort_keys=True)}")
         self.log.line(f"model config: {json.dumps(self.model_cfg.to_dict(), sort_keys=True)}")
         self.log.line(f"method config: {json.dumps(self.method_cfg.to_dict(), sort_keys=True)}")
+        if self.dist.active:
+            self.log.line(f"data-parallel: {self.dist.world} processes, backend "
+                          f"{torch.distributed.get_backend()}; each global batch of {self.cfg.batch_size} "
+                          f"sentences sharded by sentence")
         self.log.line(f"device {self.device}; {n_params} parameters; vocabulary {len(self.units)} symbols "
                       f"({self.units.output_size} outputs); train {len(self.train_data)} sentences "
                       f"{self.train_data.tokens} tokens (oov {self.train_data.oov}); valid "
                       f"{len(self.valid_data)} sentences {self.valid_data.tokens} tokens (oov {self.valid_data.oov})")
 
     # --------------------------------------------------------- checkpoints
-    def _payload(self, quantized) -> Dict[str, Any]:
+    def _payload(self, quantized, rng_ranks=None) -> Dict[str, Any]:
         trainer = self.state.to_dict()
         trainer["rng_cpu"] = torch.get_rng_state()
+        if rng_ranks is not None:
+            trainer["rng_cpu_ranks"] = rng_ranks
         if self.device.type == "cuda":
             trainer["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         if self.stream_state is not None:
@@ -325,7 +365,16 @@ class Trainer:
         }
 
     def save_last(self) -> None:
-        save_checkpoint(self.out / LAST, self._payload(self.method.quantized_matrices(self.model)))
+        self._save([LAST], self.method.quantized_matrices(self.model))
+
+    def _save(self, names: Sequence[str], quantized) -> None:
+        """Rank 0 writes the checkpoints ``names`` (atomically); every rank must call this (collective)."""
+        rng_ranks = self.dist.gather_objects(torch.get_rng_state()) if self.dist.active else None
+        if self.dist.is_main:
+            payload = self._payload(quantized, rng_ranks)
+            for name in names:
+                save_checkpoint(self.out / name, payload)
+        self.dist.barrier()
 
     # ----------------------------------------------------------- batches
     def num_batches(self) -> int:
@@ -338,12 +387,18 @@ class Trainer:
         bos, eos = self.units.bos_id, self.units.eos_id
         if self.cfg.bptt:
             return stream_batches(self.train_data, order, self.cfg.batch_size, self.cfg.bptt, bos, eos, start)
+        if self.dist.active:
+            return sharded_sentence_batches(self.train_data, self.cfg.batch_size, order, bos, eos, start,
+                                            self.cfg.loss_norm, self.dist)
         return sentence_batches(self.train_data, self.cfg.batch_size, order, bos, eos, start)
 
     # ----------------------------------------------------------- evaluation
     def valid_ppl(self, model: LSTMLM) -> float:
-        nll, tokens = corpus_nll(model, self.valid_data, self.units.bos_id, self.units.eos_id,
+        nll, tokens = corpus_nll(model, self.valid_part, self.units.bos_id, self.units.eos_id,
                                  self.cfg.eval_batch_tokens, self.device)
+        if self.dist.active:
+            both = self.dist.sum(torch.tensor([nll, float(tokens)], dtype=torch.float64, device=self.device))
+            nll, tokens = float(both[0]), int(both[1])
         return math.exp(nll / tokens)
 
     # --------------------------------------------------------------- loop
@@ -370,9 +425,12 @@ class Trainer:
         with progress_bar(desc, n_batches, self.quiet) as bar:
             bar.advance(st.step)
             for batch in self.batches(st.epoch, st.step):
-                batch = batch.to(self.device).normalised(cfg.loss_norm)
+                batch = batch.to(self.device)
+                if not self.dist.active:  # sharded batches carry the global batch's norm
+                    batch = batch.normalised(cfg.loss_norm)
                 state = self.stream_state if batch.carry_state else None
                 loss, new_state = self.method.train_step(self.model, self.optimizer, batch, state, cfg.clip)
+                loss = self.dist.sum(loss)  # the global batch's loss, the same on every rank
                 if batch.carry_state:
                     self.stream_state = (new_state[0].detach(), new_state[1].detach())
                 loss_acc += loss
@@ -404,6 +462,7 @@ class Trainer:
     def _end_epoch(self) -> None:
         cfg, st = self.cfg, self.state
         t_eval = time.time()
+        self.dist.broadcast_parameters(self.model)  # the same Θ on every rank before the ADMM updates
         extra = self.method.end_epoch(self.model, st.epoch)
         valid_fp = self.valid_ppl(self.model)
         quantized = self.method.quantized_matrices(self.model)
@@ -447,14 +506,16 @@ class Trainer:
         st.loss_sum, st.loss_tokens, st.seconds = 0.0, 0, 0.0
         if cfg.bptt:
             self.stream_state = None
-        if improved:
-            save_checkpoint(self.out / BEST, self._payload(quantized))
-        self.save_last()
+        self._save([BEST, LAST] if improved else [LAST], quantized)
         self.log.epoch(st.log)
 
 
 def train(out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
           method_cfg: Optional[MethodConfig] = None, resume: bool = False, quiet: bool = False,
-          epochs: Optional[int] = None, device: Optional[str] = None, sinks: Sequence[EpochSink] = ()) -> TrainResult:
-    """Train (or resume) a run in ``out``; see the module docstring."""
-    return Trainer(out, cfg, model_cfg, method_cfg, resume, quiet, epochs, device, sinks).run()
+          epochs: Optional[int] = None, device: Optional[str] = None, sinks: Sequence[EpochSink] = (),
+          dist: Dist = SINGLE) -> TrainResult:
+    """Train (or resume) a run in ``out``; see the module docstring.
+
+    ``dist``: this process's place in a data-parallel run (:mod:`rescorer.distributed`).
+    """
+    return Trainer(out, cfg, model_cfg, method_cfg, resume, quiet, epochs, device, sinks, dist).run()

@@ -266,9 +266,23 @@ def read_text(path: PathLike) -> Dict[str, Tuple[str, ...]]:
     return {s.key: s.words for s in read_sentences(path, "kaldi")}
 
 
-def score_files(ref_path: PathLike, hyp_path: PathLike, subset_specs: Sequence[str] = (),
+def read_texts(paths: Sequence[PathLike]) -> Dict[str, Tuple[str, ...]]:
+    """Several Kaldi ``text`` files (e.g. the jobs' best hypotheses) as one; a repeated utterance is an error."""
+    merged: Dict[str, Tuple[str, ...]] = {}
+    where: Dict[str, str] = {}
+    for p in paths:
+        for utt, words in read_text(p).items():
+            if utt in merged:
+                raise MismatchError(f"utterance {utt!r} is in both {where[utt]} and {p}")
+            merged[utt], where[utt] = words, str(p)
+    return merged
+
+
+def score_files(ref_path: PathLike, hyp_path, subset_specs: Sequence[str] = (),
                 utt2subset: Optional[PathLike] = None, mode: str = "all", swbd_norm: bool = False) -> WerReport:
-    """WER of a Kaldi ``text`` hypothesis file against a reference ``text`` file."""
-    refs, hyps = read_text(ref_path), read_text(hyp_path)
+    """WER of a Kaldi ``text`` hypothesis file (or several, e.g. one per rescoring job) against a reference."""
+    several = isinstance(hyp_path, (list, tuple))
+    refs, hyps = read_text(ref_path), read_texts(hyp_path) if several else read_text(hyp_path)
+    hyp_path = ", ".join(map(str, hyp_path)) if several else hyp_path
     subsets = Subsets.build(list(refs), subset_specs, utt2subset)
     return score_utterances(refs, hyps, subsets, mode, swbd_norm, hyp_source=str(hyp_path))

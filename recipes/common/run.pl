@@ -33,9 +33,9 @@ if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+):(\d+)$/) {
 }
 die "usage: run.pl [--max-jobs-run N] [JOB=1:n] LOGFILE COMMAND...\n" if @ARGV < 2;
 my $logtmpl = shift @ARGV;
-# As Kaldi's run.pl: a word without whitespace goes in as it is (so "\|" and "&&" act as shell
-# operators), one with whitespace is quoted.
-my $cmdtmpl = join(' ', map { my $a = $_; ($a =~ /^\S+$/) ? $a : "'" . join("'\\''", split(/'/, $a, -1)) . "'" } @ARGV);
+# Kaldi's convention: an argument without whitespace or quotes is passed as is (so "\|" and "'&&'" in the
+# caller's command line become a pipe and an "and" inside the job); others are single-quoted.
+my $cmdtmpl = join(' ', map { my $a = $_; ($a =~ /^[^\s'"]+$/) ? $a : "'" . join("'\\''", split(/'/, $a, -1)) . "'" } @ARGV);
 die "run.pl: JOB range given but the log file $logtmpl does not contain $jobvar\n"
   if defined $jobvar && $last > $first && index($logtmpl, $jobvar) < 0;
 

@@ -10,6 +10,7 @@ import click
 from ..progress import say
 from ..errors import AdmmqError
 from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
+from ..nbest_shards import parse_shard
 from ..rescore_job import run_rescore
 from ..scorers import load_scorer
 from ..train import pick_device
@@ -50,6 +51,10 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @click.option("--utt2subset", type=click.Path(exists=True, dir_okay=False),
               help="WER subsets from a '<utt> <subset>' file instead of prefixes.")
 @click.option("--swbd-norm", is_flag=True, help="Switchboard/Hub5'00 scoring conventions (see README).")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Rescore job K of N only: a contiguous, deterministic block of utterances (Kaldi's JOB=1:N). "
+                   "Weights must be given or tuned on --dev; merge with 'admmq wer REF J1/text J2/text ...' or "
+                   "'admmq nbest merge'.")
 @batch_tokens_option
 @neural_speed_options
 @device_option
@@ -57,8 +62,8 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @quiet_option
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
                     oov_logprob, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
-                    old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, batch_tokens, prefix_sharing,
-                    int8, precision, threads, device, as_json, quiet):
+                    old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, shard, batch_tokens,
+                    prefix_sharing, int8, precision, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
     All scores are costs: negated natural-log probabilities (nats), as Kaldi
@@ -97,7 +102,8 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         return load_scorer(lm_paths, ngram_paths, weights, oov, dev_name, batch_tokens, ngram_backend, ngram_case,
                            quiet, neural)
 
-    res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings)
+    res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings,
+                             parse_shard(shard) if shard else None)
     summary = res.summary()
     for note in summary["notes"]:
         click.echo(f"admmq: warning: {note}", err=True)

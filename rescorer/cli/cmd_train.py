@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..distributed import init_from_env, train_parallel
 from ..errors import AdmmqError
 from ..model import ModelConfig
 from ..quant import METHODS, MethodConfig
@@ -132,6 +133,9 @@ from .options import quiet_option, text_format_option
                    "(needs admmq[tensorboard]).")
 @click.option("--eval-batch-tokens", type=click.IntRange(min=16), default=8192,
               help="Padded tokens per validation batch.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine (gloo on CPU, nccl on GPUs, one GPU each); each "
+                   "global batch of --batch-size sentences is split between them. Under torchrun leave it at 1.")
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, gamma, gamma_growth,
                   extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
@@ -140,12 +144,14 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay,
                   clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
-                  eval_batch_tokens, quiet, tensorboard_dir):
+                  eval_batch_tokens, nproc, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
     \b
     admmq train --train ptb.train.txt --valid ptb.valid.txt -o exp/std
     admmq train --resume exp/std          # continue a killed run exactly
+    admmq train ... --nproc 4             # data-parallel, 4 local processes
+    torchrun --nproc-per-node 4 -m rescorer.cli train ...   # the same under torchrun
     admmq train ... --method admm --qset pm124 --tying node -o exp/admm
 
     Writes OUT/best.pt (best epoch), OUT/last.pt (latest state, resumable),
@@ -158,9 +164,15 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             raise AdmmqError(f"--admm-iters {admm_iters} and --epochs {epochs} disagree (one ADMM iteration per "
                              f"epoch)")
         epochs = admm_iters
-    sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None]
+    def run(**kwargs):
+        if nproc > 1:
+            return train_parallel(nproc, tensorboard_dir, quiet=quiet, **kwargs)
+        dist = init_from_env(device or (kwargs["cfg"].device if kwargs.get("cfg") else "auto"))  # torchrun
+        sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None] if dist.is_main else []
+        return train(quiet=quiet, sinks=sinks, dist=dist, **kwargs)
+
     if resume_dir:
-        result = train(resume_dir, resume=True, quiet=quiet, epochs=epochs, device=device, sinks=sinks)
+        result = run(out=resume_dir, resume=True, epochs=epochs, device=device)
     else:
         missing = [name for name, v in (("--train", train_path), ("--valid", valid_path), ("-o/--out", out))
                    if not v]
@@ -201,6 +213,8 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens, init_from=init_from)
         model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
                                 dropout=dropout, tie_embeddings=tie_embeddings)
-        result = train(out, cfg, model_cfg, method_cfg, quiet=quiet, sinks=sinks)
+        result = run(out=out, cfg=cfg, model_cfg=model_cfg, method_cfg=method_cfg)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return
     click.echo(f"best epoch {result.best_epoch}: valid ppl {result.best_valid_ppl:.2f} "
                f"({result.epochs_run} epochs) -> {result.out}/best.pt")

@@ -13,7 +13,7 @@ from .options import json_option
 
 @cli.command("wer")
 @click.argument("ref", type=click.Path(exists=True, dir_okay=False))
-@click.argument("hyp", type=click.Path(exists=True, dir_okay=False))
+@click.argument("hyp", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--subset", "subsets", multiple=True, metavar="PREFIX=NAME",
               help="Subset by utterance-id prefix (repeatable). Default sw_=swbd en_=callhm when ids match.")
 @click.option("--utt2subset", type=click.Path(exists=True, dir_okay=False),
@@ -26,9 +26,12 @@ from .options import json_option
 def wer_command(ref, hyp, subsets, utt2subset, swbd_norm, mode, as_json):
     """WER of HYP against REF (both Kaldi text: 'utt-id w1 w2 ...'), per subset and in total.
 
+    Several HYP files (e.g. the text of each rescoring job) are scored as one; an
+    utterance in two of them is an error.
+
     Alignment as NIST sclite (same counts); report line as Kaldi's compute-wer.
     """
-    report = score_files(ref, hyp, subsets, utt2subset, mode, swbd_norm)
+    report = score_files(ref, list(hyp) if len(hyp) > 1 else hyp[0], subsets, utt2subset, mode, swbd_norm)
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True))
     else:

@@ -124,6 +124,7 @@ class AdmmMethod(TrainingMethod):
         optimizer.zero_grad(set_to_none=True)
         loss, new_state = self.forward_loss(model, batch, state)
         (loss / batch.norm).backward()
+        self.sync_gradients(model)  # data-parallel: the global batch's ∇F_ce, before clip and penalty
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if self.gamma > 0:

@@ -17,7 +17,7 @@ and each quantized training method:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -104,6 +104,9 @@ class TrainingMethod:
     default_epochs = 10  # what `admmq train` uses when --epochs is not given
     default_schedule = "newbob"
 
+    #: set by a data-parallel trainer: sums ``.grad`` over the processes (:class:`rescorer.distributed.Dist`)
+    grad_sync: Optional[Callable[[LSTMLM], None]] = None
+
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
 
@@ -124,11 +127,17 @@ class TrainingMethod:
         optimizer.zero_grad(set_to_none=True)
         loss, new_state = self.forward_loss(model, batch, state)
         (loss / batch.norm).backward()
+        self.sync_gradients(model)
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         self.after_step(model)
         return loss.detach(), new_state
+
+    def sync_gradients(self, model: LSTMLM) -> None:
+        """Right after every backward pass, before clipping: sum the gradients over data-parallel processes."""
+        if self.grad_sync is not None:
+            self.grad_sync(model)
 
     def after_step(self, model: LSTMLM) -> None:
         """Hook after each optimizer step (e.g. clip latent weights to [-1, 1])."""

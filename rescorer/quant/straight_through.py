@@ -62,6 +62,7 @@ class StraightThroughMethod(TrainingMethod):
             with torch.no_grad():
                 for n in names:
                     params[n].copy_(latent[n])
+        self.sync_gradients(model)
         for n in names:
             if params[n].grad is not None:
                 self.adjust_gradient(n, params[n].detach(), params[n].grad)

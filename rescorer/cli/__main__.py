@@ -1,0 +1,5 @@
+"""``python -m rescorer.cli`` (and ``torchrun -m rescorer.cli``) runs the ``admmq`` command line."""
+
+from . import main
+
+main()

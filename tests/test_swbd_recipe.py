@@ -1,0 +1,163 @@
+"""recipes/swbd/run.sh glue, on a small fake egs/swbd/s5c directory with STAND-IN Kaldi binaries.
+
+Kaldi is not installable here.  ``tests/kaldi_standins/`` holds stand-ins for
+``lattice-to-nbest``, ``lattice-lmrescore``, ``nbest-to-linear``,
+``linear-to-nbest``, ``nbest-to-lattice`` and ``lattice-best-path``, clearly
+labelled as such: they read and write Kaldi's linear n-best archives (the
+real ``ark,t`` formats admmq reads), while their "lattices" are a stand-in
+text format.  The data are the real ptb-tts 100-best lists (3 utterances of
+each voice, renamed ``sw_*`` and ``en_*`` so they fall into the swbd and
+callhm subsets), a PTB slice as ``data/train/text`` and a real back-off
+3-gram of it as the ``sw1_fsh`` n-gram.  A stand-in ``local/score.sh`` picks
+each lattice's best path at LMWT 10, which must be admmq's own choice: the new
+LM costs went back into the lattices correctly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rescorer.kaldi_archive import INT_VECTOR, SCALAR, read_archive
+from rescorer.nbest import read_nbest
+from rescorer.wer import read_text, score_files
+from tests.conftest import NBEST_DIR, ROOT, ptb_lines
+from tests.ngram_fixtures import backoff_arpa
+
+STANDINS = Path(__file__).resolve().parent / "kaldi_standins"
+DECODE = "exp/chain/tdnn7r_sp/decode_eval2000_sw1_fsh_fg"
+SCORE_SH = """#!/bin/sh
+# STAND-IN for Kaldi's local/score.sh (tests only): best path of every lattice at LMWT 10.
+# usage: local/score.sh [--cmd CMD] DATA LANG DIR
+[ "$1" = --cmd ] && shift 2
+lang=$2; dir=$3
+mkdir -p "$dir/scoring"
+for f in "$dir"/lat.*.gz; do
+  lattice-best-path --lm-scale=10 --word-symbol-table="$lang/words.txt" "ark:gunzip -c $f|" ark,t:-
+done > "$dir/scoring/10.txt"
+"""
+
+
+def _gz_lines(split: str, name: str):
+    with gzip.open(NBEST_DIR / split / f"{name}.gz", "rt", encoding="utf-8") as fh:
+        return [ln.split() for ln in fh if ln.strip()]
+
+
+def _rename(utt: str) -> str:
+    return ("sw_" if utt.startswith("rms_") else "en_") + utt
+
+
+def make_s5c(root: Path, per_voice: int = 3, nj: int = 2) -> Path:
+    """A fake egs/swbd/s5c: training text, lang, eval2000 references, stand-in lattices in nj jobs, 4-gram."""
+    for d in ("data/train", "data/lang", "data/eval2000", "data/lang_sw1_fsh_fg", "data/local/lm", DECODE, "local"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    train = ptb_lines("train", 400)
+    (root / "data/train/text").write_text("".join(f"sw02001-A_{i:06d} {ln}" for i, ln in enumerate(train)))
+    shutil.copyfileobj(gzip.open(NBEST_DIR / "test" / "words.txt.gz", "rt"), open(root / "data/lang/words.txt", "w"))
+    (root / "data/lang_sw1_fsh_fg/G.fst").write_text("stand-in: never read\n")
+    symbols = {w: int(i) for w, i in (ln.split() for ln in (root / "data/lang/words.txt").read_text().splitlines())}
+    refs = {u: w for u, *w in _gz_lines("test", "text")}
+    utts = [u for u in refs if u.startswith("rms_")][:per_voice] + [u for u in refs if u.startswith("slt_")][:per_voice]
+    (root / "data/eval2000/text").write_text("".join(f"{_rename(u)} {' '.join(refs[u])}\n" for u in utts))
+    cols = {name: {k: float(v) for k, v in _gz_lines("test", name)} for name in ("acwt", "lmwt.withlm", "lmwt.nolm")}
+    paths = {}
+    for key, *ids in _gz_lines("test", "words"):
+        utt = key.rsplit("-", 1)[0]
+        if utt in utts:
+            paths.setdefault(utt, []).append({"ac": cols["acwt"][key], "graph": cols["lmwt.withlm"][key],
+                                              "nolm": cols["lmwt.nolm"][key], "ali": [1, 2, 3],
+                                              "words": [int(i) for i in ids]})
+    for j in range(1, nj + 1):
+        mine = utts[(j - 1) * len(utts) // nj: j * len(utts) // nj]
+        with gzip.open(root / DECODE / f"lat.{j}.gz", "wt") as fh:
+            for u in mine:
+                fh.write(f"{_rename(u)} {json.dumps(paths[u])}\n")
+    (root / DECODE / "num_jobs").write_text(f"{nj}\n")
+    arpa = backoff_arpa([ln.split() for ln in train], order=3)
+    with gzip.open(root / "data/local/lm/sw1_fsh.o4g.kn.gz", "wt") as fh:
+        fh.write(arpa)
+    (root / "local/score.sh").write_text(SCORE_SH)
+    (root / "local/score.sh").chmod(0o755)
+    assert symbols  # the lang's table is what the lattices' word ids index
+    return root
+
+
+def _env(tmp: Path) -> dict:
+    bindir = tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    wrapper = bindir / "admmq"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m rescorer \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = dict(os.environ)
+    env["PATH"] = f"{bindir}{os.pathsep}{STANDINS}{os.pathsep}{env['PATH']}"
+    env["OMP_NUM_THREADS"] = "1"
+    for k in ("train_cmd", "decode_cmd"):
+        env.pop(k, None)
+    return env
+
+
+def run_recipe(s5c: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(ROOT / "recipes/swbd/run.sh"), "--kaldi-dir", str(s5c), "--quick", "true",
+           "--models", "admm-pm1:admm:pm1:layer", "--valid-lines", "60", "--nbest", "100", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_swbd_recipe_end_to_end_with_kaldi_standins(tmp_path):
+    s5c = make_s5c(tmp_path / "s5c")
+    env = _env(tmp_path)
+    r = run_recipe(s5c, env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    exp = s5c / "exp/admmq"
+    # stage 4: one real Kaldi n-best directory per job, all utterances, costs as nbest-to-linear wrote them
+    jobs = [read_nbest(exp / "nbest" / str(j)) for j in (1, 2)]
+    assert [nb.num_utterances for nb in jobs] == [3, 3] and sum(len(nb) for nb in jobs) == 600
+    assert set(jobs[0].cost_names()) >= {"acwt", "lmwt.withlm", "lmwt.nolm", "lmwt.lmonly"}
+    ali = read_archive(exp / "nbest/1/ali", INT_VECTOR)
+    assert ali[0].value == (1, 2, 3)
+    # per-stage logs from run.pl, the model exported packed
+    assert "# Accounting" in (exp / "log/train_admm-pm1.log").read_text()
+    assert (exp / "admm-pm1/packed.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
+    refs = s5c / "data/eval2000/text"
+    for run in ("4gram", "admm-pm1"):
+        texts = [exp / f"rescore_{run}" / str(j) / "text" for j in (1, 2)]
+        ours = {**read_text(texts[0]), **read_text(texts[1])}
+        # stage 6: lattices rebuilt from lmwt.new; their best path at LMWT 10 is admmq's choice at --lm-scale 10
+        kaldi = read_text(Path(f"{s5c / DECODE}.admmq_{run}") / "scoring/10.txt")
+        assert kaldi == ours, run
+        new = dict((e.key, e.value) for j in (1, 2)
+                   for e in read_archive(exp / f"rescore_{run}" / str(j) / "lmwt.new", SCALAR))
+        assert len(new) == 600
+        # stage 7: the table's numbers are admmq wer of the merged jobs
+        w = score_files(refs, texts, swbd_norm=True).to_dict()
+        assert set(w) == {"swbd", "callhm", "total"}
+        line = next(ln for ln in (exp / "RESULTS.md").read_text().splitlines() if ln.startswith(f"| {run} |"))
+        assert line == (f"| {run} | {w['swbd']['wer']:.2f} | {w['callhm']['wer']:.2f} | "
+                        f"{w['total']['wer']:.2f} |")
+    # a rerun skips every finished stage (.done markers) and changes nothing
+    before = (exp / "admm-pm1/best.pt").stat().st_mtime_ns
+    r = run_recipe(s5c, env, "--stop-stage", "6")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (exp / "admm-pm1/best.pt").stat().st_mtime_ns == before
+    assert "train_admm-pm1" not in r.stdout
+
+
+def test_standins_are_labelled_and_write_kaldi_linear_archives(tmp_path):
+    for tool in ("lattice-to-nbest", "nbest-to-linear", "linear-to-nbest", "nbest-to-lattice", "lattice-lmrescore"):
+        assert "STAND-IN" in (STANDINS / tool).read_text()
+    lat = tmp_path / "lat"
+    lat.write_text('u1 [{"ac": 5.0, "graph": 1.0, "nolm": 0.5, "ali": [4, 5], "words": [7]},'
+                   ' {"ac": 1.0, "graph": 2.0, "nolm": 1.5, "ali": [], "words": []}]\n')
+    env = _env(tmp_path)
+    subprocess.run(f"lattice-to-nbest --acoustic-scale=1 --n=2 ark:{lat} ark:- | nbest-to-linear ark:- "
+                   f"ark,t:{tmp_path}/ali ark,t:{tmp_path}/words ark,t:{tmp_path}/lm ark,t:{tmp_path}/ac",
+                   shell=True, check=True, env=env)
+    assert [(e.key, e.value) for e in read_archive(tmp_path / "words", INT_VECTOR)] == [("u1-1", ()), ("u1-2", (7,))]
+    assert [(e.key, e.value) for e in read_archive(tmp_path / "lm", SCALAR)] == [("u1-1", 2.0), ("u1-2", 1.0)]
