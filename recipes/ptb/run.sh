@@ -19,7 +19,7 @@
 # Rows: std (fp), bin, binlin, admm_notie, admm_{node,layer}_{pm1,0pm1,pm12,pm124}.
 # Full run (default): every row with the paper's epochs (STD 10, the others 50) on all of PTB;
 # meant for a GPU (--device auto picks it). --quick: a CPU-sized subset (4 rows, a slice of PTB
-# train, a few epochs) that runs in minutes on 2 cores.
+# train, 3 epochs, ADMM rows started from the STD model) that runs in minutes on 2 cores.
 #
 # Options (defaults in brackets):
 #   --quick                          CPU-sized demo [false]
@@ -34,6 +34,8 @@
 #   --ngram FILE                     use this ARPA instead of estimating one
 #   --exp DIR  --data DIR            [recipes/ptb/exp (quick: exp_quick), recipes/ptb/data]
 #   --extra-train-opts "..."         more admmq train options for every row
+#   --admm-init std|none             ADMM rows start from the trained STD weights (admmq train
+#                                    --init-from), or from scratch as in the paper [none; quick: std]
 set -euo pipefail
 RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$RECIPE/../.." && pwd)"
@@ -53,6 +55,7 @@ ngram=""
 exp=""
 data="$RECIPE/data"
 extra_train_opts=""
+admm_init=""
 
 . "$ROOT/recipes/common/parse_options.sh"
 . "$RECIPE/cmd.sh"
@@ -64,10 +67,12 @@ if $quick; then
   : "${rows:=std binlin admm_layer_pm1 admm_node_pm124}"
   : "${epochs:=3}"
   : "${max_sentences:=6000}"
+  : "${admm_init:=std}"
 else
   : "${exp:=$RECIPE/exp}"
   : "${rows:=std bin binlin admm_node_pm1 admm_node_0pm1 admm_node_pm12 admm_node_pm124 admm_layer_pm1 admm_layer_0pm1 admm_layer_pm12 admm_layer_pm124}"
   : "${max_sentences:=0}"
+  : "${admm_init:=none}"
 fi
 mkdir -p "$exp/log" "$data"
 ncpu=$(nproc 2>/dev/null || echo 1)
@@ -144,9 +149,22 @@ fi
 if run_stage 3; then
   say "stage 3: train rows: $rows (${epochs:-paper} epochs, ${max_sentences} sentences (0 = all), nj $nj)"
   mkdir -p "$exp/train"
+  # first the rows that start from scratch, then (--admm-init std) the ADMM rows from the STD model
+  first=""; second=""
   for r in $rows; do
+    case "$r" in admm_*) if [ "$admm_init" = std ]; then second+=" $r"; else first+=" $r"; fi ;; *) first+=" $r" ;; esac
+  done
+  if [ -n "$second" ] && [[ " $first " != *" std "* ]] && [ ! -f "$exp/train/std/.done" ]; then
+    echo "run.sh: --admm-init std needs the std row (add it to --rows)" >&2; exit 1
+  fi
+  for r in $first WAIT $second; do
+    if [ "$r" = WAIT ]; then
+      wait_jobs || { echo "run.sh: a training job failed; see $exp/log/train_*.log" >&2; exit 1; }
+      continue
+    fi
     [ -f "$exp/train/$r/.done" ] && continue
     opts="$(row_opts "$r")"
+    if [[ "$r" == admm_* ]] && [ "$admm_init" = std ]; then opts+=" --init-from $exp/train/std/best.pt"; fi
     ep=""; [ -n "$epochs" ] && ep="--epochs $epochs"
     if [ -f "$exp/train/$r/last.pt" ]; then  # killed earlier: continue exactly where it stopped
       args="--resume $exp/train/$r $ep"
@@ -154,7 +172,7 @@ if run_stage 3; then
       args="--train $data/ptb.train.txt --valid $data/ptb.valid.txt -o $exp/train/$r $opts $ep \
             --max-sentences $max_sentences --device $device $extra_train_opts"
     fi
-    say "  train $r: admmq train $args"
+    say "  train $r: admmq train $(echo $args)"
     start_job $train_cmd "$exp/log/train_$r.log" \
       OMP_NUM_THREADS=$threads "$admmq" train $args --quiet "&&" touch "$exp/train/$r/.done"
   done
@@ -225,9 +243,11 @@ if run_stage 6; then
       { "$admmq" plot sweep "$exp/rescore/$best+4gram" -o "$exp/plots/sweep.png" >> "$exp/log/plots.log" 2>&1 || true; }
   fi
   if $quick; then
-    note="\`recipes/ptb/run.sh --quick\`: rows trained on the first $max_sentences sentences of PTB train for $epochs epochs (CPU-sized demo; the paper trains on all of PTB for 10-50 epochs), 4-gram on all of PTB train."
+    note="\`recipes/ptb/run.sh --quick\`: rows trained on the first $max_sentences sentences of PTB train for $epochs epochs, ADMM rows started from the STD row's weights (CPU-sized demo; the paper trains on all of PTB for 10-50 epochs), 4-gram on all of PTB train."
   else
-    note="\`recipes/ptb/run.sh\`: rows trained on $( [ "$max_sentences" = 0 ] && echo "all of PTB train" || echo "$max_sentences sentences of PTB train" ) for ${epochs:-the paper's} epochs."
+    what="all of PTB train"; [ "$max_sentences" = 0 ] || what="the first $max_sentences sentences of PTB train"
+    ep_text="the paper's"; [ -z "$epochs" ] || ep_text="$epochs"
+    note="\`recipes/ptb/run.sh\`: rows trained on $what for $ep_text epochs."
   fi
   "$admmq" report "$exp" -o "$exp/RESULTS.md" --title "PTB results" --note "$note"
   say "done: $exp/RESULTS.md"
