@@ -456,8 +456,10 @@ class Trainer:
             self._diverged(f"loss is {st.loss_sum}")
 
     def _diverged(self, what: str) -> None:
+        hint = "lower --lr or --clip" + (f", or --gamma (now {self.method.gamma:g})"
+                                         if hasattr(self.method, "gamma") else "")
         raise AdmmqError(f"training diverged in epoch {self.state.epoch + 1}: {what}; nothing was saved "
-                         f"from this epoch (last.pt holds the previous one); lower --lr or --clip")
+                         f"from this epoch (last.pt holds the previous one); {hint}")
 
     def _end_epoch(self) -> None:
         cfg, st = self.cfg, self.state

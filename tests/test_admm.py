@@ -211,3 +211,10 @@ def test_cli_admm_train_then_eval_reports_the_quantized_perplexity(ptb_slice, tm
                                  str(ptb_slice / "valid.txt"), "-o", str(tmp_path / "bad"), "--method", "admm",
                                  "--qset", "pm3"])
     assert r.exit_code == 1 and "unknown quantization set 'pm3'" in r.output
+
+
+def test_too_large_gamma_is_reported_as_divergence_not_saved(ptb_slice, tmp_path):
+    mcfg = MethodConfig(method="admm", gamma=1e4)  # γ·lr = 1e4: the penalty step overshoots and explodes
+    with pytest.raises(AdmmqError, match=r"diverged.*--gamma"):
+        train(tmp_path / "g", cfg_for(ptb_slice, epochs=1), SMALL, mcfg, quiet=True)
+    assert not (tmp_path / "g" / "best.pt").exists()  # no garbage model

@@ -182,6 +182,10 @@ class AdmmMethod(TrainingMethod):
         changed = total = alternations = 0
         for name in self.names:
             theta = params[name].detach()
+            if not bool(torch.isfinite(theta).all()):  # never project (and save) garbage
+                raise AdmmqError(f"ADMM diverged in iteration {self.iteration}: {name} holds non-finite values "
+                                 f"(gamma {gamma_used:g}); nothing was saved from this iteration; "
+                                 f"lower --gamma or --lr")
             q_old = self._dense_q(name)
             proj = project(theta + self.lam[name], self.qset_of(name), self.cfg.tying, self.alpha[name],
                            self.cfg.projection_start)  # eqs. 18-20 on Θ⁽ᵏ⁺¹⁾ + λ⁽ᵏ⁾
