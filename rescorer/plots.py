@@ -125,6 +125,12 @@ def _colors(n: int) -> List[str]:
 
 
 # ------------------------------------------------------------------ curves
+def theta_ceiling(runs: Sequence[Any]) -> float:
+    """10x the largest finite perplexity of the deployed models (quantized, or fp for fp runs) of ``runs``."""
+    deployed = [r["valid_ppl_q"] if run.quantized else r["valid_ppl"] for run in runs for r in run.rows]
+    return 10 * max((v for v in deployed if v is not None and math.isfinite(v)), default=math.inf)
+
+
 def plot_curves(run_dirs: Sequence[PathLike], output: PathLike, opts: FigureOptions = FigureOptions(),
                 labels: Optional[List[str]] = None, y_scale: str = "log") -> FigureFiles:
     """Validation perplexity against epoch of several runs: quantized model solid, full precision (Θ) dashed.
@@ -136,13 +142,18 @@ def plot_curves(run_dirs: Sequence[PathLike], output: PathLike, opts: FigureOpti
     runs = read_runs(list(run_dirs), labels)
     fig, (ax,) = _figure(opts)
     rows = []
+    # A binarized run's latent Θ can score 1e50 and more: Θ points above 10x the largest deployed-model
+    # perplexity are left off the axes (labelled so; the CSV keeps them) so that the models stay readable.
+    ceiling = theta_ceiling(runs)
     for run, color in zip(runs, _colors(len(runs))):
         epochs = [r["epoch"] for r in run.rows]
         fp = [r["valid_ppl"] for r in run.rows]
         if run.quantized:
             q = [math.nan if r["valid_ppl_q"] is None else r["valid_ppl_q"] for r in run.rows]
             ax.plot(epochs, q, "-", color=color, lw=1.8, marker="o", ms=3, label=f"{run.label}: quantized")
-            ax.plot(epochs, fp, "--", color=color, lw=1.0, alpha=0.8, label=f"{run.label}: full precision Θ")
+            shown = [v if v <= ceiling else math.nan for v in fp]
+            off = " (off the scale)" if any(v > ceiling for v in fp) else ""
+            ax.plot(epochs, shown, "--", color=color, lw=1.0, alpha=0.8, label=f"{run.label}: full precision Θ{off}")
         else:
             ax.plot(epochs, fp, "--", color=color, lw=1.8, marker="o", ms=3, label=f"{run.label} (full precision)")
         best = run.best_epoch()

@@ -79,6 +79,24 @@ def test_curves_png_size_csv_rows_and_svg(log_runs, tmp_path):
     assert png_size(out) == (1001, 333)
 
 
+def test_curves_leave_a_binarized_runs_latent_perplexity_off_the_axes(log_runs, tmp_path):
+    from rescorer.plots import theta_ceiling
+    from rescorer.runlogs import read_runs
+
+    d = tmp_path / "binlin"
+    d.mkdir()
+    rows = [{"epoch": 1, "lr": 1.0, "valid_ppl": 5.4e50, "valid_ppl_q": 415.5, "best": True}]
+    (d / "train_log.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    (d / "train.log").write_text('2026-01-01 00:00:00 method config: {"method": "bin-lin"}\n')
+    runs = read_runs([*log_runs, d])
+    assert theta_ceiling(runs) == 10 * 900.5  # the worst deployed model, not the latent 5.4e50
+    out = tmp_path / "c.png"
+    r = invoke(["plot", "curves", *log_runs, d, "-o", out, "--svg"])
+    assert r.exit_code == 0, r.output
+    assert "off the scale" in (tmp_path / "c.svg").read_text()
+    assert read_csv(tmp_path / "c.csv")[-1][3:] == ["5.4e+50", "415.5"]  # the CSV keeps every point
+
+
 def test_pareto_marking_on_hand_made_points():
     pts = [(1.0, 120.0), (2.0, 110.0), (2.0, 115.0), (3.0, 110.0), (0.5, 130.0), (4.0, 100.0), (1.0, 120.0),
            (5.0, 100.0), (0.4, 140.0), (0.6, 131.0)]

@@ -177,7 +177,7 @@ if run_stage 3; then
       OMP_NUM_THREADS=$threads "$admmq" train $args --quiet "&&" touch "$exp/train/$r/.done"
   done
   wait_jobs || { echo "run.sh: a training job failed; see $exp/log/train_*.log" >&2; exit 1; }
-  for r in $rows; do say "  $r: $(tail -n 2 "$exp/train/$r/train.log" | head -n 1 | cut -c21-)"; done
+  for r in $rows; do say "  $r: $(grep ' epoch [0-9]*: ' "$exp/train/$r/train.log" | tail -n 1 | cut -c21-)"; done
 fi
 
 lm_of() { if [ "$1" = std ] || [ ! -f "$exp/export/$1.pt" ]; then echo "$exp/train/$1"; else echo "$exp/export/$1.pt"; fi; }
