@@ -62,6 +62,11 @@ class StepLM:
         self.w_hh_t = [getattr(lstm, f"weight_hh_l{k}").detach().t().contiguous() for k in range(self.cfg.layers)]
         self.bias = [(getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")).detach()
                      for k in range(self.cfg.layers)]
+        self.quant = lambda v: v  # noqa: E731
+        if self.cfg.act_bits:  # multibit with online activation quantization: the LSTM's matrix inputs
+            from .quant.multibit import quantize_activations
+
+            self.quant = lambda v: quantize_activations(v, self.cfg.act_bits)  # noqa: E731
         self.table: Optional[torch.Tensor] = None
         self.stepped = 0  # units stepped so far (decides when the input table pays off)
         self.device = next(model.parameters()).device
@@ -76,14 +81,14 @@ class StepLM:
         if self.table is not None:
             return self.table.index_select(0, tokens)
         x = self.model.embed(tokens)
-        return F.linear(x, self.w_ih[0], self.bias[0])
+        return F.linear(self.quant(x), self.w_ih[0], self.bias[0])
 
     def _build_table(self, chunk: int = 4096) -> torch.Tensor:
         V, H4 = self.cfg.vocab_size, 4 * self.cfg.hidden_dim
         table = torch.empty(V, H4, device=self.device)
         for a in range(0, V, chunk):
             ids = torch.arange(a, min(V, a + chunk), device=self.device)
-            table[a: a + ids.numel()] = F.linear(self.model.embed(ids), self.w_ih[0], self.bias[0])
+            table[a: a + ids.numel()] = F.linear(self.quant(self.model.embed(ids)), self.w_ih[0], self.bias[0])
         return table
 
     @torch.no_grad()
@@ -96,9 +101,9 @@ class StepLM:
         hs, cs = [], []
         x = None
         for k in range(self.cfg.layers):
-            gates = self._input_gates(tokens) if k == 0 else F.linear(x, self.w_ih[k], self.bias[k])
+            gates = self._input_gates(tokens) if k == 0 else F.linear(self.quant(x), self.w_ih[k], self.bias[k])
             if state is not None:
-                gates = torch.addmm(gates, state[0][k], self.w_hh_t[k].to(gates.dtype))
+                gates = torch.addmm(gates, self.quant(state[0][k]), self.w_hh_t[k].to(gates.dtype))
             i, f, g, o = gates.chunk(4, dim=1)
             c = torch.sigmoid(i) * torch.tanh(g)
             if state is not None:

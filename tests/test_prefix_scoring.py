@@ -149,6 +149,17 @@ def test_synthetic_lists_with_empty_duplicates_and_frontier_bounds(batch_tokens)
     assert empty and all(ref.sentence(i).size == 1 for i in empty)
 
 
+@pytest.mark.parametrize("cfg", [{"act_bits": 2}, {"input_linear": True, "output_linear": True}, {"layers": 2}],
+                         ids=["multibit-activations", "bin-lin-layers", "two-layers"])
+def test_prefix_sharing_equals_plain_for_every_model_variant(cfg):
+    rng = np.random.default_rng(5)
+    sents = synthetic_lists(rng, utts=3, n=20)
+    m = model_for(VOCAB, **cfg)
+    ref = NeuralScorer(m, VOCAB, prefix_sharing=False).score(sents, dedup=False)
+    got = NeuralScorer(m, VOCAB).score(sents)
+    assert np.abs(got.totals() - ref.totals()).max() <= 1e-4, cfg
+
+
 def test_subword_units_tree_is_over_pieces_and_words_sum_them():
     sents = [tuple(line.split()) for line in ptb_lines("valid", 30)]
     units = SubwordUnits.train(TRAIN[:200], vocab_size=300)
