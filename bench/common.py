@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import os
-import platform
 from pathlib import Path
 from typing import List, Sequence
 
 import torch
+
+from rescorer.report import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT / "data" / "ptb"
@@ -24,11 +24,8 @@ def ptb_slice(split: str, n: int, dest: Path) -> Path:
 
 
 def machine() -> str:
-    dev = "cpu"
-    if torch.cuda.is_available():
-        dev = torch.cuda.get_device_name(0)
-    return (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"threads {torch.get_num_threads()}, device {dev}")
+    """The machine (as ``admmq report`` describes it) and the torch threads in use."""
+    return f"{machine_description()}, threads {torch.get_num_threads()}"
 
 
 def table(header: Sequence[str], rows: List[Sequence]) -> str:

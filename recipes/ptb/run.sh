@@ -14,7 +14,7 @@
 #                test perplexity, EM-tuned interpolation with the 4-gram on valid
 #   5 rescore    ptb-tts test: 4-gram alone, each LM alone and with the 4-gram; LM scale and
 #                insertion penalty tuned on ptb-tts dev; WER per voice (subset) and total
-#   6 report     figures (when matplotlib is installed) and $exp/RESULTS.md, printed
+#   6 report     figures (admmq plot; needs matplotlib) and $exp/RESULTS.md, printed
 #
 # Rows: std (fp), bin, binlin, admm_notie, admm_{node,layer}_{pm1,0pm1,pm12,pm124}.
 # Full run (default): every row with the paper's epochs (STD 10, the others 50) on all of PTB;
@@ -203,9 +203,8 @@ if run_stage 4; then
     "$admmq" eval --weights "$exp/interp/$r/weights.json" --text "$data/ptb.test.txt" --json --quiet \
       > "$exp/interp/$r/test_eval.json"
     touch "$exp/export/$r.done"
-    say "  $r: $(python3 -c "import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); c=json.load(open(sys.argv[3])); print(f\"{a['paper_mib']:.3f} MiB ({a['paper_ratio']:.1f}x), test ppl {b['ppl']:.2f}, with 4-gram {c['ppl']:.2f}\")" \
-        "$exp/export/$r.info.json" "$exp/train/$r/test_eval.json" "$exp/interp/$r/test_eval.json")"
   done
+  "$admmq" report "$exp" | sed -n '/^| model /,/^$/p'
 fi
 
 nb="$data/nbest"
@@ -232,16 +231,15 @@ fi
 
 if run_stage 6; then
   say "stage 6: report"
-  if "$admmq" plot --help >/dev/null 2>&1 && python3 -c "import matplotlib" 2>/dev/null \
-     || "$ROOT/.venv/bin/python" -c "import matplotlib" 2>/dev/null; then
-    mkdir -p "$exp/plots"
-    runs=(); for r in $rows; do runs+=("$exp/train/$r"); done
-    "$admmq" plot curves "${runs[@]}" -o "$exp/plots/curves.png" > "$exp/log/plots.log" 2>&1 || true
-    "$admmq" plot front "${runs[@]}" --paper -o "$exp/plots/front.png" >> "$exp/log/plots.log" 2>&1 || true
-    best="$(for r in $rows; do echo "$r"; done | tail -n 1)"
-    [ -d "$exp/rescore/$best+4gram" ] && \
-      { "$admmq" plot sweep "$exp/rescore/$best+4gram" -o "$exp/plots/sweep.png" >> "$exp/log/plots.log" 2>&1 || true; }
-  fi
+  # admmq plot needs matplotlib (admmq[plot]); without it each command is a one-line error in plots.log
+  mkdir -p "$exp/plots"
+  runs=(); for r in $rows; do runs+=("$exp/train/$r"); done
+  "$admmq" plot curves "${runs[@]}" -o "$exp/plots/curves.png" > "$exp/log/plots.log" 2>&1 || true
+  "$admmq" plot front "${runs[@]}" --paper -o "$exp/plots/front.png" >> "$exp/log/plots.log" 2>&1 || true
+  best="$(for r in $rows; do echo "$r"; done | tail -n 1)"
+  [ -d "$exp/rescore/$best+4gram" ] && \
+    { "$admmq" plot sweep "$exp/rescore/$best+4gram" -o "$exp/plots/sweep.png" >> "$exp/log/plots.log" 2>&1 || true; }
+  [ -f "$exp/plots/curves.png" ] || say "  figures skipped: $(tail -n 1 "$exp/log/plots.log")"
   if $quick; then
     note="\`recipes/ptb/run.sh --quick\`: rows trained on the first $max_sentences sentences of PTB train for $epochs epochs, ADMM rows started from the STD row's weights (CPU-sized demo; the paper trains on all of PTB for 10-50 epochs), 4-gram on all of PTB train."
   else
