@@ -25,11 +25,12 @@ def _open_binary(path: PathLike) -> IO[bytes]:
         raise AdmmqError("no such file", p)
     if p.is_dir():
         raise AdmmqError("is a directory, expected a file", p)
-    with open(p, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(p, "rb")  # type: ignore[return-value]
-    return open(p, "rb")
+    fh = open(p, "rb")  # opened once and peeked, so a pipe (``<(zcat ...)``) loses nothing
+    if fh.peek(2)[:2] == b"\x1f\x8b":
+        gz = gzip.GzipFile(fileobj=fh, mode="rb")
+        gz.myfileobj = fh  # GzipFile closes `myfileobj` on close, as when it opens a path itself
+        return gz  # type: ignore[return-value]
+    return fh
 
 
 def open_binary(path: PathLike) -> IO[bytes]:

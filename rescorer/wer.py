@@ -221,6 +221,12 @@ class WerReport:
         rows.append(f"{'total'.ljust(width)}  {self.total.line()}  {self.total.utterances} utts")
         return rows + self.notes
 
+    def table_row(self, name: str, columns: Sequence[str]) -> str:
+        """A markdown row ``| name | WER of each column |`` (``total`` or a subset name; ``-`` when absent)."""
+        counts = dict(self.subsets, total=self.total)
+        cells = [f"{counts[c].wer:.2f}" if c in counts and counts[c].words else "-" for c in columns]
+        return "| " + " | ".join([name] + cells) + " |"
+
 
 def score_utterances(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
                      subsets: Optional[Subsets] = None, mode: str = "all", swbd_norm: bool = False,

@@ -107,3 +107,31 @@ def test_ptb_recipe_rejects_an_unknown_row(tmp_path):
     res = subprocess.run(["bash", str(ROOT / "recipes" / "ptb" / "run.sh"), "--rows", "std nonsense",
                           "--exp", str(tmp_path / "exp"), "--stage", "3"], capture_output=True, text=True)
     assert res.returncode != 0 and "unknown row 'nonsense'" in res.stderr
+
+
+def _have_synth_tools() -> bool:
+    try:
+        import pocketsphinx  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("flite") is not None
+
+
+@needs_perl
+@pytest.mark.skipif(not _have_synth_tools(), reason="needs flite (apt-get install flite) and pocketsphinx")
+def test_ptb_recipe_makes_its_own_nbest_lists(tmp_path):
+    """--make-nbest: stage 1 regenerates ptb-tts with flite + pocketsphinx (first sentence of each set here)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    res = subprocess.run(["bash", str(ROOT / "recipes" / "ptb" / "run.sh"), "--make-nbest", "--synth-voices", "slt",
+                          "--synth-limit", "1", "--stop-stage", "1", "--data", str(data), "--exp", str(exp)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "1 utterances (1 voices x 1 sentences), 100 hypotheses" in res.stdout
+    for s, utt in (("dev", "slt_d0001"), ("test", "slt_t0001")):
+        made = (data / "nbest" / s / "words_text").read_text().splitlines()
+        with gzip.open(ROOT / "data" / "ptb-tts" / s / "words_text.gz", "rt") as fh:
+            shipped = [ln.rstrip("\n") for ln in fh if ln.startswith(utt + "-")]
+        assert made == shipped, s
+        assert (data / "nbest" / s / "utt2subset").read_text() == f"{utt} slt\n"
+        assert "# Ended (code 0)" in (exp / "log" / f"make_nbest_{s}.log").read_text()

@@ -171,6 +171,11 @@ def test_cli_wer_text_and_json(tmp_path):
     assert d["callhm"]["errors"] == 0 and d["total"]["words"] == 6
     rep = score_files(tmp_path / "ref", tmp_path / "hyp", ["en_=C"])
     assert list(rep.to_dict()) == ["C", "total"]
+    r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "hyp"), "--table-row", "my lm"])
+    assert r.exit_code == 0 and r.output == "| my lm | 50.00 | 0.00 | 33.33 |\n", r.output
+    r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "hyp"), "--table-row", "x",
+                                 "--columns", "total,nosuch,swbd"])
+    assert r.output == "| x | 33.33 | - | 50.00 |\n", r.output
     (tmp_path / "bad").write_text("sw_1 a\nsw_1 b\n")
     r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "bad")])
     assert r.exit_code == 1 and "bad:2: utterance id 'sw_1' already used on line 1" in r.output

@@ -6,7 +6,11 @@
 #
 # Stages (each skips work whose .done marker exists; logs under $exp/log/):
 #   1 data       PTB text (--ptb-dir, else the copy shipped in data/ptb, else --ptb-url) and the
-#                ptb-tts dev/test n-best lists (--nbest-dir, else data/ptb-tts) into $data
+#                ptb-tts dev/test n-best lists (--nbest-dir, else data/ptb-tts) into $data;
+#                with --make-nbest true the n-best lists are made here instead, from PTB valid
+#                (dev) and test (test) text: flite voices + pink noise + pocketsphinx
+#                (admmq nbest synth; needs apt's flite and pip's pocketsphinx; about 1.5 s of
+#                decoding per utterance and job; the defaults regenerate data/ptb-tts exactly)
 #   2 4-gram     ARPA 4-gram from PTB train (recipes/common/make_4gram.sh: lmplz or irstlm),
 #                or --ngram FILE; its test perplexity
 #   3 train      one LM per --rows entry (below), --nj at a time through $train_cmd
@@ -31,6 +35,12 @@
 #   --ptb-dir DIR                    ptb.{train,valid,test}.txt
 #   --ptb-url URL                    where to download simple-examples.tgz when no PTB copy exists
 #   --nbest-dir DIR                  ptb-tts-style dev/ and test/ n-best directories
+#   --make-nbest true|false          make the dev/test n-best lists in stage 1 [false]
+#   --synth-voices V1,V2             flite voices of --make-nbest, one subset each [slt,rms]
+#   --synth-dev-text FILE            dev sentences are sampled from it [PTB valid]
+#   --synth-test-text FILE           test sentences are sampled from it [PTB test]
+#   --synth-sentences "NDEV NTEST"   sentences sampled per set [60 100]
+#   --synth-limit N                  only the first N sampled sentences per set, 0 = all [0]
 #   --ngram FILE                     use this ARPA instead of estimating one
 #   --exp DIR  --data DIR            [recipes/ptb/exp (quick: exp_quick), recipes/ptb/data]
 #   --extra-train-opts "..."         more admmq train options for every row
@@ -51,6 +61,12 @@ device=auto
 ptb_dir=""
 ptb_url="http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 nbest_dir=""
+make_nbest=false
+synth_voices=slt,rms
+synth_dev_text=""
+synth_test_text=""
+synth_sentences="60 100"
+synth_limit=0
 ngram=""
 exp=""
 data="$RECIPE/data"
@@ -116,7 +132,21 @@ if run_stage 1; then
       fi
     fi
   done
+  if $make_nbest; then
+    # the seeds and set letters of data/ptb-tts (dev: valid, seed 20251123; test: test, 20251124)
+    read -r n_dev n_test <<< "$synth_sentences"
+    for spec in "dev ${synth_dev_text:-$data/ptb.valid.txt} $n_dev 20251123 d" \
+               "test ${synth_test_text:-$data/ptb.test.txt} $n_test 20251124 t"; do
+      read -r s text n seed letter <<< "$spec"
+      say "  making the $s n-best lists from $text ($n sentences x voices $synth_voices)"
+      $decode_cmd "$exp/log/make_nbest_$s.log" \
+        "$admmq" nbest synth --text "$text" -o "$data/nbest/$s" --voices "$synth_voices" --sentences "$n" \
+          --seed "$seed" --letter "$letter" --limit "$synth_limit" --jobs "$nj" --quiet
+      grep " utterances (" "$exp/log/make_nbest_$s.log" || true
+    done
+  fi
   for s in dev test; do
+    $make_nbest && break
     mkdir -p "$data/nbest/$s"
     src="${nbest_dir:-$ROOT/data/ptb-tts}/$s"
     for f in "$src"/*; do

@@ -173,12 +173,7 @@ if run_stage 7; then
     for r in $runs; do
       texts=""; for j in $(seq "$nj"); do texts="$texts $exp/rescore_$r/$j/text"; done
       "$admmq" wer --swbd-norm --json "$eval_data/text" $texts > "$exp/rescore_$r/wer.json"
-      python3 - "$r" "$exp/rescore_$r/wer.json" <<'PY'
-import json, sys
-w = json.load(open(sys.argv[2]))
-cell = lambda k: f"{w[k]['wer']:.2f}" if k in w else "-"
-print(f"| {sys.argv[1]} | {cell('swbd')} | {cell('callhm')} | {cell('total')} |")
-PY
+      "$admmq" wer --swbd-norm --table-row "$r" "$eval_data/text" $texts
     done
   } | tee "$exp/RESULTS.md"
 fi

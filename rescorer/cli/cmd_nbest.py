@@ -59,3 +59,57 @@ def merge_command(dest, srcs, to, archive, words_txt):
     """Concatenate the n-best lists SRCS (jobs in order, e.g. each job's nbest.txt) into DEST."""
     nb = merge_nbest(srcs, dest, to, archive, words_txt)
     click.echo(f"{len(srcs)} parts -> {dest}: {nb.num_utterances} utterances, {len(nb)} hypotheses")
+
+
+@nbest_group.command("synth")
+@click.option("--text", "text", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="PTB-style text (one tokenized sentence per line, e.g. ptb.valid.txt).")
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Kaldi n-best directory to write (replaced whole when it exists).")
+@click.option("--voices", default="slt,rms", show_default=True,
+              help="flite voices, comma-separated; each is a subset (utt2subset).")
+@click.option("--sentences", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Sentences to sample from the eligible lines (all of them when fewer).")
+@click.option("--seed", type=int, default=20251123, show_default=True,
+              help="Sentence selection seed: random.Random(seed).sample(eligible, sentences).")
+@click.option("--noise-seed", type=int, default=20251123, show_default=True,
+              help="Base of the per-utterance noise seeds.")
+@click.option("--letter", default="d", show_default=True,
+              help="Set letter in the utterance ids <voice>_<letter><index> (d = dev, t = test).")
+@click.option("--snr", "snr_db", type=float, default=24.0, show_default=True, help="Speech-to-noise ratio, dB.")
+@click.option("--nbest", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Distinct hypotheses per utterance (at most).")
+@click.option("--max-raw", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Read at most this many entries of pocketsphinx's n-best iterator.")
+@click.option("--min-tokens", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Shortest eligible sentence, PTB tokens.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Longest eligible sentence, PTB tokens.")
+@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Only the first LIMIT selected sentences (0 = all): a quick check of the tools.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parallel decoding processes.")
+@click.option("--work-dir", type=click.Path(file_okay=False),
+              help="Per-utterance results (a killed run resumes from them). [default: OUT.work]")
+@click.option("--keep-audio", is_flag=True, help="Also keep each noisy utterance as WORK_DIR/<uttid>.wav.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def synth_command(text, out, voices, sentences, seed, noise_seed, letter, snr_db, nbest, max_raw, min_tokens,
+                  max_tokens, limit, jobs, work_dir, keep_audio, quiet):
+    """Make real n-best lists from TEXT: flite voices, pink noise, pocketsphinx (needs flite and pocketsphinx).
+
+    The defaults with ptb.valid.txt regenerate data/ptb-tts/dev; with ptb.test.txt,
+    --sentences 100 --seed 20251124 --letter t, data/ptb-tts/test.
+    """
+    from ..synth.make import SynthConfig, make_nbest
+
+    names = tuple(v for v in voices.split(",") if v)
+    if not names:
+        raise click.BadParameter("give at least one voice", param_hint="--voices")
+    cfg = SynthConfig(voices=names, sentences=sentences, seed=seed, noise_seed=noise_seed, letter=letter,
+                      snr_db=snr_db, nbest=nbest, max_raw=max_raw, min_tokens=min_tokens, max_tokens=max_tokens,
+                      jobs=jobs, limit=limit)
+    s = make_nbest(text, out, cfg, work_dir, keep_audio, quiet)
+    click.echo(f"{s.out}: {s.utterances} utterances ({len(names)} voices x {len(s.lines)} sentences), "
+               f"{s.hypotheses} hypotheses, {s.reference_words} reference words; decoded {s.decoded} now, "
+               f"{s.not_in_lattice} hypotheses not in the lattice and {s.same_after_mapping} duplicates after "
+               f"PTB tokenization dropped; {s.seconds:.1f} s")
