@@ -215,14 +215,16 @@ def scorer_job(model, units, sents, args, device, **kw):
 
 LABELS = {"batched": "batched, no dedup", "plain": "admmq rescore path, plain (dedup + batched)",
           "prefix": "admmq rescore path, prefix-shared", "int8": "low-bit CPU: packed ternary, --int8",
-          "packed-exact": "packed ternary, exact (fp32 path)", "plain-bf16": "plain, --precision bf16",
+          "packed-exact": "packed ternary, dequantized fp32 output layer",
+          "packed-codes": "low-bit CPU: packed ternary, exact (integer codes, fp16 GEMM)",
+          "plain-bf16": "plain, --precision bf16",
           "prefix-bf16": "prefix-shared, --precision bf16"}
 
 
 def comparisons(device) -> List[Tuple[str, str]]:
     """(reference, fast) method pairs whose scores and WER are compared."""
     if device.type == "cpu":
-        return [("plain", "prefix"), ("packed-exact", "int8")]
+        return [("plain", "prefix"), ("packed-exact", "packed-codes"), ("packed-exact", "int8")]
     return [("plain", "prefix"), ("prefix", "prefix-bf16")]
 
 
@@ -235,6 +237,8 @@ def fast_jobs(model, units, packed, sents, args, device) -> Dict[str, Callable]:
         jobs["int8"] = scorer_job(packed.model, packed.units, sents, args, device, int8=True,
                                   quantized=packed.quantized)
         jobs["packed-exact"] = scorer_job(packed.model, packed.units, sents, args, device)
+        jobs["packed-codes"] = scorer_job(packed.model, packed.units, sents, args, device,
+                                          quantized=packed.quantized)
     else:
         jobs["plain-bf16"] = scorer_job(model, units, sents, args, device, prefix_sharing=False, precision="bf16")
         jobs["prefix-bf16"] = scorer_job(model, units, sents, args, device, precision="bf16")

@@ -6,7 +6,8 @@ and the tree is walked depth by depth: the nodes of a depth form the frontier,
 stepped as one batch (slices of at most ``BatchControl.max_rows`` nodes) from
 their parents' states; each slice's output distributions are computed once and
 the log-probabilities of its children's units and, for nodes where a sentence
-ends, of ``</s>`` are gathered.  Only two depths of LSTM states are alive
+ends, of ``</s>`` are gathered (the outputs wait in a queue until
+``softmax_rows`` of them, from one depth or several, fill one output product).  Only two depths of LSTM states are alive
 ((L, nodes, H) each, nodes <= ``group_sequences``) and ``softmax_rows`` rows of
 logits: memory is bounded by the group and slice sizes, not by the length or
 number of hypotheses.
@@ -27,6 +28,52 @@ from .prefix_tree import PrefixTree, build_prefix_tree, prefix_groups
 from .step_lm import StepLM
 
 
+class _PendingRows:
+    """Top-layer outputs waiting for the output layer, gathered across depths.
+
+    A depth's frontier can be a handful of nodes (the first and last depths of a
+    tree); running the (rows x V) output product per frontier slice would stream
+    the whole output matrix for a few rows.  Rows are queued with the (row,
+    target, destination) of every log-probability they serve and sent through
+    the output layer once ``softmax_rows`` of them are waiting.
+    """
+
+    def __init__(self, step_lm: StepLM, flat: torch.Tensor, control: BatchControl):
+        self.step_lm, self.flat, self.control = step_lm, flat, control
+        self.h: List[torch.Tensor] = []
+        self.rows: List[torch.Tensor] = []
+        self.targets: List[torch.Tensor] = []
+        self.dest: List[torch.Tensor] = []
+        self.n = 0
+
+    def add(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, dest: torch.Tensor) -> None:
+        """Queue (n, H) outputs; ``rows`` (sorted) index them, ``dest`` says where each log-prob goes in ``flat``."""
+        self.h.append(h)
+        self.rows.append(rows + self.n)
+        self.targets.append(targets)
+        self.dest.append(dest)
+        self.n += h.shape[0]
+        if self.n >= self.step_lm.softmax_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.n:
+            return
+        h, rows = torch.cat(self.h), torch.cat(self.rows)
+        targets, dest = torch.cat(self.targets), torch.cat(self.dest)
+        while True:
+            try:
+                lp = self.step_lm.logprobs_at(h, rows, targets)
+                break
+            except Exception as exc:  # out of memory: fewer logits rows at once (the node budget stays), retry
+                budget = self.control.max_rows
+                self.step_lm.softmax_rows = self.control.shrink(self.step_lm.softmax_rows, exc, "softmax row")
+                self.control.max_rows = budget
+        self.flat[dest] = lp
+        self.control.stats.softmax_rows += h.shape[0]
+        self.h, self.rows, self.targets, self.dest, self.n = [], [], [], [], 0
+
+
 @torch.no_grad()
 def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchControl) -> Tuple[np.ndarray, np.ndarray]:
     """Log-probabilities on the tree: (M,) log P(node's unit | parent) and (M,) log P(</s> | node).
@@ -35,8 +82,8 @@ def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchContro
     """
     dev = step_lm.device
     M = tree.num_nodes
-    node_lp = torch.zeros(M, dtype=torch.float32, device=dev)
-    eos_lp = torch.zeros(M, dtype=torch.float32, device=dev)
+    flat = torch.zeros(2 * M, dtype=torch.float32, device=dev)  # node log-probs, then </s> log-probs
+    pending = _PendingRows(step_lm, flat, control)
     token = torch.from_numpy(tree.token).to(dev)
     parent = torch.from_numpy(tree.parent).to(dev)
     offs = tree.depth_offsets.tolist()
@@ -62,29 +109,24 @@ def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchContro
                     idx = local_parent[s0:s1]
                     state = (prev[0][:, idx], prev[1][:, idx])
                 out, (h, c) = step_lm.step(token[a + s0: a + s1], state)
-                ka, kb = np.searchsorted(child_parent_np, [s0, s1]).tolist()
-                ta, tb = np.searchsorted(term_np, [s0, s1]).tolist()
-                rows = torch.cat([child_parent[ka:kb] - s0,
-                                  torch.from_numpy(term_np[ta:tb] - s0).to(dev)])
-                targets = torch.cat([token[ca + ka: ca + kb],
-                                     torch.full((tb - ta,), eos, dtype=torch.int64, device=dev)])
-                rows, perm = torch.sort(rows, stable=True)
-                lp = step_lm.logprobs_at(out, rows, targets[perm])
-                got = torch.empty_like(lp)
-                got[perm] = lp
             except Exception as exc:  # out of memory: halve the slice and retry it
                 control.shrink(s1 - s0, exc, "tree node")
                 continue
+            ka, kb = np.searchsorted(child_parent_np, [s0, s1]).tolist()
+            ta, tb = np.searchsorted(term_np, [s0, s1]).tolist()
+            term = torch.from_numpy(term_np[ta:tb]).to(dev)
+            rows = torch.cat([child_parent[ka:kb] - s0, term - s0])
+            targets = torch.cat([token[ca + ka: ca + kb], torch.full((tb - ta,), eos, dtype=torch.int64, device=dev)])
+            dest = torch.cat([torch.arange(ca + ka, ca + kb, device=dev), M + a + term])
+            rows, perm = torch.sort(rows, stable=True)
+            pending.add(out, rows, targets[perm], dest[perm])
             new_h[:, s0:s1] = h
             new_c[:, s0:s1] = c
-            node_lp[ca + ka: ca + kb] = got[: kb - ka]
-            if tb > ta:
-                eos_lp[a + torch.from_numpy(term_np[ta:tb]).to(dev)] = got[kb - ka:]
             s0 = s1
         prev = (new_h, new_c)
         control.stats.lstm_steps += n
-        control.stats.softmax_rows += n
-    return node_lp.double().cpu().numpy(), eos_lp.double().cpu().numpy()
+    pending.flush()
+    return flat[:M].double().cpu().numpy(), flat[M:].double().cpu().numpy()
 
 
 GROUP_TOKENS = 1 << 18  # units per tree: its index arrays stay around 20 MiB

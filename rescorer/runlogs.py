@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .errors import AdmmqError, FormatError, PathLike
-from .fileio import iter_lines
+from .fileio import atomic_open, iter_lines
+from .progress import say
 
 LOG_JSONL = "train_log.jsonl"
 LOG_TEXT = "train.log"
@@ -348,3 +350,41 @@ def read_rescore_dir(rescore_dir: PathLike) -> RescoreSweeps:
     if chosen == "dev" and (d / SWEEP_TEST).exists():
         tables.append(read_sweep_tsv(d / SWEEP_TEST, "test"))
     return RescoreSweeps(str(d), float(weights["lm_scale"]), float(weights["wip"]), chosen, tables)
+
+
+class RunLog:
+    """Writes ``train.log`` (text) and ``train_log.jsonl`` (one object per epoch) in the run directory,
+    and hands each epoch's row to the ``sinks``."""
+
+    def __init__(self, out: Path, quiet: bool, sinks: Sequence[EpochSink] = (), enabled: bool = True):
+        self.out = out
+        self.quiet = quiet
+        self.sinks = list(sinks)
+        self.enabled = enabled  # False on the data-parallel ranks other than 0
+
+    def line(self, message: str) -> None:
+        if not self.enabled:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.out / LOG_TEXT, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+        say(message, self.quiet)
+
+    def rewrite_jsonl(self, rows: List[Dict[str, Any]]) -> None:
+        with atomic_open(self.out / LOG_JSONL) as fh:
+            for row in rows:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def epoch(self, rows: List[Dict[str, Any]]) -> None:
+        """After an epoch: ``train_log.jsonl`` rewritten with all ``rows`` (so a resumed run never
+        duplicates an epoch), the newest row to every sink, the row as a progress line."""
+        if not self.enabled:
+            return
+        self.rewrite_jsonl(rows)
+        for sink in self.sinks:
+            sink.write(rows[-1])
+        self.line(format_epoch_row(rows[-1]))
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()

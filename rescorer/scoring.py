@@ -189,13 +189,17 @@ class NeuralScorer:
                 from .int8_output import Int8Output
                 output = Int8Output(self.model, self.quantized)
             else:
-                output = DenseOutput(self.model)
+                if self.precision == "fp32":  # a quantized output matrix: its exact integer codes (fp16 GEMM)
+                    from .code_output import codes_output
+                    output = codes_output(self.model, self.quantized)
+                output = output or DenseOutput(self.model)
             self._step_lm = StepLM(self.model, output, min(self.softmax_rows, self.batch_tokens))
         return self._step_lm
 
     def describe(self) -> str:
         path = "prefix-shared" if self.prefix_sharing else "plain batched"
-        out = self.step_lm.output.describe() if self.int8 else "fp32 output layer"
+        output = self.step_lm.output
+        out = output.describe() if hasattr(output, "describe") else "fp32 output layer"
         return f"{path}, {out}, precision {self.precision}, batch tokens {self.batch_tokens}"
 
     def is_oov(self, word: str) -> bool:

@@ -130,6 +130,17 @@ class StepLM:
             a, b = bounds[j], bounds[j + 1]
             if a == b:
                 continue
-            logp = torch.log_softmax(self.output(h[r0: r0 + R]).float(), dim=1)
-            out[a:b] = logp[rows[a:b] - r0, targets[a:b]]
+            out[a:b] = log_softmax_at(self.output(h[r0: r0 + R]).float(), rows[a:b] - r0, targets[a:b])
         return out
+
+
+def log_softmax_at(logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits, 1)[rows, targets]`` for (n, V) logits, without writing the (n, V) result.
+
+    Overwrites ``logits``: the row maximum is subtracted and the exponentials are
+    taken in place (two passes over the logits fewer than ``log_softmax`` + gather;
+    the same arithmetic).  (k,) float32.
+    """
+    logits -= logits.amax(dim=1, keepdim=True)
+    picked = logits[rows, targets]
+    return picked - logits.exp_().sum(dim=1).log_()[rows]

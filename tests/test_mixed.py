@@ -15,8 +15,8 @@ from rescorer.errors import AdmmqError, FormatError
 from rescorer.model_size import describe_lm_file
 from rescorer.pack import export_packed
 from rescorer.quant import MethodConfig
-from rescorer.quant.mixed import (BITS_TO_QSET, allocate, allocate_from_sensitivity, cost_bits, read_precision,
-                                  stored_bits)
+from rescorer.quant.mixed import (BITS_TO_QSET, allocate, allocate_from_sensitivity, as_width, cost_bits,
+                                  parse_bits_list, qset_for_bits, read_precision, stored_bits)
 from rescorer.quant.qsets import parse_qset
 from rescorer.train import train
 
@@ -164,6 +164,36 @@ def test_cli_sensitivity_then_train_with_precision_auto(ptb_slice, fp_run, tmp_p
     r = run_cli("info", tmp_path / "run")
     assert r.exit_code == 0
     assert ("mixed" in r.output) == (len(set(stored.values())) > 1), r.output
+
+
+def test_named_tables_are_candidates_beside_widths(ptb_slice, fp_run, tmp_path):
+    assert parse_bits_list("2, 0pm1,1,pow2:1") == (1, "0pm1", 2, "pow2:1")  # by stored bits: 1, 1.6, 2, 2.67
+    with pytest.raises(AdmmqError, match="--bits must list widths"):
+        parse_bits_list("1,nosuchset")
+    r = run_cli("sensitivity", "--lm", fp_run, "--text", ptb_slice / "valid.txt", "--method", "kl", "--bits",
+                "1,0pm1,2", "--max-sentences", 20, "-o", tmp_path / "sens.json", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[1].split()[2:] == ["1", "bit", "0pm1", "2", "bit"]
+    table = json.loads((tmp_path / "sens.json").read_text())
+    assert set(table["values"]["decoder.weight"]) == {"1", "0pm1", "2"}
+    # ternary {0, ±1} lies between {±1} and {±1, ±2} in KL
+    row = table["values"]["decoder.weight"]
+    assert row["2"] < row["0pm1"] < row["1"]
+    r = run_cli("train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o",
+                tmp_path / "run", "--method", "admm", "--init-from", fp_run, "--precision", "auto",
+                "--sensitivity", tmp_path / "sens.json", "--budget-bits", 1.6, "--precision-bits", "1,0pm1,2",
+                "--admm-iters", 1, "--max-sentences", 50, "--quiet")
+    assert r.exit_code == 0, r.output
+    chosen = read_precision(tmp_path / "run" / "precision.txt", list(PRECISION))
+    numel = {m.name: m.numel for m in describe_lm_file(tmp_path / "run").matrices}
+    assert set(chosen.values()) <= {"pm1", "0pm1", "pm12"}
+    assert sum(cost_bits(numel[n], q) for n, q in chosen.items()) <= 1.6 * sum(numel.values())
+    # the allocator's optimum over the three candidates, by brute force on the same table
+    sens = {n: {as_width(b): v for b, v in table["values"][n].items()} for n in numel}
+    best = min(itertools.product(*[list(sens[n]) for n in numel]),
+               key=lambda c: (sum(cost_bits(numel[n], qset_for_bits(b)) for n, b in zip(numel, c))
+                              > 1.6 * sum(numel.values()), sum(sens[n][b] for n, b in zip(numel, c))))
+    assert chosen == {n: qset_for_bits(b) for n, b in zip(numel, best)}
 
 
 def test_cli_precision_errors_are_one_line(ptb_slice, fp_run, tmp_path):

@@ -226,6 +226,29 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(prefix_sharing):
     assert calls and max(calls) <= 7
 
 
+def test_output_rows_of_several_depths_share_a_product_and_survive_out_of_memory():
+    rng = np.random.default_rng(5)
+    sents = synthetic_lists(rng, utts=3, n=40)
+    m = model_for(VOCAB)
+    ref = NeuralScorer(m, VOCAB, prefix_sharing=False).score(sents).totals()
+    s = NeuralScorer(m, VOCAB, softmax_rows=64)
+    sizes, inner = [], s.step_lm.logprobs_at
+
+    def logprobs_at(h, rows, targets):  # out of memory while more than 16 logits rows are computed at once
+        sizes.append(h.shape[0])
+        if s.step_lm.softmax_rows > 16:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return inner(h, rows, targets)
+    s.step_lm.logprobs_at = logprobs_at
+    got = s.score(sents).totals()
+    assert np.abs(got - ref).max() <= 1e-4
+    assert s.step_lm.softmax_rows == 16 and s.stats.oom_splits == 2  # 64 -> 32 -> 16
+    assert s._budget is None or s._budget > 16  # the node budget is not what ran out
+    # frontiers of a few nodes wait for the next depths: every product but the tree's last one is full
+    assert sum(1 for n in sizes[2:] if n < 16) <= 1, sizes
+    assert s.stats.softmax_rows == s.stats.lstm_steps
+
+
 def test_out_of_memory_on_one_row_and_other_errors():
     m = model_for(VOCAB)
     s = NeuralScorer(m, VOCAB, before_batch=fake_oom_above(0, []))

@@ -3,7 +3,7 @@
 # at ~2 bits/weight against uniform 2-bit ADMM at the same size.
 #
 #   recipes/ptb/run_mixed.sh [--stage N] [--stop-stage N] [--exp DIR] [--fp DIR]
-#                            [--train-sentences N] [--iters N] [--budget-bits B]
+#                            [--train-sentences N] [--iters N] [--budget-bits B] [--bits LIST]
 #
 # Stages: 1 data; 2 full-precision LM (skipped with --fp DIR); 3 sensitivity
 #         (kl on 500 validation sentences, hessian with 16 probes on 150);
@@ -25,6 +25,7 @@ fp_epochs=2
 iters=4
 admm_sentences=4000
 budget_bits=2.0
+bits=1,2,3,4,8   # candidate widths / tables by name, e.g. 1,0pm1,2,pow2:1,int:3,3,4,8
 
 . "$ROOT/recipes/common/parse_options.sh"
 
@@ -52,8 +53,9 @@ fi
 
 if run_stage 3; then
   echo "== stage 3: sensitivity"
-  $admmq sensitivity --lm "$fp" --text "$data/valid500.txt" --method kl -o "$exp/sens_kl.json" --quiet
-  $admmq sensitivity --lm "$fp" --text "$data/valid150.txt" --method hessian --probes 16 \
+  $admmq sensitivity --lm "$fp" --text "$data/valid500.txt" --method kl --bits "$bits" \
+    -o "$exp/sens_kl.json" --quiet
+  $admmq sensitivity --lm "$fp" --text "$data/valid150.txt" --method hessian --probes 16 --bits "$bits" \
     -o "$exp/sens_hessian.json" --quiet
 fi
 
@@ -64,7 +66,7 @@ if run_stage 4; then
   [ -s "$exp/uniform2/best.pt" ] || $admmq train "${admm[@]}" --qset pm12 -o "$exp/uniform2"
   for m in kl hessian; do
     [ -s "$exp/mixed_$m/best.pt" ] || $admmq train "${admm[@]}" --precision auto \
-      --sensitivity "$exp/sens_$m.json" --budget-bits "$budget_bits" -o "$exp/mixed_$m"
+      --sensitivity "$exp/sens_$m.json" --budget-bits "$budget_bits" --precision-bits "$bits" -o "$exp/mixed_$m"
   done
 fi
 

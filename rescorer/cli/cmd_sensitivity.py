@@ -26,7 +26,8 @@ from .options import json_option, quiet_option, text_format_option
               help="kl: mean KL(p_fp || p_q) per token with one matrix quantized; hessian: "
                    "Tr(H)/n * ||Q_b(W) - W||^2 with Tr(H) by Hutchinson's estimator.")
 @click.option("--bits", "bits_spec", default="1,2,3,4,8", show_default=True,
-              help="Widths to measure (tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8).")
+              help="Widths to measure (tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8) and/or tables by "
+                   "name (0pm1, pow2:1, int:3, ...).")
 @click.option("--tying", type=click.Choice(["layer", "node"]), default="layer", show_default=True,
               help="One α per matrix (layer) or per output row (node).")
 @click.option("--probes", type=click.IntRange(min=2), default=32, show_default=True,

@@ -14,7 +14,8 @@ from ..quant.method import EXTRAGRADIENTS
 from ..quant.mixed import parse_bits_list
 from ..quant.mixed_plan import bits_summary, plan_precision, write_plan
 from ..quant.qsets import parse_qset
-from ..train import SCHEDULES, TrainConfig, train
+from ..train import train
+from ..train_config import SCHEDULES, TrainConfig
 from ..tensorboard_sink import tensorboard_sink
 from . import cli
 from .options import quiet_option, text_format_option
@@ -71,7 +72,8 @@ from .options import quiet_option, text_format_option
 @click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), default=None,
               help="--precision auto: MiB (2^20 bytes) of quantized weight codes, paper-style.")
 @click.option("--precision-bits", default="1,2,3,4,8", show_default=True,
-              help="--precision auto: the widths to choose from.")
+              help="--precision auto: the widths (1 2 3 4 8) and/or tables by name (0pm1, pow2:1, int:3, ...) "
+                   "to choose from.")
 @click.option("--sensitivity-sentences", type=click.IntRange(min=0), default=0, show_default=True,
               help="--precision auto: measure sensitivity on the first N validation sentences (0 = all).")
 @click.option("--probes", type=click.IntRange(min=2), default=16, show_default=True,

@@ -15,6 +15,12 @@ bits  table       levels                   stored width (``--bits auto``)
 8     ``int:8``   {0,±1,…,±127} (uniform)  8 bits
 ====  ==========  =======================  ===============================
 
+A candidate may also be any quantization table by name (``0pm1`` = {0,±1} at
+1.6 stored bits, ``pow2:1`` = {0,±1,±2} at 2.67, ``int:3`` = {0,±1,±2,±3} at 3
+bits, ...): ``--bits 1,0pm1,2,pow2:1,int:3,3,4`` lets the allocator choose among
+all of them.  Such a candidate keeps its name as its key wherever a width would
+appear (tables, precision files).
+
 The cost of a choice is what packed export really stores for the codes:
 ``numel × width`` bits, width from :func:`rescorer.bitpack.smallest_packing`
 (so 3 "bits" costs 2.67).  Budgets are paper-style: weight-matrix codes only
@@ -43,7 +49,7 @@ edited and reused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..bitpack import smallest_packing
 from ..errors import AdmmqError, FormatError, PathLike
@@ -53,14 +59,33 @@ from .qsets import parse_qset
 BITS_TO_QSET: Dict[int, str] = {1: "pm1", 2: "pm12", 3: "pm124", 4: "int:4", 8: "int:8"}
 DEFAULT_BITS: Tuple[int, ...] = (1, 2, 3, 4, 8)
 MIB = 1 << 20
+Width = Union[int, str]  # a width of BITS_TO_QSET, or a quantization table by name
 
 
-def qset_for_bits(bits: int) -> str:
-    """The ADMM table of a b-bit matrix (:data:`BITS_TO_QSET`)."""
+def as_width(spec) -> Width:
+    """``2`` / ``"2"`` -> 2 (a width of :data:`BITS_TO_QSET`); ``"0pm1"`` -> ``"0pm1"`` (a table by name)."""
+    text = str(spec).strip()
+    if text.isdigit():
+        return int(text)
+    parse_qset(text)  # a one-line error for a name that is no table
+    return text
+
+
+def qset_for_bits(bits: Width) -> str:
+    """The ADMM table of a candidate: a b-bit width (:data:`BITS_TO_QSET`) or a table named directly."""
+    if isinstance(bits, str) and not bits.strip().isdigit():
+        parse_qset(bits)
+        return bits
     try:
         return BITS_TO_QSET[int(bits)]
     except (KeyError, ValueError):
-        raise AdmmqError(f"no table for {bits} bits; choose from {sorted(BITS_TO_QSET)}") from None
+        raise AdmmqError(f"no table for {bits} bits; choose from {sorted(BITS_TO_QSET)} or name a table "
+                         "(e.g. 0pm1, pow2:1, int:3)") from None
+
+
+def width_order(widths) -> List[Width]:
+    """Candidates sorted by stored bits per weight, then by name (ints and table names mixed)."""
+    return sorted(widths, key=lambda b: (stored_bits(qset_for_bits(b)), str(b)))
 
 
 def stored_bits(qset: str) -> float:
@@ -76,14 +101,13 @@ def cost_bits(numel: int, qset: str) -> int:
     return numel * p.bits
 
 
-def parse_bits_list(spec: str) -> Tuple[int, ...]:
-    """``"1,2,3"`` -> (1, 2, 3), each a width of :data:`BITS_TO_QSET`."""
+def parse_bits_list(spec: str) -> Tuple[Width, ...]:
+    """``"1,2,3"`` -> (1, 2, 3); ``"1,0pm1,2"`` -> (1, "0pm1", 2): widths of :data:`BITS_TO_QSET` or
+    table names, in stored-bits order."""
     try:
-        bits = tuple(sorted({int(b) for b in spec.split(",") if b.strip()}))
-    except ValueError:
-        raise AdmmqError(f"--bits must be a comma-separated list of integers, got {spec!r}") from None
-    for b in bits:
-        qset_for_bits(b)
+        bits = tuple(width_order({as_width(b) for b in spec.split(",") if b.strip()}))
+    except AdmmqError as exc:
+        raise AdmmqError(f"--bits must list widths ({sorted(BITS_TO_QSET)}) or table names: {exc}") from None
     if not bits:
         raise AdmmqError("--bits is empty")
     return bits
@@ -94,7 +118,7 @@ def parse_bits_list(spec: str) -> Tuple[int, ...]:
 class Allocation:
     """The chosen bits per matrix with its total cost (bits) and summed sensitivity."""
 
-    bits: Dict[str, int]
+    bits: Dict[str, Width]
     cost: int
     sensitivity: float
     budget: int
@@ -103,7 +127,7 @@ class Allocation:
         return {n: qset_for_bits(b) for n, b in self.bits.items()}
 
 
-def allocate(sensitivity: Mapping[str, Mapping[int, float]], costs: Mapping[str, Mapping[int, int]],
+def allocate(sensitivity: Mapping[str, Mapping[Width, float]], costs: Mapping[str, Mapping[Width, int]],
              budget: int) -> Allocation:
     """Exact minimum of Σ sensitivity[l][b_l] subject to Σ costs[l][b_l] <= budget.
 
@@ -112,11 +136,11 @@ def allocate(sensitivity: Mapping[str, Mapping[int, float]], costs: Mapping[str,
     exceeds the budget.
     """
     names = list(sensitivity)
-    front: List[Tuple[int, float, Tuple[int, ...]]] = [(0, 0.0, ())]  # (cost, sensitivity, choices)
+    front: List[Tuple[int, float, Tuple[Width, ...]]] = [(0, 0.0, ())]  # (cost, sensitivity, choices)
     for name in names:
-        options = sorted(sensitivity[name])
+        options = sorted(sensitivity[name], key=str)
         if set(options) != set(costs[name]):
-            raise ValueError(f"{name}: sensitivity bits {options} and cost bits {sorted(costs[name])} differ")
+            raise ValueError(f"{name}: sensitivity bits {options} and cost bits {sorted(costs[name], key=str)} differ")
         cand = [(c + int(costs[name][b]), s + float(sensitivity[name][b]), ch + (b,))
                 for c, s, ch in front for b in options if c + int(costs[name][b]) <= budget]
         cand.sort(key=lambda t: (t[0], t[1]))
@@ -144,7 +168,7 @@ def budget_in_bits(numels: Mapping[str, int], budget_bits: Optional[float], budg
     return int(budget_mb * MIB * 8)
 
 
-def allocate_from_sensitivity(table: Mapping[str, Mapping[int, float]], numels: Mapping[str, int],
+def allocate_from_sensitivity(table: Mapping[str, Mapping[Width, float]], numels: Mapping[str, int],
                               budget_bits: Optional[float] = None, budget_mb: Optional[float] = None) -> Allocation:
     """:func:`allocate` with costs = packed code bits of each matrix at each width."""
     missing = [n for n in numels if n not in table]
@@ -190,7 +214,7 @@ def read_precision(path: PathLike, names: Sequence[str]) -> Dict[str, str]:
 
 
 def write_precision(path: PathLike, alloc: Allocation, numels: Mapping[str, int],
-                    sensitivity: Optional[Mapping[str, Mapping[int, float]]] = None, note: str = "") -> None:
+                    sensitivity: Optional[Mapping[str, Mapping[Width, float]]] = None, note: str = "") -> None:
     """Write ``alloc`` as a precision file (atomically), sizes and sensitivities as comments."""
     with atomic_open(path) as f:
         f.write(f"# admmq precision file: MATRIX BITS (tables: {BITS_TO_QSET})\n")

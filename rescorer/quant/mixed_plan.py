@@ -26,7 +26,7 @@ from ..corpus import load_corpus
 from ..errors import AdmmqError
 from ..fileio import atomic_open, open_text
 from ..model import LSTMLM, ModelConfig
-from .mixed import (Allocation, allocate_from_sensitivity, describe, read_precision, stored_bits,
+from .mixed import (Allocation, Width, allocate_from_sensitivity, describe, read_precision, stored_bits,
                     write_precision)
 from .sensitivity import METRICS, SensitivityConfig, SensitivityTable, measure_sensitivity
 
@@ -59,7 +59,7 @@ def read_sensitivity_json(path: str) -> SensitivityTable:
 
 def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str], text_format: str = "plain",
                    sensitivity: str = "kl", budget_bits: Optional[float] = None, budget_mb: Optional[float] = None,
-                   bits: Sequence[int] = (1, 2, 3, 4, 8), keep_fp: Sequence[str] = (), probes: int = 16,
+                   bits: Sequence[Width] = (1, 2, 3, 4, 8), keep_fp: Sequence[str] = (), probes: int = 16,
                    max_sentences: int = 0, quiet: bool = True,
                    model_cfg: Optional[ModelConfig] = None) -> PrecisionPlan:
     """Per-matrix tables for ADMM: from a precision file, or chosen by sensitivity under a budget.

@@ -37,7 +37,7 @@ from ..corpus import EncodedCorpus
 from ..errors import AdmmqError
 from ..model import LSTMLM
 from ..progress import progress_bar
-from .mixed import DEFAULT_BITS, qset_for_bits
+from .mixed import DEFAULT_BITS, Width, as_width, qset_for_bits, width_order
 from .qsets import alpha_start, parse_qset, project
 
 METRICS = ("kl", "hessian")
@@ -50,7 +50,7 @@ class SensitivityConfig:
     validation sentences used (0 = all); ``seed`` of the probes."""
 
     metric: str = "kl"
-    bits: Sequence[int] = DEFAULT_BITS
+    bits: Sequence[Width] = DEFAULT_BITS
     tying: str = "layer"
     probes: int = 32
     batch_tokens: int = 4096
@@ -58,7 +58,7 @@ class SensitivityConfig:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bits", tuple(int(b) for b in self.bits))
+        object.__setattr__(self, "bits", tuple(as_width(b) for b in self.bits))
         if self.metric not in METRICS:
             raise AdmmqError(f"sensitivity metric must be one of {METRICS}, got {self.metric!r}")
         if self.tying not in ("layer", "node"):
@@ -84,8 +84,8 @@ class SensitivityTable:
     ``numel[name]``; for ``hessian`` also ``trace[name]``."""
 
     metric: str
-    values: Dict[str, Dict[int, float]]
-    error2: Dict[str, Dict[int, float]]
+    values: Dict[str, Dict[Width, float]]
+    error2: Dict[str, Dict[Width, float]]
     numel: Dict[str, int]
     trace: Dict[str, TraceEstimate] = field(default_factory=dict)
     tokens: int = 0
@@ -104,17 +104,19 @@ class SensitivityTable:
         if not isinstance(d, dict) or d.get("format") != "admmq-sensitivity":
             raise AdmmqError(f"{source}: not an admmq sensitivity table (write one with admmq sensitivity --json)")
         try:
-            return cls(d["metric"], {n: {int(b): float(v) for b, v in row.items()} for n, row in d["values"].items()},
-                       {n: {int(b): float(v) for b, v in row.items()} for n, row in d["error2"].items()},
+            return cls(d["metric"], {n: {as_width(b): float(v) for b, v in row.items()}
+                                     for n, row in d["values"].items()},
+                       {n: {as_width(b): float(v) for b, v in row.items()} for n, row in d["error2"].items()},
                        {n: int(v) for n, v in d["numel"].items()},
                        {n: TraceEstimate(**t) for n, t in d.get("trace", {}).items()}, int(d.get("tokens", 0)),
                        dict(d.get("config", {})))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, AdmmqError) as exc:
             raise AdmmqError(f"{source}: malformed sensitivity table ({exc})") from None
 
     def text(self) -> str:
-        bits = sorted({b for row in self.values.values() for b in row})
-        head = f"{'matrix':<22} {'weights':>10}" + "".join(f" {f'{b} bit':>11}" for b in bits)
+        bits = width_order({b for row in self.values.values() for b in row})
+        head = f"{'matrix':<22} {'weights':>10}" + "".join(f" {f'{b} bit' if isinstance(b, int) else b:>11}"
+                                                              for b in bits)
         if self.trace:
             head += f" {'Tr(H)':>11} {'± se':>9}"
         lines = [f"sensitivity by {self.metric} over {self.tokens} tokens", head]
@@ -130,11 +132,11 @@ class SensitivityTable:
 
 
 # ------------------------------------------------------------ quantization
-def quantized_variants(model: LSTMLM, names: Sequence[str], bits: Sequence[int],
-                       tying: str = "layer") -> Dict[str, Dict[int, torch.Tensor]]:
+def quantized_variants(model: LSTMLM, names: Sequence[str], bits: Sequence[Width],
+                       tying: str = "layer") -> Dict[str, Dict[Width, torch.Tensor]]:
     """Q_b(W) for every matrix and width: name -> bits -> (R, C) float32 (exact-start projection)."""
     params = dict(model.named_parameters())
-    out: Dict[str, Dict[int, torch.Tensor]] = {}
+    out: Dict[str, Dict[Width, torch.Tensor]] = {}
     for name in names:
         w = params[name].detach()
         out[name] = {}
