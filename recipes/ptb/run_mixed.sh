@@ -9,7 +9,8 @@
 #         (kl on 500 validation sentences, hessian with 16 probes on 150);
 #         4 ADMM: uniform pm12 (2 bits), mixed by kl, mixed by hessian, each from
 #         the fp LM; 5 test perplexity and sizes (admmq eval, admmq info).
-# RESULTS_mixed.md was measured with this script (its defaults).
+# RESULTS_mixed.md was measured with this script: first run with its defaults; second with
+# --fp <the converged full-PTB STD run>; third also with --bits 1,0pm1,2,pow2:1,int:3,3,4,8.
 
 set -euo pipefail
 RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
