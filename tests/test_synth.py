@@ -251,3 +251,15 @@ def test_unknown_voice_is_refused_before_any_work(tmp_path):
                                    "-o", str(tmp_path / "o"), "--voices", "rms,nosuchvoice", "--quiet"])
     assert res.exit_code != 0 and "flite has no voice 'nosuchvoice'" in res.output, res.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.work").exists()
+
+
+@needs_tools
+def test_a_voice_at_another_sample_rate_is_a_one_line_error(tmp_path):
+    import subprocess
+    if "kal" not in subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout.split():
+        pytest.skip("this flite has no 8 kHz 'kal' voice")
+    res = CliRunner().invoke(cli, ["nbest", "synth", "--text", str(PTB_DIR / "ptb.valid.txt.gz"),
+                                   "-o", str(tmp_path / "o"), "--voices", "kal", "--limit", "1", "--quiet"])
+    assert res.exit_code != 0, res.output
+    assert "flite voice 'kal' speaks at 8000 Hz" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()

@@ -39,6 +39,9 @@ from .decode import DecodeResult, decode, dictionary_words
 from .spoken import Sentence, eligible_sentences, select_sentences, utterance_id
 
 
+MODEL_RATE = 16000  # pocketsphinx's default en-us acoustic model
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """How sentences are chosen, spoken, corrupted and recognised (defaults: ``data/ptb-tts/dev``)."""
@@ -80,6 +83,9 @@ def _work_item(uttid: str, voice: str, sentence: Sentence, cfg: SynthConfig, wor
     """Synthesize, decode and store one utterance (runs in a worker process)."""
     t0 = time.perf_counter()
     samples, rate = noisy_utterance(sentence.spoken, voice, uttid, cfg.snr_db, cfg.noise_seed)
+    if rate != MODEL_RATE:
+        raise AdmmqError(f"flite voice {voice!r} speaks at {rate} Hz; the recogniser's en-us model needs "
+                         f"{MODEL_RATE} Hz (use e.g. slt, rms, awb or kal16)")
     if keep_audio:
         write_wav(Path(work) / f"{uttid}.wav", samples, rate)
     t1 = time.perf_counter()
