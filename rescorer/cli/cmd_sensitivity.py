@@ -24,7 +24,8 @@ from .options import json_option, quiet_option, text_format_option
 @text_format_option
 @click.option("--method", "metric", type=click.Choice(METRICS), default="kl", show_default=True,
               help="kl: mean KL(p_fp || p_q) per token with one matrix quantized; hessian: "
-                   "Tr(H)/n * ||Q_b(W) - W||^2 with Tr(H) by Hutchinson's estimator.")
+                   "Tr(H)/n * ||Q_b(W) - W||^2 with Tr(H) by Hutchinson's estimator; nas: -ln pi of a "
+                   "differentiable search over the tables under a size penalty (lower = preferred).")
 @click.option("--bits", "bits_spec", default="1,2,3,4,8", show_default=True,
               help="Widths to measure (tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8) and/or tables by "
                    "name (0pm1, pow2:1, int:3, ...).")
@@ -36,24 +37,30 @@ from .options import json_option, quiet_option, text_format_option
               help="Use the first N sentences of --text only (0 = all).")
 @click.option("--batch-tokens", type=click.IntRange(min=16), default=4096, show_default=True,
               help="Padded tokens per batch.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the Hutchinson probes.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the Hutchinson probes / nas batches.")
+@click.option("--budget-bits", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="nas: the stored bits per weight the search aims at.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="nas: search steps (one validation batch each).")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the table as JSON here (input to admmq train --precision auto --sensitivity FILE).")
 @json_option
 @quiet_option
 def sensitivity_command(lm_path, text_path, text_format, metric, bits_spec, tying, probes, max_sentences,
-                        batch_tokens, seed, out_path, as_json, quiet):
+                        batch_tokens, seed, budget_bits, steps, out_path, as_json, quiet):
     """Sensitivity of each weight matrix of LM to quantization at each width.
 
     \b
     admmq sensitivity --lm exp/std --text ptb.valid.txt --method kl
     admmq sensitivity --lm exp/std --text ptb.valid.txt --method hessian --probes 32 -o sens.json
+    admmq sensitivity --lm exp/std --text ptb.valid.txt --method nas --budget-bits 2 --steps 200
     """
     lm = load_lm(lm_path)
     if lm.quantized:
         raise AdmmqError("sensitivity needs a full-precision LM; this one is quantized", lm_path)
     cfg = SensitivityConfig(metric=metric, bits=parse_bits_list(bits_spec), tying=tying, probes=probes,
-                            batch_tokens=batch_tokens, max_sentences=max_sentences, seed=seed)
+                            batch_tokens=batch_tokens, max_sentences=max_sentences, seed=seed,
+                            budget_bits=budget_bits, steps=steps)
     table = measure_sensitivity(lm.model, load_corpus(lm.units, text_path, text_format), lm.units, cfg,
                                 quiet=quiet)
     if out_path:

@@ -64,9 +64,9 @@ from .options import quiet_option, text_format_option
               help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
                    "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "
                    "file). Tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8.")
-@click.option("--sensitivity", default="kl", show_default=True, metavar="kl|hessian|FILE",
-              help="--precision auto: measure KL or Hessian-trace sensitivity on --valid with the --init-from LM, "
-                   "or read the JSON table of `admmq sensitivity --json`.")
+@click.option("--sensitivity", default="kl", show_default=True, metavar="kl|hessian|nas|FILE",
+              help="--precision auto: measure KL or Hessian-trace sensitivity, or run the precision search (nas), "
+                   "on --valid with the --init-from LM, or read the JSON table of `admmq sensitivity --json`.")
 @click.option("--budget-bits", type=click.FloatRange(min=0, min_open=True), default=None,
               help="--precision auto: average stored bits per quantized weight (codes only).")
 @click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -89,7 +89,10 @@ def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str
             raise AdmmqError("--init-from: sensitivity needs a full-precision LM; this one is quantized", init_from)
         names = [n for n in lm.model.weight_matrix_names() if n not in keep_fp]
         corpus = load_corpus(lm.units, valid, text_format, max_sentences)
-        cfg = SensitivityConfig(metric=sensitivity, bits=tuple(bits), probes=probes)
+        target = budget_bits if budget_bits is not None else \
+            (budget_mb or 0) * 8 * (1 << 20) / max(1, sum(int(p.numel()) for n, p in lm.model.named_parameters()
+                                                         if n in names))
+        cfg = SensitivityConfig(metric=sensitivity, bits=tuple(bits), probes=probes, budget_bits=target or 2.0)
         table = measure_sensitivity(lm.model, corpus, lm.units, cfg, names, quiet)
         source = f"{sensitivity} on {valid}"
     else:

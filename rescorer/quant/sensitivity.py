@@ -21,6 +21,10 @@ Q_b(W_l) is the optimal projection of W_l onto the b-bit table of
   sensitivity then counts it as 0 (the second-order model predicts no loss).  cuDNN's / oneDNN's LSTM
   has no double backward, so the model runs its native cell
   (:attr:`rescorer.model.LSTMLM.native_lstm`).
+* ``nas``: −ln π_l,b of a differentiable search over the tables
+  (:mod:`.nas`): softmax weights over each matrix's candidates, trained on the
+  validation text against the cross entropy plus a size penalty aiming at
+  ``budget_bits``; lower = preferred.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from ..progress import progress_bar
 from .mixed import DEFAULT_BITS, Width, as_width, qset_for_bits, width_order
 from .qsets import alpha_start, parse_qset, project
 
-METRICS = ("kl", "hessian")
+METRICS = ("kl", "hessian", "nas")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class SensitivityConfig:
     batch_tokens: int = 4096
     max_sentences: int = 0
     seed: int = 1
+    budget_bits: float = 2.0  # nas: the size the search aims at (stored bits per weight)
+    steps: int = 200  # nas: search steps (one validation batch each)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bits", tuple(as_width(b) for b in self.bits))
@@ -128,6 +134,9 @@ class SensitivityTable:
             lines.append(line)
         if self.trace:
             lines.append(f"(Hutchinson, {next(iter(self.trace.values())).probes} Rademacher probes)")
+        if self.metric == "nas":
+            lines.append(f"(-ln pi of the precision search, {self.config.get('steps')} steps aiming at "
+                         f"{self.config.get('budget_bits')} bits/weight; lower = preferred)")
         return "\n".join(lines)
 
 
@@ -266,6 +275,10 @@ def measure_sensitivity(model: LSTMLM, corpus: EncodedCorpus, units, cfg: Sensit
     trace: Dict[str, TraceEstimate] = {}
     if cfg.metric == "kl":
         values, tokens = kl_sensitivity(model, corpus, units, variants, cfg.batch_tokens, quiet)
+    elif cfg.metric == "nas":
+        from .nas import nas_preferences
+        values, tokens, _ = nas_preferences(model, corpus, units, variants, cfg.budget_bits, cfg.steps,
+                                            batch_tokens=cfg.batch_tokens, seed=cfg.seed, quiet=quiet)
     else:
         trace, tokens = model_hessian_traces(model, corpus, units, names, cfg.probes, cfg.batch_tokens, cfg.seed,
                                              quiet)
