@@ -79,8 +79,11 @@ class BatchControl:
         if self.before_batch is not None:
             self.before_batch(rows)
 
-    def shrink(self, rows: int, exc: BaseException, what: str) -> int:
-        """After ``exc`` (out of memory) on a batch of ``rows``: the new budget (half), or an error."""
+    def halve(self, rows: int, exc: BaseException, what: str) -> int:
+        """After ``exc`` (out of memory) on ``rows`` rows of ``what``: half of them, counted, or an error.
+
+        Anything but an out-of-memory error is raised again; the budget is not changed.
+        """
         if not is_out_of_memory(exc):
             raise exc
         if torch.cuda.is_available():
@@ -88,8 +91,12 @@ class BatchControl:
         if rows <= 1:
             raise AdmmqError(f"out of memory scoring a single {what}; lower --batch-tokens or use --device cpu "
                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        self.max_rows = max(1, rows // 2)
         self.stats.oom_splits += 1
+        return max(1, rows // 2)
+
+    def shrink(self, rows: int, exc: BaseException, what: str) -> int:
+        """After ``exc`` (out of memory) on a batch of ``rows``: the new budget (half), or an error."""
+        self.max_rows = self.halve(rows, exc, what)
         return self.max_rows
 
 

@@ -23,16 +23,15 @@ B`` for binary).
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import AdmmqError, FormatError, PathLike
-from .fileio import atomic_open, iter_lines
+from .fileio import atomic_open, iter_lines, open_binary
 
 SCALAR = "scalar"
 INT_VECTOR = "int-vector"
@@ -59,17 +58,9 @@ class Entry:
         return cls(f"{self.where}: {message}" if self.where else message, self.path)
 
 
-def _open_raw(path: Path) -> IO[bytes]:
-    if not path.exists():
-        raise AdmmqError("no such file", path)
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]
-
-
 def is_binary_archive(path: PathLike) -> bool:
     """True when the first object of the archive is binary (``key \\0B...``)."""
-    with _open_raw(Path(path)) as fh:
+    with open_binary(path) as fh:
         head = fh.read(4096)
     space = head.find(b" ")
     return space > 0 and head[space + 1: space + 3] == _BINARY_MARK
@@ -144,7 +135,7 @@ def _parse_binary_value(data: bytes, pos: int, kind: str, where: str, path: Path
 
 
 def _read_all(path: Path) -> bytes:
-    with _open_raw(path) as fh:
+    with open_binary(path) as fh:
         try:
             return fh.read()
         except (OSError, EOFError) as exc:

@@ -23,7 +23,7 @@ vector; such a model always runs the native cell.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import MismatchError
+from .settings import settings_from_dict
 
 State = Tuple[torch.Tensor, torch.Tensor]
 
@@ -54,11 +55,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise MismatchError(f"unknown model settings {sorted(unknown)} (checkpoint from a newer admmq?)")
-        return cls(**d)
+        return settings_from_dict(cls, d, "model")
 
     @property
     def output_size(self) -> int:

@@ -120,8 +120,15 @@ class NBestList:
 
 
 def build_nbest(keys: Sequence[str], words: Sequence[Tuple[str, ...]], costs: Dict[str, np.ndarray],
-                where: Sequence[Entry], source: str, symbols: Optional[Dict[str, int]] = None) -> NBestList:
-    """Group hypotheses by utterance (first appearance), rank order inside; check keys."""
+                where: Optional[Sequence[Entry]] = None, source: str = "",
+                symbols: Optional[Dict[str, int]] = None) -> NBestList:
+    """Group hypotheses by utterance (first appearance), rank order inside; check keys.
+
+    ``where`` locates each key in its file for error messages; without it (keys made
+    by admmq itself) an error names ``source``.
+    """
+    if where is None:
+        where = [Entry(k, None, source) for k in keys]
     if not keys:
         raise FormatError("no hypotheses (empty n-best list)", source)
     utt_of, rank_of = [], []

@@ -66,9 +66,7 @@ class _PendingRows:
                 lp = self.step_lm.logprobs_at(h, rows, targets)
                 break
             except Exception as exc:  # out of memory: fewer logits rows at once (the node budget stays), retry
-                budget = self.control.max_rows
-                self.step_lm.softmax_rows = self.control.shrink(self.step_lm.softmax_rows, exc, "softmax row")
-                self.control.max_rows = budget
+                self.step_lm.softmax_rows = self.control.halve(self.step_lm.softmax_rows, exc, "softmax row")
         self.flat[dest] = lp
         self.control.stats.softmax_rows += h.shape[0]
         self.h, self.rows, self.targets, self.dest, self.n = [], [], [], [], 0

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from .errors import AdmmqError, MismatchError
+from .errors import AdmmqError
+from .settings import settings_from_dict
 from .subword import SubwordUnits
 from .vocab import Vocab
 
@@ -66,11 +67,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise MismatchError(f"unknown training settings {sorted(unknown)} (checkpoint from a newer admmq?)")
-        return cls(**d)
+        return settings_from_dict(cls, d, "training")
 
 
 @dataclass

@@ -16,13 +16,14 @@ and each quantized training method:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..batching import Batch
 from ..errors import AdmmqError, MismatchError
+from ..settings import settings_from_dict
 from ..model import LSTMLM, ModelConfig, State
 from .qmatrix import QuantizedMatrix
 
@@ -89,11 +90,7 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MethodConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise MismatchError(f"unknown method settings {sorted(unknown)} (checkpoint from a newer admmq?)")
-        return cls(**d)
+        return settings_from_dict(cls, d, "method")
 
 
 class TrainingMethod:

@@ -26,8 +26,8 @@ from ..corpus import load_corpus
 from ..errors import AdmmqError
 from ..fileio import atomic_open, open_text
 from ..model import LSTMLM, ModelConfig
-from .mixed import (Allocation, Width, allocate_from_sensitivity, describe, read_precision, stored_bits,
-                    write_precision)
+from .mixed import (Allocation, Width, allocate_from_sensitivity, budget_in_bits, describe, read_precision,
+                    stored_bits, write_precision)
 from .sensitivity import METRICS, SensitivityConfig, SensitivityTable, measure_sensitivity
 
 
@@ -89,10 +89,9 @@ def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str
             raise AdmmqError("--init-from: sensitivity needs a full-precision LM; this one is quantized", init_from)
         names = [n for n in lm.model.weight_matrix_names() if n not in keep_fp]
         corpus = load_corpus(lm.units, valid, text_format, max_sentences)
-        target = budget_bits if budget_bits is not None else \
-            (budget_mb or 0) * 8 * (1 << 20) / max(1, sum(int(p.numel()) for n, p in lm.model.named_parameters()
-                                                         if n in names))
-        cfg = SensitivityConfig(metric=sensitivity, bits=tuple(bits), probes=probes, budget_bits=target or 2.0)
+        numels = {n: int(p.numel()) for n, p in lm.model.named_parameters() if n in names}
+        target = budget_in_bits(numels, budget_bits, budget_mb) / max(1, sum(numels.values()))  # nas aims at it
+        cfg = SensitivityConfig(metric=sensitivity, bits=tuple(bits), probes=probes, budget_bits=target)
         table = measure_sensitivity(lm.model, corpus, lm.units, cfg, names, quiet)
         source = f"{sensitivity} on {valid}"
     else:

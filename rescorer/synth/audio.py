@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AdmmqError, PathLike
+from ..fileio import atomic_path
 
 FRAME_S = 0.020
 SPEECH_RANGE_DB = 40.0
@@ -85,14 +86,11 @@ def read_wav(path: PathLike) -> tuple:
 
 def write_wav(path: PathLike, samples: np.ndarray, rate: int) -> None:
     """Write (n,) int16 samples as a mono 16-bit wav (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with wave.open(os.fspath(tmp), "wb") as w:
+    with atomic_path(path) as tmp, wave.open(os.fspath(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(samples.astype("<i2").tobytes())
-    os.replace(tmp, path)
 
 
 def flite_path() -> str:

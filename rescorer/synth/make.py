@@ -145,13 +145,12 @@ def _write_output(records: List[Dict], cfg: SynthConfig, out: Path, meta: Dict) 
              "lmwt.lmonly": lm_arr}
     refs = {r["uttid"]: tuple(r["tokens"]) for r in records}
     symbols = _symbols(words + list(refs.values()))
-    nb = build_nbest(keys, words, costs, [None] * len(keys), source=str(out), symbols=symbols)
+    nb = build_nbest(keys, words, costs, source=str(out), symbols=symbols)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     write_nbest_dir(nb, tmp, symbols=symbols)
     write_text(refs, tmp / "text")
-    with atomic_open(tmp / "utt2subset") as fh:
-        fh.writelines(f"{r['uttid']} {r['voice']}\n" for r in records)
+    write_text({r["uttid"]: (r["voice"],) for r in records}, tmp / "utt2subset")
     with atomic_open(tmp / "synth.json") as fh:
         json.dump(meta, fh, indent=1)
     old = out.with_name(f".{out.name}.old{os.getpid()}")
