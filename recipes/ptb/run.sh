@@ -12,8 +12,9 @@
 #                (admmq nbest synth; needs apt's flite and pip's pocketsphinx; about 4.6 s per
 #                utterance and job: synthesis, a fresh decoder, decoding (1.5-1.7 s of it) and
 #                the n-best costs (README); the defaults regenerate data/ptb-tts exactly)
-#   2 4-gram     ARPA 4-gram from PTB train (recipes/common/make_4gram.sh: lmplz or irstlm),
-#                or --ngram FILE; its test perplexity
+#   2 4-gram     ARPA 4-gram from PTB train (recipes/common/make_4gram.sh: kenlm's lmplz, which
+#                bin/setup-env builds into ~/.cache/admmq/kenlm, else irstlm: weaker, the line
+#                printed says so), or --ngram FILE; its test perplexity
 #   3 train      one LM per --rows entry (below), --nj at a time through $train_cmd
 #   4 export     packed file per quantized row (admmq export --bits auto), sizes (admmq info),
 #                test perplexity, EM-tuned interpolation with the 4-gram on valid
@@ -171,6 +172,7 @@ if run_stage 2; then
     if [ -z "$ngram" ]; then
       "$ROOT/recipes/common/make_4gram.sh" "$data/ptb.train.txt" "$arpa" > "$exp/log/make_4gram.log" 2>&1 \
         || { cat "$exp/log/make_4gram.log"; exit 1; }
+      sed -n 's/^make_4gram.sh: /  /p' "$exp/log/make_4gram.log"  # the tool used (and why, for irstlm)
     fi
     "$admmq" eval --ngram "$arpa" --text "$data/ptb.test.txt" --json > "$exp/lm/test_eval.json"
     touch "$exp/lm/.done"
