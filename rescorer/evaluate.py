@@ -12,7 +12,6 @@ the key is the utterance id (Kaldi text) or the line number (plain text).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -20,6 +19,7 @@ from .checkpoint import LoadedLM
 from .corpus import read_sentences
 from .errors import PathLike
 from .fileio import atomic_open, check_writable
+from .perplexity import format_ppl, perplexity_from
 from .scoring import NeuralScorer
 
 
@@ -42,12 +42,8 @@ class Perplexity:
         return d
 
     def summary(self) -> str:
-        return (f"ppl {self.ppl:.2f}  logprob {self.logprob:.1f}  {self.words} words + {self.sentences} </s> "
-                f"= {self.tokens} tokens  oov {self.oov} ({100 * self.oov_rate:.2f}%)")
-
-
-def perplexity_from(logprob: float, tokens: int) -> float:
-    return math.exp(-logprob / tokens) if tokens else float("nan")
+        return (f"ppl {format_ppl(self.ppl)}  logprob {self.logprob:.1f}  {self.words} words + "
+                f"{self.sentences} </s> = {self.tokens} tokens  oov {self.oov} ({100 * self.oov_rate:.2f}%)")
 
 
 def evaluate_text(lm: LoadedLM, path: PathLike, fmt: str = "plain", batch_tokens: int = 8192,
