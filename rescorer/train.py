@@ -12,7 +12,10 @@ stop); the best epoch kept.  ``schedule="plateau"`` halves on each stall but
 never stops early (ADMM's fixed iteration count); ``"constant"`` never halves.
 
 For quantized methods the validation perplexity that selects the best epoch
-and drives the schedule is the *quantized* model's.
+and drives the schedule is the *quantized* model's.  Validation words outside
+the vocabulary cost what ``admmq eval`` charges them by default (the ``share``
+OOV policy of :mod:`rescorer.mixture`), so ``admmq eval --text VALID`` repeats
+the logged perplexity.
 
 Outputs in ``out``: ``last.pt`` (after every epoch, and every ``save_every``
 steps), ``best.pt`` (the best epoch), ``train_log.jsonl`` (one JSON object per
@@ -46,6 +49,7 @@ from .corpus import EncodedCorpus, load_corpus, read_sentences
 from .distributed import SINGLE, Dist, device_for, sharded_sentence_batches
 from .errors import AdmmqError, MismatchError
 from .fileio import check_free_space, make_output_dir, remove_stale_temps
+from .mixture import OovPolicy
 from .model import LSTMLM, ModelConfig
 from .perplexity import OVERFLOW_NATS, format_ppl, ppl_of_nll
 from .progress import progress_bar
@@ -249,8 +253,10 @@ class Trainer:
 
     # ----------------------------------------------------------- evaluation
     def valid_ppl(self, model: LSTMLM) -> float:
+        """Validation perplexity, unknown words priced as ``admmq eval`` does (the default OOV policy)."""
         nll, tokens = corpus_nll(model, self.valid_part, self.units.bos_id, self.units.eos_id,
                                  self.cfg.eval_batch_tokens, self.device)
+        nll -= self.valid_part.oov * OovPolicy().penalty  # each unknown word: its share of P(<unk>|h)
         if self.dist.active:
             both = self.dist.sum(torch.tensor([nll, float(tokens)], dtype=torch.float64, device=self.device))
             nll, tokens = float(both[0]), int(both[1])

@@ -301,3 +301,36 @@ def test_end_to_end_lstm_and_arpa_interpolated(tiny_lm, ptb_slice, tmp_path):
     new = read_archive(out / "lmwt.new", SCALAR)
     assert np.allclose([e.value for e in new], 0.5 - mix, atol=1e-6)
     assert not np.allclose(mix, lstm, atol=1e-3)  # the n-gram really took part
+
+
+def test_unknown_words_cost_the_same_in_eval_interpolate_and_rescore_by_default(tiny_lm, tmp_path):
+    """One default (--oov share, 10^4 types): an unknown word costs -ln P(<unk>|h) + ln 10^4 everywhere."""
+    unk_lm = load_lm(tiny_lm)
+    known = tuple(unk_lm.units.vocab.symbols[2:5])  # three of its words
+    assert unk_lm.units.vocab.is_oov("zzyzx") and not any(unk_lm.units.vocab.is_oov(w) for w in known)
+    sents = [known + ("zzyzx",), known + ("<unk>",), known]
+    text = tmp_path / "t.txt"
+    text.write_text("".join(" ".join(s) + "\n" for s in sents))
+    per = tmp_path / "per.txt"
+    r = CliRunner().invoke(cli, ["eval", "--lm", str(tiny_lm), "--text", str(text), "--per-sentence", str(per),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.output)
+    assert ev["oov"] == 1 and ev["oov_policy"]["mode"] == "share"
+    eval_cost = [float(line.split()[1]) for line in per.read_text().splitlines()]
+    # the unknown word costs its share of the <unk> class; the text token <unk> the whole class
+    assert eval_cost[0] - eval_cost[1] == pytest.approx(np.log(10000), abs=1e-4)
+    d = tmp_path / "nb"
+    d.mkdir()
+    keys = [f"u{k}-1" for k in range(len(sents))]
+    (d / "words_text").write_text("".join(" ".join((k,) + s) + "\n" for k, s in zip(keys, sents)))
+    (d / "acwt").write_text("".join(f"{k} 10.0\n" for k in keys))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "--lm-scale", "1", "--wip", "0",
+                                 "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    nb = read_nbest(out / "nbest.txt")
+    assert np.allclose(nb.costs["lm.new"], eval_cost, atol=1e-5)
+    r = CliRunner().invoke(cli, ["interpolate", "--lm", str(tiny_lm), "--valid", str(text), "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["ppl"] == pytest.approx(ev["ppl"], rel=1e-6)

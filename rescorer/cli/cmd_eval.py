@@ -9,6 +9,7 @@ import click
 from ..checkpoint import load_lm
 from ..errors import AdmmqError
 from ..evaluate import evaluate_scorer, evaluate_text
+from ..mixture import OovPolicy
 from ..scorers import load_scorer
 from ..train import pick_device
 from . import cli
@@ -34,17 +35,20 @@ def eval_command(lm_paths, ngram_paths, weights, text_path, text_format, per_sen
                  oov_mode, oov_types, oov_logprob, batch_tokens, device, as_json, quiet):
     """Perplexity, word count and OOV rate of TEXT under an LM or an interpolation of LMs.
 
-    With one --lm alone, out-of-vocabulary words are scored as the unknown word
-    (the PTB convention); for a quantized checkpoint this is the quantized
-    model's perplexity.  With --ngram, several LMs or --weights, the text is
-    scored by the mixture sum_k w_k P_k with the OOV policy (--oov; words no LM
-    knows are counted as oov).  Tokens are the words plus one </s> per sentence.
+    With one --lm alone this is that LM's perplexity (for a quantized
+    checkpoint, the quantized model's).  With --ngram, several LMs or
+    --weights, the text is scored by the mixture sum_k w_k P_k.  Either way a
+    word no LM knows costs what --oov says (default share, the same as
+    interpolate and rescore) and is counted as oov; a text token <unk> gets the
+    unknown word's full probability.  Tokens are the words plus one </s> per
+    sentence.
     """
     policy = oov_policy(oov_mode, oov_types, oov_logprob)
-    if len(lm_paths) == 1 and not ngram_paths and weights is None and policy is None:
+    if len(lm_paths) == 1 and not ngram_paths and weights is None:
         lm = load_lm(lm_paths[0], device=str(pick_device(device)))
-        result = evaluate_text(lm, text_path, text_format, batch_tokens, per_sentence)
-        extra = {"lm": lm.path, "method": lm.method}
+        policy = policy or OovPolicy()
+        result = evaluate_text(lm, text_path, text_format, batch_tokens, per_sentence, policy)
+        extra = {"lm": lm.path, "method": lm.method, "oov_policy": policy.to_dict()}
     else:
         if not lm_paths and not ngram_paths and weights is None:
             raise AdmmqError("give --lm, --ngram or --weights")
