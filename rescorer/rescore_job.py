@@ -7,7 +7,8 @@ Outputs in the output directory (each written atomically):
                   (-ln P_LM), ``lmwt.new`` and ``total`` (see :mod:`rescorer.rescore`)
 ``lmwt.new``      ``ark,t`` keyed like the input: lmwt.nolm + LM cost, the new graph/LM cost for
                   ``linear-to-nbest ark:ali ark:words ark:lmwt.new ark:acwt | nbest-to-lattice``
-``summary.json``  command and settings, how the weights were chosen, counts, speed, WER
+``summary.json``  command and settings, how the weights were chosen (and, under ``interpolation``, the
+                  LMs' interpolation weights and their source), counts, speed, WER
 ``sweep.tsv``     errors of every grid point (when tuned or swept) on the set the weights were chosen on
                   (the dev list with ``--dev``, else the test references): columns ``lm_scale wip errors
                   wer``, then ``errors:NAME wer:NAME`` for each WER subset with reference words in that set
@@ -69,7 +70,9 @@ def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) 
             for name, rep in res.wer.items():
                 fh.write(f"# {name}\n" + "\n".join(rep.lines()) + "\n")
     summary = res.summary()
-    summary["settings"] = settings or {}
+    summary["settings"] = dict(settings or {})
+    if "interpolation" in summary["settings"]:  # how the new LM's interpolation weights were set
+        summary["interpolation"] = summary["settings"].pop("interpolation")
     summary["outputs"] = paths
     with atomic_open(paths["summary.json"]) as fh:
         json.dump(summary, fh, indent=2, sort_keys=True)

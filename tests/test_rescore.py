@@ -334,3 +334,85 @@ def test_unknown_words_cost_the_same_in_eval_interpolate_and_rescore_by_default(
     r = CliRunner().invoke(cli, ["interpolate", "--lm", str(tiny_lm), "--valid", str(text), "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["ppl"] == pytest.approx(ev["ppl"], rel=1e-6)
+
+
+def interpolate_weights(lms, ngrams, text, fmt="plain"):
+    """The weights `admmq interpolate` finds on ``text``."""
+    args = ["interpolate", "--valid", str(text), "--text-format", fmt, "--json", "--quiet"]
+    args += [x for p in lms for x in ("--lm", str(p))] + [x for p in ngrams for x in ("--ngram", str(p))]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)["weights"]
+
+
+@pytest.fixture
+def ptb_arpa(ptb_slice, tmp_path):
+    sents = [line.split() for line in (ptb_slice / "train.txt").read_text().splitlines()]
+    return write(tmp_path / "lm3.arpa", backoff_arpa(sents, order=3))
+
+
+def warnings_in(r):
+    return [ln for ln in r.stderr.splitlines() if ln.startswith("admmq: warning:")]
+
+
+def test_card_command_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slice, tmp_path):
+    """`admmq rescore NBEST --lm LM --ngram ARPA -o OUT`: equal weights with one warning; EM on --valid
+    or on --dev-ref gives exactly `admmq interpolate`'s weights on that text."""
+    d, text, hyps = write_tiny_kaldi_set(tmp_path / "nbest")
+    card = ["rescore", str(d), "--lm", str(tiny_lm), "--ngram", str(ptb_arpa)]
+    r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "eq"), "--lm-scale", "10", "--quiet"])
+    assert r.exit_code == 0, r.output
+    (warn,) = warnings_in(r)
+    assert "equal interpolation weights" in warn and "--valid" in warn and "--weights" in warn
+    assert "(equal, not tuned)" in r.stdout
+    s = json.loads((tmp_path / "eq" / "summary.json").read_text())
+    assert s["interpolation"]["source"] == "equal" and s["interpolation"]["weights"] == [0.5, 0.5]
+    new = read_archive(tmp_path / "eq" / "lmwt.new", SCALAR)
+    mix = load_scorer([tiny_lm], [ptb_arpa], [0.5, 0.5]).score([w for _, w in hyps]).totals()
+    assert np.allclose([e.value for e in new], 0.5 - mix, atol=1e-6)
+    # --valid TEXT: EM as admmq interpolate
+    want = interpolate_weights([tiny_lm], [ptb_arpa], ptb_slice / "valid.txt")
+    r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "v"), "--lm-scale", "10", "--valid",
+                                        str(ptb_slice / "valid.txt"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert not warnings_in(r) and f"EM on {ptb_slice / 'valid.txt'}" in r.stdout
+    s = json.loads((tmp_path / "v" / "summary.json").read_text())["interpolation"]
+    assert s["source"] == "em" and s["text"] == str(ptb_slice / "valid.txt")
+    assert s["weights"] == pytest.approx(want, abs=1e-12) and 0 < want[0] < 1
+    # no --valid but a dev set: EM on its references (Kaldi text)
+    want = interpolate_weights([tiny_lm], [ptb_arpa], text, "kaldi")
+    r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "dv"), "--dev", str(d), "--dev-ref", str(text),
+                                        "--lm-scale-grid", "0:2:1", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)["interpolation"]
+    assert s["source"] == "em" and s["text"] == str(text) and s["weights"] == pytest.approx(want, abs=1e-12)
+    assert json.loads((tmp_path / "dv" / "summary.json").read_text())["interpolation"] == s
+
+
+def test_card_command_on_a_ptb_tts_slice_tunes_on_the_dev_references(tiny_lm, ptb_arpa, tmp_path):
+    d, text = ptb_tts_slice(tmp_path, "test", lines=200)
+    dev, dev_text = ptb_tts_slice(tmp_path, "dev", lines=200)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "-o", str(out),
+                                 "--dev", str(dev), "--dev-ref", str(dev_text), "--ref", str(text),
+                                 "--lm-scale-grid", "0:12:4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert not warnings_in(r)
+    s = json.loads((out / "summary.json").read_text())
+    want = interpolate_weights([tiny_lm], [ptb_arpa], dev_text, "kaldi")
+    assert s["interpolation"]["source"] == "em" and s["interpolation"]["text"] == str(dev_text)
+    assert s["interpolation"]["weights"] == pytest.approx(want, abs=1e-12)
+    assert s["chosen_by"] == "dev" and s["hypotheses"] == 200
+
+
+def test_eval_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slice):
+    base = ["eval", "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "--text", str(ptb_slice / "test.txt"), "--json"]
+    r = CliRunner().invoke(cli, base)
+    assert r.exit_code == 0, r.output
+    assert len(warnings_in(r)) == 1 and json.loads(r.stdout)["interpolation"]["source"] == "equal"
+    r = CliRunner().invoke(cli, base + ["--valid", str(ptb_slice / "valid.txt"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    want = interpolate_weights([tiny_lm], [ptb_arpa], ptb_slice / "valid.txt")
+    assert not warnings_in(r) and d["interpolation"]["source"] == "em"
+    assert [c["weight"] for c in d["components"]] == pytest.approx(want, abs=1e-12)
