@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .errors import AdmmqError, PathLike
-from .fileio import atomic_open, check_free_space, check_writable, remove_stale_temps
+from .fileio import atomic_open, check_free_space, check_writable, existing_ancestor, remove_stale_temps
 from .kaldi_archive import SCALAR, write_archive
 from .nbest import read_nbest, write_nbest_file
 from .nbest_shards import shard_nbest
@@ -116,7 +116,7 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
     if out.is_dir():
         remove_stale_temps(out, OUTPUTS)  # left by a killed job
     # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
-    check_free_space(out if out.is_dir() else out.parent, 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
+    check_free_space(existing_ancestor(out), 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
     nb = read_nbest(nbest, words_txt)
     if shard is not None:
         nb = shard_nbest(nb, *shard)

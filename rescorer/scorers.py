@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from .checkpoint import load_lm
+from .corpus import kaldi_text_notice
 from .errors import AdmmqError, MismatchError, PathLike
 from .interpolate import interpolate
 from .mixture import MixtureScorer, OovPolicy
@@ -133,6 +134,7 @@ class WeightChoice:
     names: List[str]
     text: Optional[str] = None
     em: dict = field(default_factory=dict)
+    notice: Optional[str] = None  # the tuning text looked like Kaldi text but was read as plain
 
     @property
     def warning(self) -> Optional[str]:
@@ -157,14 +159,15 @@ class WeightChoice:
 
 def load_tuned_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (),
                       weights: WeightsSpec = None, oov: Optional[OovPolicy] = None,
-                      tune_on: Optional[Tuple[PathLike, str]] = None, device: str = "cpu",
+                      tune_on: Optional[Tuple[PathLike, Optional[str]]] = None, device: str = "cpu",
                       batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
                       quiet: bool = True, neural: Optional[NeuralOptions] = None,
                       tolerance: float = 1e-7, max_iterations: int = 200) -> Tuple[MixtureScorer, WeightChoice]:
     """:func:`load_scorer`, and for several LMs without ``weights`` their weights by EM on ``tune_on``.
 
-    ``tune_on``: ``(text, format)`` (``plain`` or ``kaldi``) or ``None``: equal
-    weights (:attr:`WeightChoice.warning` says how to tune them).
+    ``tune_on``: ``(text, format)`` (``plain`` or ``kaldi``; ``None``: plain, with
+    :attr:`WeightChoice.notice` set when the text looks like a Kaldi text file)
+    or ``None``: equal weights (:attr:`WeightChoice.warning` says how to tune them).
     """
     n = len(lm_paths) + len(ngram_paths)
     if weights is not None or n <= 1:
@@ -176,8 +179,10 @@ def load_tuned_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[P
                          quiet, neural)
     if tune_on is None:
         return scorer, WeightChoice("equal", [float(x) for x in scorer.weights], list(scorer.names))
-    result = interpolate(scorer, tune_on[0], tune_on[1], None, tolerance, max_iterations, quiet)
-    return scorer, WeightChoice("em", list(result.weights), list(scorer.names), str(tune_on[0]), result.to_dict())
+    text, fmt = tune_on
+    notice = None if fmt is not None else kaldi_text_notice(text, lambda w: not scorer.is_oov(w))
+    result = interpolate(scorer, text, fmt or "plain", None, tolerance, max_iterations, quiet)
+    return scorer, WeightChoice("em", list(result.weights), list(scorer.names), str(text), result.to_dict(), notice)
 
 
 def unseen_types(scorer, words: Iterable[str]) -> int:

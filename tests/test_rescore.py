@@ -416,3 +416,80 @@ def test_eval_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slice):
     want = interpolate_weights([tiny_lm], [ptb_arpa], ptb_slice / "valid.txt")
     assert not warnings_in(r) and d["interpolation"]["source"] == "em"
     assert [c["weight"] for c in d["components"]] == pytest.approx(want, abs=1e-12)
+
+
+def kaldi_copy(src, dest, n=40):
+    """The first ``n`` lines of plain text ``src`` as a Kaldi text file (utterance ids first)."""
+    lines = src.read_text().splitlines()[:n]
+    dest.write_text("".join(f"spk1_utt{k:04d} {line}\n" for k, line in enumerate(lines)))
+    return dest
+
+
+def notices_in(r):
+    return [ln for ln in r.stderr.splitlines() if ln.startswith("admmq: notice:")]
+
+
+def test_kaldi_text_given_as_plain_text_is_noticed(tiny_lm, ptb_arpa, ptb_slice, tmp_path):
+    """--valid/--text holding a Kaldi text file without --text-format: one notice line naming the option,
+    then read as plain text; an explicit --text-format (either) or a plain file: no notice."""
+    ktext = kaldi_copy(ptb_slice / "valid.txt", tmp_path / "text")
+    lms = ["--lm", str(tiny_lm), "--ngram", str(ptb_arpa)]
+    runs = {
+        "interpolate": ["interpolate", *lms, "--valid", str(ktext), "--json", "--quiet"],
+        "eval": ["eval", "--lm", str(tiny_lm), "--text", str(ktext), "--json", "--quiet"],
+    }
+    for name, args in runs.items():
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (name, r.output)
+        (note,) = notices_in(r)
+        assert str(ktext) in note and "Kaldi text" in note and "--text-format kaldi" in note, name
+        assert "'spk1_utt" in note, name
+        for fmt in ("kaldi", "plain"):
+            r = CliRunner().invoke(cli, args + ["--text-format", fmt])
+            assert r.exit_code == 0 and not notices_in(r), (name, fmt, r.output)
+    # read as plain text: the ids are words (unknown ones), as --text-format plain reads them
+    r1 = CliRunner().invoke(cli, runs["eval"])
+    r2 = CliRunner().invoke(cli, runs["eval"] + ["--text-format", "plain"])
+    r3 = CliRunner().invoke(cli, runs["eval"] + ["--text-format", "kaldi"])
+    assert json.loads(r1.stdout)["ppl"] == json.loads(r2.stdout)["ppl"] != json.loads(r3.stdout)["ppl"]
+    assert json.loads(r1.stdout)["words"] == json.loads(r3.stdout)["words"] + 40
+    # eval's --valid and --text (one --text-format for both) are each checked
+    ktest = kaldi_copy(ptb_slice / "test.txt", tmp_path / "test_text")
+    r = CliRunner().invoke(cli, ["eval", *lms, "--valid", str(ktext), "--text", str(ktest), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert [str(ktext) in n and str(ktest) not in n for n in notices_in(r)] == [True, False]
+    # a plain text is not noticed; rescore's --valid is checked too
+    r = CliRunner().invoke(cli, ["eval", "--lm", str(tiny_lm), "--text", str(ptb_slice / "test.txt"), "--quiet"])
+    assert r.exit_code == 0 and not notices_in(r)
+    d, text, _ = write_tiny_kaldi_set(tmp_path / "nbest")
+    r = CliRunner().invoke(cli, ["rescore", str(d), *lms, "--valid", str(ktext), "--lm-scale", "10", "-o",
+                                 str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert len(notices_in(r)) == 1 and not warnings_in(r)
+
+
+def test_every_output_option_creates_missing_parent_directories(tiny_lm, ptb_arpa, ptb_slice, tmp_path):
+    d, text, _ = write_tiny_kaldi_set(tmp_path / "nbest")
+    deep = tmp_path / "new" / "deeper"
+    runs = [
+        (["rescore", str(d), "--lm", str(tiny_lm), "--lm-scale", "10", "-o", str(deep / "rescore" / "out"),
+          "--quiet"], deep / "rescore" / "out" / "summary.json"),
+        (["interpolate", "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "--valid", str(ptb_slice / "valid.txt"),
+          "-o", str(deep / "interp" / "w.json"), "--quiet"], deep / "interp" / "w.json"),
+        (["export", str(tiny_lm), "-o", str(deep / "export" / "lm.admmq"), "--quiet"], deep / "export" / "lm.admmq"),
+        (["eval", "--lm", str(tiny_lm), "--text", str(ptb_slice / "test.txt"), "--per-sentence",
+          str(deep / "eval" / "per.txt")], deep / "eval" / "per.txt"),
+        (["nbest", "merge", str(deep / "merge" / "all.txt"), str(d), "--to", "file"], deep / "merge" / "all.txt"),
+        (["nbest", "split", str(d), str(deep / "split"), "-n", "2"], deep / "split" / "2" / "words_text"),
+    ]
+    for args, made in runs:
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (args[0], r.output)
+        assert made.is_file() and made.stat().st_size > 0, args[0]
+    assert not list(deep.rglob(".*.tmp"))
+    # a parent that is a file is still a one-line error, and nothing is created
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = CliRunner().invoke(cli, ["interpolate", "--lm", str(tiny_lm), "--valid", str(ptb_slice / "valid.txt"),
+                                 "-o", str(blocker / "sub" / "w.json"), "--quiet"])
+    assert r.exit_code == 1 and "is not a directory" in r.output and len(r.output.strip().splitlines()) == 1

@@ -159,3 +159,21 @@ def test_best_checkpoint_loads_without_flags(ptb_slice, tmp_path):
     lm = load_lm(tmp_path / "r")
     assert lm.method == "fp" and lm.model.cfg.hidden_dim == 16 and not lm.model.training
     assert lm.units.index("the") != lm.units.unk_id
+
+
+def test_train_notices_a_kaldi_valid_text_given_as_plain(ptb_slice, tmp_path):
+    from click.testing import CliRunner
+
+    from rescorer.cli import cli
+
+    ktext = tmp_path / "text"
+    lines = (ptb_slice / "valid.txt").read_text().splitlines()
+    ktext.write_text("".join(f"spk_{k:04d} {line}\n" for k, line in enumerate(lines)))
+    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ktext), "--embed-dim", "8",
+            "--hidden-dim", "8", "--epochs", "1", "--max-sentences", "50", "--device", "cpu", "--quiet"]
+    r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    notes = [ln for ln in r.stderr.splitlines() if ln.startswith("admmq: notice:")]
+    assert len(notes) == 1 and str(ktext) in notes[0] and "--text-format kaldi" in notes[0]
+    r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "b"), "--text-format", "plain"])
+    assert r.exit_code == 0 and "notice" not in r.stderr, r.output

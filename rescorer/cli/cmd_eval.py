@@ -13,8 +13,9 @@ from ..mixture import OovPolicy
 from ..scorers import load_tuned_scorer
 from ..train import pick_device
 from . import cli
-from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, weights_option
-from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
+from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, report_choice, weights_option
+from .options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
+                      text_format_option)
 
 
 @cli.command("eval")
@@ -52,7 +53,8 @@ def eval_command(lm_paths, ngram_paths, weights, text_path, valid_path, text_for
     if len(lm_paths) == 1 and not ngram_paths and weights is None:
         lm = load_lm(lm_paths[0], device=str(pick_device(device)))
         policy = policy or OovPolicy()
-        result = evaluate_text(lm, text_path, text_format, batch_tokens, per_sentence, policy)
+        fmt = text_format_for(text_path, text_format, lambda w: not lm.units.is_oov(w))
+        result = evaluate_text(lm, text_path, fmt, batch_tokens, per_sentence, policy)
         extra = {"lm": lm.path, "method": lm.method, "oov_policy": policy.to_dict()}
     else:
         if not lm_paths and not ngram_paths and weights is None:
@@ -60,9 +62,9 @@ def eval_command(lm_paths, ngram_paths, weights, text_path, valid_path, text_for
         scorer, choice = load_tuned_scorer(lm_paths, ngram_paths, weights, policy,
                                            (valid_path, text_format) if valid_path else None,
                                            str(pick_device(device)), batch_tokens, ngram_backend, ngram_case, quiet)
-        if choice.warning:
-            click.echo(f"admmq: warning: {choice.warning}", err=True)
-        result = evaluate_scorer(scorer, text_path, text_format, per_sentence)
+        report_choice(choice)
+        fmt = text_format_for(text_path, text_format, lambda w: not scorer.is_oov(w))
+        result = evaluate_scorer(scorer, text_path, fmt, per_sentence)
         extra = {"components": [{"kind": k, "path": n, "weight": float(w)}
                                 for k, n, w in zip(scorer.kinds, scorer.names, scorer.weights)],
                  "oov_policy": scorer.oov.to_dict(), "interpolation": choice.to_dict()}

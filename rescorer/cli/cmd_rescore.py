@@ -16,7 +16,7 @@ from ..scorers import load_tuned_scorer
 from ..train import pick_device
 from . import cli
 from .lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
-                         oov_policy, weights_option)
+                         oov_policy, report_choice, weights_option)
 from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
 
 
@@ -110,8 +110,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     def build_lm():
         scorer, choice = load_tuned_scorer(lm_paths, ngram_paths, weights, oov, tune_on, dev_name, batch_tokens,
                                            ngram_backend, ngram_case, quiet, neural)
-        if choice.warning:
-            click.echo(f"admmq: warning: {choice.warning}", err=True)
+        report_choice(choice)
         settings["interpolation"] = choice.to_dict()  # into summary.json
         choices.append(choice)
         return scorer
