@@ -256,10 +256,10 @@ class Trainer:
         """Validation perplexity, unknown words priced as ``admmq eval`` does (the default OOV policy)."""
         nll, tokens = corpus_nll(model, self.valid_part, self.units.bos_id, self.units.eos_id,
                                  self.cfg.eval_batch_tokens, self.device)
-        nll -= self.valid_part.oov * OovPolicy().penalty  # each unknown word: its share of P(<unk>|h)
         if self.dist.active:
             both = self.dist.sum(torch.tensor([nll, float(tokens)], dtype=torch.float64, device=self.device))
             nll, tokens = float(both[0]), int(both[1])
+        nll -= self.valid_data.oov * OovPolicy().penalty  # each unknown word (whole text): its share of P(<unk>|h)
         return ppl_of_nll(nll / tokens)
 
     # --------------------------------------------------------------- loop
