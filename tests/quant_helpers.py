@@ -6,6 +6,7 @@ from dataclasses import replace
 import torch
 
 from rescorer.corpus import load_corpus
+from rescorer.mixture import OovPolicy
 from rescorer.model import LSTMLM, ModelConfig
 from rescorer.scoring import corpus_nll
 from rescorer.train import TrainConfig
@@ -26,9 +27,9 @@ def untrained_ppl(ptb_slice, model_cfg):
     vocab = slice_vocab(ptb_slice)
     torch.manual_seed(3)
     model = LSTMLM(replace(model_cfg, vocab_size=len(vocab))).eval()
-    nll, tokens = corpus_nll(model, load_corpus(vocab, ptb_slice / "valid.txt"), vocab.bos_id, vocab.eos_id,
-                             4096, torch.device("cpu"))
-    return math.exp(nll / tokens)
+    corpus = load_corpus(vocab, ptb_slice / "valid.txt")
+    nll, tokens = corpus_nll(model, corpus, vocab.bos_id, vocab.eos_id, 4096, torch.device("cpu"))
+    return math.exp((nll - corpus.oov * OovPolicy().penalty) / tokens)  # unknown words priced as training does
 
 
 def slice_vocab(ptb_slice) -> Vocab:

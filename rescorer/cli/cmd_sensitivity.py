@@ -13,7 +13,7 @@ from ..fileio import atomic_open
 from ..quant.mixed import parse_bits_list
 from ..quant.sensitivity import METRICS, SensitivityConfig, measure_sensitivity
 from . import cli
-from .options import json_option, quiet_option, text_format_option
+from .options import json_option, quiet_option, text_format_for, text_format_option
 
 
 @cli.command("sensitivity")
@@ -61,7 +61,8 @@ def sensitivity_command(lm_path, text_path, text_format, metric, bits_spec, tyin
     cfg = SensitivityConfig(metric=metric, bits=parse_bits_list(bits_spec), tying=tying, probes=probes,
                             batch_tokens=batch_tokens, max_sentences=max_sentences, seed=seed,
                             budget_bits=budget_bits, steps=steps)
-    table = measure_sensitivity(lm.model, load_corpus(lm.units, text_path, text_format), lm.units, cfg,
+    fmt = text_format_for(text_path, text_format, lambda w: not lm.units.is_oov(w))
+    table = measure_sensitivity(lm.model, load_corpus(lm.units, text_path, fmt), lm.units, cfg,
                                 quiet=quiet)
     if out_path:
         with atomic_open(out_path) as f:

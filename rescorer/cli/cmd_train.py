@@ -18,7 +18,7 @@ from ..train import train
 from ..train_config import SCHEDULES, TrainConfig
 from ..tensorboard_sink import tensorboard_sink
 from . import cli
-from .options import quiet_option, text_format_option
+from .options import quiet_option, text_format_for, text_format_option
 
 
 @cli.command("train")
@@ -181,6 +181,8 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         if missing:
             raise AdmmqError(f"missing {', '.join(missing)} (or give --resume DIR)")
         parse_qset(qset)  # a bad set name is an error before any data is read
+        if text_format is None:  # plain, with a notice for a text that looks like Kaldi text
+            text_format = [text_format_for(p, None) for p in (train_path, valid_path)][0]
         plan = None
         if precision is not None:
             if method != "admm":
