@@ -17,7 +17,7 @@ from rescorer.quant.admm import AdmmMethod
 from rescorer.quant.qsets import parse_qset, project
 from rescorer.train import train
 
-from quant_helpers import SMALL, cfg_for, slice_vocab, untrained_ppl
+from quant_helpers import FP_PPL_2_EPOCHS, QUANTIZED_BAR, SMALL, biases_changed, cfg_for, slice_vocab
 
 
 def tiny_setup(ptb_slice, **method_kw):
@@ -113,7 +113,7 @@ def test_admm_run_deploys_a_quantized_model_that_beats_the_untrained_one(ptb_sli
     res = train(tmp_path / "run", cfg_for(ptb_slice, epochs=2), SMALL, mcfg, quiet=True)
     q_ppl = [r["valid_ppl_q"] for r in res.log]
     assert all(math.isfinite(p) for p in q_ppl)
-    assert res.best_valid_ppl == min(q_ppl) < untrained_ppl(ptb_slice, SMALL)
+    assert res.best_valid_ppl == min(q_ppl) < QUANTIZED_BAR * FP_PPL_2_EPOCHS  # measured 183
     rows = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert {"admm_primal", "admm_codes_changed", "admm_dual"} <= set(rows[0])
     lm = load_lm(tmp_path / "run")
@@ -128,7 +128,7 @@ def test_admm_run_deploys_a_quantized_model_that_beats_the_untrained_one(ptb_sli
         rows_table = table.expand(w.shape[0], -1) if table.shape[0] == 1 else table
         dist = (w.unsqueeze(2) - rows_table.unsqueeze(1)).abs().min(2).values
         assert float(dist.max()) < 1e-6, n
-    assert not torch.equal(weights["lstm.bias_ih_l0"], torch.zeros_like(weights["lstm.bias_ih_l0"]))
+    assert biases_changed(lm.model)  # full-precision biases are trained too
 
 
 def same_state(a, b):
@@ -204,7 +204,8 @@ def test_cli_admm_train_then_eval_reports_the_quantized_perplexity(ptb_slice, tm
     d = json.loads(r.output)
     assert d["method"] == "admm"
     assert d["ppl"] == pytest.approx(best["valid_ppl_q"], rel=1e-4)
-    assert abs(d["ppl"] - best["valid_ppl"]) > 1e-3 * d["ppl"]  # not the full-precision Θ
+    # not the full-precision Θ: the gap measured 1.14e-3 relative, float noise in a perplexity is ~1e-6
+    assert abs(d["ppl"] - best["valid_ppl"]) > 1e-4 * d["ppl"], (d["ppl"], best)
     lm = load_lm(out)
     assert evaluate_text(lm, str(ptb_slice / "valid.txt"), "plain", 4096, None).ppl == pytest.approx(d["ppl"])
     r = CliRunner().invoke(cli, ["train", "--train", str(ptb_slice / "train.txt"), "--valid",
