@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import shutil
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from rescorer.errors import AdmmqError
 from rescorer.fileio import atomic_open, check_free_space, remove_stale_temps
 from rescorer.model import ModelConfig
 from rescorer.train import TrainConfig, train
+
+from write_faults import FileWithFault, disk_full
 
 
 @pytest.mark.slow
@@ -49,29 +50,15 @@ def test_training_killed_after_a_checkpoint_resumes_from_it_to_the_same_model(tm
 
 
 # run `admmq rescore` with the file writes of rescorer.fileio.atomic_open wrapped: after the first write into
-# the temporary file of the output named in argv[1], the process sends itself SIGKILL (a kill mid-write)
+# the temporary file of the output named in argv[1] (its first byte), the process sends itself SIGKILL
 _KILL_MID_WRITE = """
-import os, signal, sys
+import os, sys
 import rescorer.fileio as fileio
-
-class _Dying:
-    def __init__(self, fh):
-        self._fh = fh
-    def __enter__(self):
-        return self
-    def __exit__(self, *exc):
-        return self._fh.__exit__(*exc)
-    def __getattr__(self, name):
-        return getattr(self._fh, name)
-    def write(self, data):
-        n = self._fh.write(data)
-        self._fh.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-        return n
+from write_faults import FileWithFault, kill_self
 
 def _open(path, *args, **kw):
     fh = open(path, *args, **kw)
-    return _Dying(fh) if os.path.basename(str(path)).startswith("." + sys.argv[1] + ".") else fh
+    return FileWithFault(fh, 1, kill_self) if os.path.basename(str(path)).startswith("." + sys.argv[1] + ".") else fh
 
 fileio.open = _open
 from rescorer.cli import cli
@@ -86,7 +73,8 @@ def test_rescoring_killed_while_writing_leaves_outputs_whole_or_absent(tmp_path,
     ref = tmp_path / "ref"
     subprocess.run([sys.executable, "-m", "rescorer"] + args + ["-o", str(ref)], check=True, env=_env())
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-c", _KILL_MID_WRITE, victim] + args + ["-o", str(out)], env=_env())
+    env = dict(_env(), PYTHONPATH=f"{Path(__file__).parent}{os.pathsep}{_env()['PYTHONPATH']}")  # write_faults
+    p = subprocess.run([sys.executable, "-c", _KILL_MID_WRITE, victim] + args + ["-o", str(out)], env=env)
     assert p.returncode == -signal.SIGKILL
     temps = list(out.glob(f".{victim}.*.tmp"))
     assert len(temps) == 1 and temps[0].stat().st_size > 0  # killed with the output half written
@@ -132,38 +120,16 @@ def test_disk_filling_up_while_writing_leaves_nothing(tiny_fs):
     assert sorted(p.name for p in tiny_fs.iterdir()) == []
 
 
-class _FullDisk:
-    """A binary or text file whose writes fail with ENOSPC once ``room`` bytes (or characters) are in it."""
-
-    def __init__(self, fh, room):
-        self._fh, self.room = fh, room
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return self._fh.__exit__(*exc)
-
-    def __getattr__(self, name):
-        return getattr(self._fh, name)
-
-    def write(self, data):
-        if len(data) > self.room:
-            self._fh.write(data[: self.room])
-            self.room = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= len(data)
-        return self._fh.write(data)
-
-
 def test_disk_filling_up_while_writing_leaves_nothing_without_mount_rights(tmp_path, monkeypatch):
     """The same as the tmpfs test, as any user: the writes themselves fail with ENOSPC after 64 KiB."""
     import rescorer.fileio as fileio
 
     real_open, real_save = open, torch.save
-    monkeypatch.setattr(fileio, "open", lambda path, *a, **kw: _FullDisk(real_open(path, *a, **kw), 65536),
-                        raising=False)
-    monkeypatch.setattr(torch, "save", lambda obj, path: real_save(obj, _FullDisk(real_open(path, "wb"), 65536)))
+    def full_after_64k(path, *a, **kw):
+        return FileWithFault(real_open(path, *a, **kw), 65536, disk_full)
+
+    monkeypatch.setattr(fileio, "open", full_after_64k, raising=False)
+    monkeypatch.setattr(torch, "save", lambda obj, path: real_save(obj, full_after_64k(path, "wb")))
     big = {"model": {"w": torch.zeros(200_000)}}  # 800 kB
     with pytest.raises(AdmmqError, match="disk full|No space"):
         save_checkpoint(tmp_path / "last.pt", big)
