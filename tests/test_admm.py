@@ -148,7 +148,7 @@ def test_penalty_extragradient_is_a_rescaled_step(ptb_slice):
 
 
 @pytest.mark.parametrize("qset,tying", [("pm1", "layer"), ("pm124", "node")])
-def test_admm_run_deploys_a_quantized_model_that_beats_the_untrained_one(ptb_slice, tmp_path, qset, tying):
+def test_admm_run_deploys_a_quantized_model_within_1_5x_of_full_precision(ptb_slice, tmp_path, qset, tying):
     mcfg = MethodConfig(method="admm", qset=qset, tying=tying, gamma=1e-2)
     res = train(tmp_path / "run", cfg_for(ptb_slice, epochs=2), SMALL, mcfg, quiet=True)
     q_ppl = [r["valid_ppl_q"] for r in res.log]
