@@ -60,6 +60,7 @@ from .scoring import corpus_nll
 from .subword import units_from_state
 from .train_config import TrainConfig, TrainerState, build_units, pick_device
 
+
 @dataclass
 class TrainResult:
     out: str

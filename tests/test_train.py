@@ -11,6 +11,8 @@ from rescorer.quant import MethodConfig
 from rescorer.quant.method import TrainingMethod
 from rescorer.train import TrainConfig, Trainer, train
 
+from quant_helpers import untrained_ppl
+
 SMALL = ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16, dropout=0.2)
 
 
@@ -88,7 +90,11 @@ def test_newbob_halves_then_stops(ptb_slice, tmp_path):
 
 def test_streaming_mode_trains(ptb_slice, tmp_path):
     res = train(tmp_path / "bptt", cfg_for(ptb_slice, epochs=2, bptt=20), SMALL, quiet=True)
-    assert res.log[-1]["valid_ppl"] < res.log[0]["valid_ppl"] * 1.05
+    ppl = [row["valid_ppl"] for row in res.log]
+    # measured (2-core EPYC): untrained 1954, after epoch 1 155, after epoch 2 148; bars with margins of 2.5x
+    # (a no-op optimizer leaves 1954) and "epoch 2 improves on epoch 1" (a 5% drop measured)
+    assert ppl[0] < 0.2 * untrained_ppl(ptb_slice, SMALL), ppl
+    assert ppl[1] < ppl[0], ppl
 
 
 def test_refuses_to_overwrite_and_resume_needs_a_run(ptb_slice, tmp_path):

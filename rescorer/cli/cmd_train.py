@@ -77,7 +77,8 @@ from .options import quiet_option, text_format_for, text_format_option
 @click.option("--sensitivity-sentences", type=click.IntRange(min=0), default=0, show_default=True,
               help="--precision auto: measure sensitivity on the first N validation sentences (0 = all).")
 @click.option("--probes", type=click.IntRange(min=2), default=16, show_default=True,
-              help="--sensitivity hessian: Hutchinson probes.")
+              help="--sensitivity hessian: least Gauss-Newton trace samples (more, up to 256, until every "
+                   "standard error is at most 10% of its trace).")
 @click.option("--bits", type=click.IntRange(1, 8), default=2, show_default=True,
               help="multibit: bits per weight.")
 @click.option("--act-bits", type=click.IntRange(0, 8), default=0, show_default=True,
