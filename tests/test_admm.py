@@ -17,7 +17,7 @@ from rescorer.quant.admm import AdmmMethod
 from rescorer.quant.qsets import parse_qset
 from rescorer.train import train
 
-from quant_helpers import FP_PPL_2_EPOCHS, QUANTIZED_BAR, SMALL, biases_changed, cfg_for, slice_vocab
+from quant_helpers import FP_PPL_2_EPOCHS, SMALL, quantized_bar, biases_changed, cfg_for, slice_vocab
 
 
 def tiny_setup(ptb_slice, **method_kw):
@@ -153,7 +153,7 @@ def test_admm_run_deploys_a_quantized_model_within_1_5x_of_full_precision(ptb_sl
     res = train(tmp_path / "run", cfg_for(ptb_slice, epochs=2), SMALL, mcfg, quiet=True)
     q_ppl = [r["valid_ppl_q"] for r in res.log]
     assert all(math.isfinite(p) for p in q_ppl)
-    assert res.best_valid_ppl == min(q_ppl) < QUANTIZED_BAR * FP_PPL_2_EPOCHS  # measured 183
+    assert res.best_valid_ppl == min(q_ppl) < quantized_bar(ptb_slice, FP_PPL_2_EPOCHS)  # measured 183
     rows = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert {"admm_primal", "admm_codes_changed", "admm_dual"} <= set(rows[0])
     lm = load_lm(tmp_path / "run")
