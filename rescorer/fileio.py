@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Tuple
 
-from .errors import AdmmqError, FormatError, PathLike
+from rescorer.errors import AdmmqError, FormatError, PathLike
 
 
 def _open_binary(path: PathLike) -> IO[bytes]:

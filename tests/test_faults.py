@@ -10,12 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from bench.kill_resume import kill_rescore_loop, kill_resume_loop
-from rescorer.checkpoint import save_checkpoint
+from rescorer.pack.checkpoint import save_checkpoint
 from rescorer.cli import cli
 from rescorer.errors import AdmmqError
 from rescorer.fileio import atomic_open, check_free_space, remove_stale_temps
-from rescorer.model import ModelConfig
-from rescorer.train import TrainConfig, train
+from rescorer.lm.model import ModelConfig
+from rescorer.train.loop import TrainConfig, train
 
 
 @pytest.mark.slow

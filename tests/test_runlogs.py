@@ -9,14 +9,14 @@ from click.testing import CliRunner
 
 from rescorer.cli import cli
 from rescorer.errors import AdmmqError, FormatError
-from rescorer.model import ModelConfig
-from rescorer.nbest import read_nbest
-from rescorer.rescore import RescoreConfig, rescore
-from rescorer.runlogs import (TRAIN_LOG_COLUMNS, format_epoch_row, method_label, read_rescore_dir,
-                              read_runs, read_sweep_tsv, read_test_ppl, read_train_log)
-from rescorer.scorers import load_scorer
-from rescorer.train import TrainConfig, train
-from rescorer.wer import read_text
+from rescorer.lm.model import ModelConfig
+from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.rescore import RescoreConfig, rescore
+from rescorer.train.runlogs import (TRAIN_LOG_COLUMNS, format_epoch_row, method_label, read_rescore_dir, read_runs,
+                                    read_sweep_tsv, read_test_ppl, read_train_log)
+from rescorer.ngram.scorers import load_scorer
+from rescorer.train.loop import TrainConfig, train
+from rescorer.nbest.wer import read_text
 from tests.ngram_fixtures import TINY_ARPA, write
 
 TINY = ModelConfig(vocab_size=0, embed_dim=8, hidden_dim=8)
@@ -71,7 +71,7 @@ def test_tensorboard_sink_writes_the_scalars_per_epoch(ptb_slice, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from rescorer.tensorboard_sink import TensorBoardSink
+    from rescorer.train.tensorboard_sink import TensorBoardSink
 
     run, tb = tmp_path / "run", tmp_path / "tb"
     train(run, tiny_cfg(ptb_slice, epochs=1), TINY, quiet=True, sinks=[TensorBoardSink(tb)])
@@ -91,7 +91,7 @@ def test_tensorboard_sink_writes_the_scalars_per_epoch(ptb_slice, tmp_path):
 
 def test_tensorboard_sink_tags_method_figures():
     pytest.importorskip("tensorboard")
-    from rescorer.tensorboard_sink import scalar_tag
+    from rescorer.train.tensorboard_sink import scalar_tag
 
     assert scalar_tag("valid_ppl_q") == "valid/ppl_quantized"
     assert scalar_tag("admm_primal") == "method/admm_primal"

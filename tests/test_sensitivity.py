@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rescorer.batching import length_sorted_batches
-from rescorer.corpus import load_corpus
+from rescorer.lm.batching import length_sorted_batches
+from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
-from rescorer.model import LSTMLM
+from rescorer.lm.model import LSTMLM
 from rescorer.quant.sensitivity import (SensitivityConfig, SensitivityTable, hutchinson_traces, kl_sensitivity,
                                         measure_sensitivity, model_hessian_traces, quantized_variants)
 

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from rescorer.checkpoint import load_lm, read_checkpoint
+from rescorer.pack.checkpoint import load_lm, read_checkpoint
 from rescorer.errors import AdmmqError
-from rescorer.model import ModelConfig
+from rescorer.lm.model import ModelConfig
 from rescorer.quant import MethodConfig
 from rescorer.quant.method import TrainingMethod
-from rescorer.train import TrainConfig, Trainer, train
+from rescorer.train.loop import TrainConfig, Trainer, train
 
 SMALL = ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16, dropout=0.2)
 
@@ -142,7 +142,7 @@ def test_divergence_is_one_line_error_for_huge_or_nan_loss(ptb_slice, tmp_path, 
 
 def test_perplexity_display_never_raises():
     from rescorer.perplexity import OVERFLOW_NATS, format_ppl, perplexity_from, ppl_of_nll
-    from rescorer.runlogs import format_epoch_row
+    from rescorer.train.runlogs import format_epoch_row
 
     assert ppl_of_nll(math.log(150.0)) == pytest.approx(150.0, rel=1e-12)
     assert ppl_of_nll(1e300) == math.inf and ppl_of_nll(OVERFLOW_NATS) == math.inf

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from rescorer.cli import cli
 from rescorer.errors import AdmmqError, MismatchError
-from rescorer.nbest import read_nbest
-from rescorer.wer import (ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances,
-                          swbd_normalize)
+from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.wer import (ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances,
+                                swbd_normalize)
 from tests.conftest import NBEST_DIR
 
 SCLITE = "/usr/lib/sctk/bin/sclite"

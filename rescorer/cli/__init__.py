@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import AdmmqError
+from rescorer import __version__
+from rescorer.errors import AdmmqError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
@@ -54,13 +54,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import cmd_eval, cmd_train  # noqa: F401  (each module adds its command to ``cli``)
-    from . import cmd_export, cmd_import, cmd_info  # noqa: F401
-    from . import cmd_interpolate  # noqa: F401
-    from . import cmd_nbest, cmd_rescore, cmd_wer  # noqa: F401
-    from . import cmd_plot  # noqa: F401
-    from . import cmd_report  # noqa: F401
-    from . import cmd_sensitivity  # noqa: F401
+    from rescorer.cli import cmd_eval, cmd_train  # noqa: F401  (each module adds its command to ``cli``)
+    from rescorer.cli import cmd_export, cmd_import, cmd_info  # noqa: F401
+    from rescorer.cli import cmd_interpolate  # noqa: F401
+    from rescorer.cli import cmd_nbest, cmd_rescore, cmd_wer  # noqa: F401
+    from rescorer.cli import cmd_plot  # noqa: F401
+    from rescorer.cli import cmd_report  # noqa: F401
+    from rescorer.cli import cmd_sensitivity  # noqa: F401
 
 
 _register()

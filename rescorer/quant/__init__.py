@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-from ..errors import AdmmqError
-from .admm import AdmmMethod
-from .binarize import BinLinMethod, BinMethod
-from .method import MethodConfig, TrainingMethod
-from .multibit import MultibitMethod
-from .qmatrix import QuantizedMatrix
+from rescorer.errors import AdmmqError
+from rescorer.quant.admm import AdmmMethod
+from rescorer.quant.binarize import BinLinMethod, BinMethod
+from rescorer.quant.method import MethodConfig, TrainingMethod
+from rescorer.quant.multibit import MultibitMethod
+from rescorer.lm.quantized import QuantizedMatrix
 
 METHODS: Dict[str, Callable[[MethodConfig], TrainingMethod]] = {
     "fp": TrainingMethod,

@@ -13,7 +13,7 @@ table (bit i of j set → +1, else −1).
     ``(Σ_j n_j t_j t_jᵀ) α = Σ_j s_j t_j`` (n_j entries and s_j their sum with code j);
     a row keeps its previous α when the new one does not lower its error.
 
-As a :class:`~rescorer.quant.qmatrix.QuantizedMatrix`: codes (R, C) uint8 =
+As a :class:`~rescorer.lm.quantized.QuantizedMatrix`: codes (R, C) uint8 =
 pattern index, basis = the (2^k, k) sign table, alpha (R, k).
 
 ``multibit`` trains latent weights with the quantized weights in the forward
@@ -31,10 +31,10 @@ from typing import Tuple
 
 import torch
 
-from ..model import ModelConfig
-from .method import MethodConfig
-from .qmatrix import QuantizedMatrix
-from .straight_through import StraightThroughMethod
+from rescorer.lm.model import ModelConfig
+from rescorer.quant.method import MethodConfig
+from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.quant.straight_through import StraightThroughMethod
 
 ACT_CYCLES = 2  # alternating cycles for activations (online)
 
