@@ -15,7 +15,7 @@ level of alpha * set, alpha = mean |w| per matrix or per row).  Cases:
   (1.6 bits) and of a node-tied {±1,±2,±4} model (2.67 bits).
 
 Each case runs in its own subprocess (so memory figures do not mix):
-``rescorer.pack.checkpoint.load_lm`` is timed (best of ``--repeats``, first load
+``rescorer.pack.lm_file.load_lm`` is timed (best of ``--repeats``, first load
 included) and peak RSS (VmHWM, reset after the imports through /proc/self/clear_refs)
 is read after the first load; "added" is that peak minus the RSS after
 importing torch and admmq.
@@ -55,7 +55,7 @@ def _reset_peak() -> None:
 def child(path: str, repeats: int) -> None:
     import torch
 
-    from rescorer.pack.checkpoint import load_lm
+    from rescorer.pack.lm_file import load_lm
 
     torch.set_num_threads(1)
     _reset_peak()

@@ -6,8 +6,9 @@ import torch
 from click.testing import CliRunner
 
 from rescorer.lm.batching import make_batch
-from rescorer.pack.checkpoint import load_lm, read_checkpoint
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint
+from rescorer.cli.group import cli
 from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
 from rescorer.report.evaluate import evaluate_text

@@ -6,7 +6,7 @@ import torch
 
 from bench.baselines import kaldi_inputs, kaldi_like_scores, per_utterance_scores, within
 from rescorer.lm.model import LSTMLM, ModelConfig
-from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.lm.scoring import NeuralScorer
 from rescorer.lm.vocab import Vocab
 from tests.conftest import ptb_lines

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rescorer.lm.batching import make_batch
-from rescorer.pack.checkpoint import load_lm
+from rescorer.pack.lm_file import load_lm
 from rescorer.lm.corpus import load_corpus
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method

@@ -4,7 +4,8 @@ import pickle
 import pytest
 import torch
 
-from rescorer.pack.checkpoint import load_lm, read_checkpoint, save_checkpoint
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint, save_checkpoint
 from rescorer.errors import AdmmqError, FormatError, MismatchError
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.lm.vocab import Vocab

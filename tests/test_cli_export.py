@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.pack.checkpoint import load_lm
-from rescorer.cli import cli
-from rescorer.lm.corpus import read_sentences
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
+from rescorer.fileio import read_sentences
 from rescorer.lm.scoring import NeuralScorer
 from rescorer.lm.vocab import Vocab
 from tests.packed_models import claim_one_bit_codes, make_quantized_checkpoint, rewrite_header

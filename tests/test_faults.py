@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from bench.kill_resume import kill_rescore_loop, kill_resume_loop
 from rescorer.pack.checkpoint import save_checkpoint
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
 from rescorer.fileio import atomic_open, check_free_space, remove_stale_temps
 from rescorer.lm.model import ModelConfig

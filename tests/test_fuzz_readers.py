@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from rescorer.ngram.arpa_reader import read_arpa
 from rescorer.errors import AdmmqError
 from rescorer.nbest.kaldi_archive import SCALAR, read_archive, write_archive
-from rescorer.nbest.lists import read_nbest, read_nbest_file, read_symbol_table
+from rescorer.nbest.kaldi_dir import read_nbest, read_symbol_table
+from rescorer.nbest.lists import read_nbest_file
 from rescorer.pack.bitpack import parse_bits
 from rescorer.pack.lm_file import export_packed, read_packed
 from rescorer.nbest.wer import read_text

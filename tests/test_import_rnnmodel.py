@@ -9,8 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from rescorer.pack.checkpoint import load_lm
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
 from rescorer.train.import_rnnmodel import import_rnnmodel
 from rescorer.lm.scoring import NeuralScorer
 

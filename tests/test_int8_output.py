@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from rescorer.pack.checkpoint import load_lm
+from rescorer.pack.lm_file import load_lm
 from rescorer.errors import AdmmqError
 from rescorer.lm.int8_output import (Int8Output, int8_rows, integer_levels, output_quantized_matrix,
                                      quantized_kernels_available)

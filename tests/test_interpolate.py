@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
 from rescorer.ngram.interpolate import em_weights, interpolate
 from rescorer.lm.model import ModelConfig

@@ -9,8 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.pack.checkpoint import load_lm, read_checkpoint
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, FormatError
 from rescorer.report.model_size import describe_lm_file
 from rescorer.pack.lm_file import export_packed

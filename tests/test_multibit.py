@@ -5,12 +5,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rescorer.pack.checkpoint import load_lm
+from rescorer.pack.lm_file import load_lm
 from rescorer.report.evaluate import evaluate_text
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
-from rescorer.quant.multibit import (dequantize_rows, fit_alpha, multibit_quantize, nearest_codes,
-                                     quantize_activations, sign_table)
+from rescorer.lm.alternating_quant import (dequantize_rows, fit_alpha, multibit_quantize, nearest_codes,
+                                           quantize_activations, sign_table)
 from rescorer.train.loop import train
 
 from quant_helpers import SMALL, cfg_for, untrained_ppl

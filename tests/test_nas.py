@@ -6,8 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.pack.checkpoint import load_lm
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
 from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
 from rescorer.quant.mixed import allocate_from_sensitivity, cost_bits, qset_for_bits

@@ -11,9 +11,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
-from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.shards import concat_nbest, parse_shard, shard_nbest, shard_range
 from tests.conftest import ptb_lines
 from tests.ngram_fixtures import backoff_arpa, write

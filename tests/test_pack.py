@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rescorer.pack.bitpack import CodePacking, choose_packing, pack_codes, parse_bits, smallest_packing, unpack_codes
-from rescorer.pack.checkpoint import load_lm
+from rescorer.pack.lm_file import load_lm
 from rescorer.errors import AdmmqError, FormatError
 from rescorer.report.model_size import describe_lm_file, set_label
 from rescorer.pack.lm_file import ALIGN, PREAMBLE, encode_packed, export_packed, read_packed, write_packed

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.lm.model import ModelConfig
 from rescorer.report.plots import PAPER_TABLE1, pareto_front
 from rescorer.train.loop import TrainConfig, train

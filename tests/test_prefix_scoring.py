@@ -7,14 +7,15 @@ from click.testing import CliRunner
 
 from rescorer.lm.batch_control import BatchControl, ScoringStats, is_out_of_memory
 from rescorer.pack.checkpoint import save_checkpoint
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
 from rescorer.ngram.mixture import MixtureScorer
 from rescorer.lm.model import LSTMLM, ModelConfig
-from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.ngram.ngram_lm import NgramScorer
 from rescorer.lm.prefix_tree import build_prefix_tree, prefix_groups
-from rescorer.nbest.rescore import RescoreConfig, rescore, score_sentences
+from rescorer.nbest.rescore import RescoreConfig, rescore
+from rescorer.nbest.lm_costs import score_sentences
 from rescorer.lm.scoring import NeuralScorer
 from rescorer.lm.subword import SubwordUnits
 from rescorer.lm.vocab import Vocab

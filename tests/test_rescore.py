@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.pack.checkpoint import load_lm
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.nbest.kaldi_archive import SCALAR, Entry, read_archive
 from rescorer.lm.model import ModelConfig
-from rescorer.nbest.lists import build_nbest, read_nbest
-from rescorer.nbest.rescore import RescoreConfig, parse_grid, rescore, score_sentences, segment_argmin
+from rescorer.nbest.lists import build_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.rescore import RescoreConfig, parse_grid, rescore
+from rescorer.nbest.lm_costs import score_sentences, segment_argmin
 from rescorer.lm.scoring import NeuralScorer, WordScores
 from rescorer.train.loop import TrainConfig, train
 from rescorer.nbest.wer import align_counts, read_text, score_files

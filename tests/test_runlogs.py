@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, FormatError
 from rescorer.lm.model import ModelConfig
-from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.rescore import RescoreConfig, rescore
 from rescorer.train.runlogs import (TRAIN_LOG_COLUMNS, format_epoch_row, method_label, read_rescore_dir, read_runs,
                                     read_sweep_tsv, read_test_ppl, read_train_log)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from rescorer.nbest.kaldi_archive import INT_VECTOR, SCALAR, read_archive
-from rescorer.nbest.lists import read_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.wer import read_text, score_files
 from tests.conftest import NBEST_DIR, ROOT, ptb_lines
 from tests.ngram_fixtures import backoff_arpa

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from rescorer.pack.checkpoint import load_lm, read_checkpoint
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
 from rescorer.quant import MethodConfig
@@ -112,7 +113,7 @@ def test_divergence_is_one_line_error_for_huge_or_nan_loss(ptb_slice, tmp_path, 
     stops with the one-line divergence error, not a traceback, and epoch 2 saves nothing."""
     from click.testing import CliRunner
 
-    from rescorer.cli import cli
+    from rescorer.cli.group import cli
 
     out = tmp_path / "run"
     args = ["train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o", out,
@@ -164,7 +165,7 @@ def test_best_checkpoint_loads_without_flags(ptb_slice, tmp_path):
 def test_train_notices_a_kaldi_valid_text_given_as_plain(ptb_slice, tmp_path):
     from click.testing import CliRunner
 
-    from rescorer.cli import cli
+    from rescorer.cli.group import cli
 
     ktext = tmp_path / "text"
     lines = (ptb_slice / "valid.txt").read_text().splitlines()

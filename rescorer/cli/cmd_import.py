@@ -8,7 +8,7 @@ import click
 
 from rescorer.train.import_rnnmodel import import_rnnmodel
 from rescorer.progress import say
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.cli.options import json_option, quiet_option
 
 

@@ -8,7 +8,7 @@ import click
 
 from rescorer.pack.bitpack import BITS_CHOICES, parse_bits
 from rescorer.report.model_size import describe_lm_file
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.cli.options import json_option
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from rescorer.nbest.lists import ARCHIVE_FORMATS, convert_nbest
+from rescorer.nbest.kaldi_dir import ARCHIVE_FORMATS, convert_nbest
 from rescorer.nbest.shards import merge_nbest, split_nbest
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 
 
 @cli.group("nbest")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rescorer.report.plots import SIZE_KINDS, FigureOptions, plot_curves, plot_front, plot_sweep
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 
 
 def figure_options(f):

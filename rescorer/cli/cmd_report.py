@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rescorer.report.results import render_results, write_results
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.cli.options import quiet_option
 
 

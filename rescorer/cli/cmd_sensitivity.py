@@ -6,13 +6,13 @@ import json
 
 import click
 
-from rescorer.pack.checkpoint import load_lm
+from rescorer.pack.lm_file import load_lm
 from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
 from rescorer.fileio import atomic_open
 from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.sensitivity import METRICS, SensitivityConfig, measure_sensitivity
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.cli.options import json_option, quiet_option, text_format_for, text_format_option
 
 

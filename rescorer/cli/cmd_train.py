@@ -6,7 +6,8 @@ import os
 
 import click
 
-from rescorer.train.distributed import init_from_env, train_parallel
+from rescorer.train.distributed import init_from_env
+from rescorer.train.parallel import train_parallel
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
 from rescorer.quant import METHODS, MethodConfig
@@ -17,7 +18,7 @@ from rescorer.quant.qsets import parse_qset
 from rescorer.train.loop import train
 from rescorer.train.config import SCHEDULES, TrainConfig
 from rescorer.train.tensorboard_sink import tensorboard_sink
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.cli.options import quiet_option, text_format_for, text_format_option
 
 

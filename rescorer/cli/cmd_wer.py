@@ -7,7 +7,7 @@ import json
 import click
 
 from rescorer.nbest.wer import MODES, score_files
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.cli.options import json_option
 
 

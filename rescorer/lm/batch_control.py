@@ -30,6 +30,18 @@ from rescorer.errors import AdmmqError
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AdmmqError(f"device {name!r} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise AdmmqError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+
+
 @dataclass
 class ScoringStats:
     """What scoring did, summed over calls.

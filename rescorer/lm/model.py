@@ -16,7 +16,7 @@ With ``model.native_lstm = True`` it runs through a cell written here, step by
 step, using the same parameters: slower, but twice differentiable (Hessian-
 vector products) and open to hooks on the cell's inputs.
 
-``act_bits`` > 0 (alternating multi-bit training, :mod:`rescorer.quant.multibit`)
+``act_bits`` > 0 (alternating multi-bit training, :mod:`rescorer.lm.alternating_quant`)
 quantizes the LSTM's matrix inputs x_t and h_{t-1} to that many bits per
 vector; such a model always runs the native cell.
 """
@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rescorer.errors import MismatchError
+from rescorer.lm.alternating_quant import quantize_activations
 from rescorer.settings import settings_from_dict
 
 State = Tuple[torch.Tensor, torch.Tensor]
@@ -179,8 +180,6 @@ class LSTMLM(nn.Module):
         layer_in = x
         quant = (lambda v: v)  # noqa: E731
         if self.cfg.act_bits:
-            from rescorer.quant.multibit import quantize_activations
-
             quant = (lambda v: quantize_activations(v, self.cfg.act_bits))  # noqa: E731
         for layer in range(L):
             w_ih = getattr(self.lstm, f"weight_ih_l{layer}")

@@ -25,6 +25,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from rescorer.lm.alternating_quant import quantize_activations
 from rescorer.lm.model import LSTMLM
 
 State = Tuple[torch.Tensor, torch.Tensor]
@@ -64,8 +65,6 @@ class StepLM:
                      for k in range(self.cfg.layers)]
         self.quant = lambda v: v  # noqa: E731
         if self.cfg.act_bits:  # multibit with online activation quantization: the LSTM's matrix inputs
-            from rescorer.quant.multibit import quantize_activations
-
             self.quant = lambda v: quantize_activations(v, self.cfg.act_bits)  # noqa: E731
         self.table: Optional[torch.Tensor] = None
         self.stepped = 0  # units stepped so far (decides when the input table pays off)

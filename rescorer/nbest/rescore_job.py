@@ -30,7 +30,8 @@ from typing import Dict, Optional, Tuple
 from rescorer.errors import AdmmqError, PathLike
 from rescorer.fileio import atomic_open, check_free_space, check_writable, existing_ancestor, remove_stale_temps
 from rescorer.nbest.kaldi_archive import SCALAR, write_archive
-from rescorer.nbest.lists import read_nbest, write_nbest_file
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.lists import write_nbest_file
 from rescorer.nbest.shards import shard_nbest
 from rescorer.nbest.rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
 from rescorer.nbest.wer import read_text

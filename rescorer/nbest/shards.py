@@ -19,7 +19,8 @@ import numpy as np
 
 from rescorer.errors import AdmmqError, MismatchError, PathLike
 from rescorer.fileio import atomic_open, check_writable
-from rescorer.nbest.lists import NBestList, read_nbest, read_symbol_table, write_nbest_dir, write_nbest_file
+from rescorer.nbest.lists import NBestList, write_nbest_file
+from rescorer.nbest.kaldi_dir import read_nbest, read_symbol_table, write_nbest_dir
 
 
 def parse_shard(spec: str) -> Tuple[int, int]:

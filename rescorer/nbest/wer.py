@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from rescorer.lm.corpus import read_sentences
+from rescorer.fileio import read_sentences
 from rescorer.errors import AdmmqError, FormatError, MismatchError, PathLike
 from rescorer.fileio import iter_lines
 

@@ -28,7 +28,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from rescorer.lm.corpus import read_sentences
+from rescorer.fileio import read_sentences
 from rescorer.errors import AdmmqError, PathLike
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy, logsumexp0, mix, normalise_weights
 from rescorer.perplexity import perplexity_from, ppl_of_nll

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
-from rescorer.pack.checkpoint import load_lm
-from rescorer.lm.corpus import kaldi_text_notice
+from rescorer.pack.lm_file import load_lm
+from rescorer.fileio import kaldi_text_notice
 from rescorer.errors import AdmmqError, MismatchError, PathLike
 from rescorer.ngram.interpolate import interpolate
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy

@@ -1,4 +1,4 @@
-"""Training checkpoints, and loading any LM file admmq writes.
+"""Training checkpoints: saving, reading and rebuilding the deployed model they hold.
 
 A checkpoint is a ``dict`` of plain values and tensors saved with
 ``torch.save`` and read with ``torch.load(weights_only=True)``: loading never
@@ -17,14 +17,12 @@ unpickles code.  Layout (``format = "admmq-checkpoint"``, ``version = 1``)::
 
 ``best.pt`` and ``last.pt`` share this layout.  The model that evaluation
 and rescoring use is ``model`` with every matrix in ``quantized`` replaced by
-its dequantized values (:func:`load_lm`).  Packed files
-(:mod:`rescorer.pack.lm_file`) are recognised by their own header and loaded by the
-same :func:`load_lm`.
+its dequantized values (:func:`rescorer.pack.lm_file.load_lm`, which also
+loads packed files, recognised by their own header).
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -150,20 +148,3 @@ def units_for_model(state: Dict[str, Any], model: LSTMLM, path: PathLike):
         raise MismatchError(f"vocabulary has {len(units)} symbols but the model was built for "
                             f"{model.cfg.vocab_size}", path)
     return units
-
-
-def load_lm(path: PathLike, device: str = "cpu") -> LoadedLM:
-    """Load the deployed LM of a checkpoint, a training directory or a packed file."""
-    from rescorer.pack.lm_file import is_packed_file, load_packed_lm
-
-    p = resolve_lm_path(path)
-    if is_packed_file(p):
-        return load_packed_lm(p, device)
-    data = read_checkpoint(p)
-    quantized = quantized_from_state(data.get("quantized"), str(p))
-    model = build_model(data["model_config"], data["model"], quantized, str(p))
-    units = units_for_model(data["units"], model, p)
-    model.to(device)
-    return LoadedLM(model=model, units=units, path=os.fspath(p), kind="checkpoint",
-                    method_config=dict(data.get("method_config") or {}), quantized=quantized,
-                    meta={"trainer": data.get("trainer", {}), "train_config": data.get("train_config", {})})

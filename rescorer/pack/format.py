@@ -2,7 +2,7 @@
 
 The deployable form of a quantized LSTM LM.
 
-``admmq export`` writes, and :func:`rescorer.pack.checkpoint.load_lm` reads, a
+``admmq export`` writes, and :func:`rescorer.pack.lm_file.load_lm` reads, a
 self-describing file that stores every quantized matrix as its bit-packed
 codes plus its small ``basis`` and ``alpha`` tables (``W[r,c] = sum_k
 alpha[g(r),k] * basis[codes[r,c],k]``, see :mod:`rescorer.lm.quantized`), every

@@ -4,13 +4,15 @@ The format â€” fixed preamble, JSON header, aligned raw buffers, never pickled â
 is described in :mod:`rescorer.pack.format`; reading and checking a file is
 :mod:`rescorer.pack.read`.  This module encodes a quantized checkpoint into
 that form (:func:`encode_packed`, :func:`export_packed`) and turns a packed
-file into a ready-to-score LM (:func:`load_packed_lm`).
+file into a ready-to-score LM (:func:`load_packed_lm`); :func:`load_lm` loads
+any LM file admmq writes (a checkpoint, a training directory or a packed file).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -153,6 +155,21 @@ def load_packed_lm(path: PathLike, device: str = "cpu") -> LoadedLM:
             "bits": {name: p.label for name, p in pm.packings.items()}}
     return LoadedLM(model=model, units=units, path=str(path), kind="packed", method_config=dict(pm.method_config),
                     quantized=pm.quantized, meta=meta)
+
+
+def load_lm(path: PathLike, device: str = "cpu") -> LoadedLM:
+    """Load the deployed LM of a checkpoint, a training directory or a packed file."""
+    p = resolve_lm_path(path)
+    if is_packed_file(p):
+        return load_packed_lm(p, device)
+    data = read_checkpoint(p)
+    quantized = quantized_from_state(data.get("quantized"), str(p))
+    model = build_model(data["model_config"], data["model"], quantized, str(p))
+    units = units_for_model(data["units"], model, p)
+    model.to(device)
+    return LoadedLM(model=model, units=units, path=os.fspath(p), kind="checkpoint",
+                    method_config=dict(data.get("method_config") or {}), quantized=quantized,
+                    meta={"trainer": data.get("trainer", {}), "train_config": data.get("train_config", {})})
 
 
 def export_packed(source: PathLike, out: PathLike, bits: Optional[CodePacking] = None,

@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from rescorer.pack.checkpoint import load_lm, read_checkpoint, resolve_lm_path
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
 from rescorer.fileio import atomic_open, open_text

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from rescorer.pack.checkpoint import LoadedLM
-from rescorer.lm.corpus import read_sentences
+from rescorer.fileio import read_sentences
 from rescorer.errors import PathLike
 from rescorer.fileio import atomic_open, check_writable
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy

@@ -31,7 +31,8 @@ import numpy as np
 
 from rescorer.errors import AdmmqError, PathLike
 from rescorer.fileio import atomic_open, iter_lines
-from rescorer.nbest.lists import build_nbest, write_nbest_dir
+from rescorer.nbest.lists import build_nbest
+from rescorer.nbest.kaldi_dir import write_nbest_dir
 from rescorer.nbest.shards import write_text
 from rescorer.progress import progress_bar, say
 from rescorer.synth.audio import check_voices, noisy_utterance, write_wav

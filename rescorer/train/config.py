@@ -1,5 +1,5 @@
 """Training settings: :class:`TrainConfig` (what a run does, stored in its checkpoints),
-:class:`TrainerState` (where a run is, for exact resumption), the device and the unit inventory.
+:class:`TrainerState` (where a run is, for exact resumption) and the unit inventory.
 """
 
 from __future__ import annotations
@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
-
-import torch
 
 from rescorer.errors import AdmmqError
 from rescorer.settings import settings_from_dict
@@ -93,18 +91,6 @@ class TrainerState:
     def from_dict(cls, d: dict) -> "TrainerState":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AdmmqError(f"device {name!r} requested but CUDA is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise AdmmqError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
 
 
 def build_units(cfg: TrainConfig, train_sentences):

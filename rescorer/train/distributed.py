@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Sequence
 
 import numpy as np
 import torch
@@ -207,20 +207,3 @@ def spawn(nproc: int, fn: Callable, args: Sequence[Any] = ()) -> Any:
     if 0 not in results:
         raise AdmmqError("the training processes ended without a result")
     return results[0]
-
-
-def _train_rank(kwargs: dict, tensorboard_dir: Optional[str]):
-    from rescorer.train.tensorboard_sink import tensorboard_sink
-    from rescorer.train.loop import train
-
-    dist = init_from_env(kwargs.get("device") or (kwargs["cfg"].device if kwargs.get("cfg") else "auto"))
-    sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None] if dist.is_main else []
-    return train(**kwargs, sinks=sinks, dist=dist)
-
-
-def train_parallel(nproc: int, tensorboard_dir: Optional[str] = None, **kwargs):
-    """:func:`rescorer.train.loop.train` (same keyword arguments) data-parallel in ``nproc`` local processes.
-
-    Returns rank 0's :class:`rescorer.train.loop.TrainResult`.
-    """
-    return spawn(nproc, _train_rank, (kwargs, tensorboard_dir))

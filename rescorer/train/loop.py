@@ -44,7 +44,8 @@ import torch
 
 from rescorer.lm.batching import epoch_order, num_sentence_batches, num_stream_batches, sentence_batches, stream_batches
 from rescorer.pack.checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path, save_checkpoint
-from rescorer.lm.corpus import EncodedCorpus, load_corpus, read_sentences
+from rescorer.lm.corpus import EncodedCorpus, load_corpus
+from rescorer.fileio import read_sentences
 from rescorer.train.distributed import SINGLE, Dist, device_for, sharded_sentence_batches
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.fileio import check_free_space, make_output_dir, remove_stale_temps
@@ -57,7 +58,8 @@ from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.method import TrainingMethod, deployed_state_dict
 from rescorer.lm.scoring import corpus_nll
 from rescorer.lm.subword import units_from_state
-from rescorer.train.config import TrainConfig, TrainerState, build_units, pick_device
+from rescorer.train.config import TrainConfig, TrainerState, build_units
+from rescorer.lm.batch_control import pick_device
 
 @dataclass
 class TrainResult:
