@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 import torch
 
-from rescorer.report import machine_description
+from rescorer.report.results import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT / "data" / "ptb"

@@ -15,7 +15,7 @@ level of alpha * set, alpha = mean |w| per matrix or per row).  Cases:
   (1.6 bits) and of a node-tied {±1,±2,±4} model (2.67 bits).
 
 Each case runs in its own subprocess (so memory figures do not mix):
-``rescorer.checkpoint.load_lm`` is timed (best of ``--repeats``, first load
+``rescorer.pack.lm_file.load_lm`` is timed (best of ``--repeats``, first load
 included) and peak RSS (VmHWM, reset after the imports through /proc/self/clear_refs)
 is read after the first load; "added" is that peak minus the RSS after
 importing torch and admmq.
@@ -55,7 +55,7 @@ def _reset_peak() -> None:
 def child(path: str, repeats: int) -> None:
     import torch
 
-    from rescorer.checkpoint import load_lm
+    from rescorer.pack.lm_file import load_lm
 
     torch.set_num_threads(1)
     _reset_peak()
@@ -77,11 +77,11 @@ def build(tmp: Path) -> dict:
     import torch
 
     from bench.common import ptb_slice
-    from rescorer.bitpack import CodePacking
-    from rescorer.checkpoint import save_checkpoint
-    from rescorer.model import LSTMLM, ModelConfig
-    from rescorer.pack import export_packed
-    from rescorer.vocab import Vocab
+    from rescorer.pack.bitpack import CodePacking
+    from rescorer.pack.checkpoint import save_checkpoint
+    from rescorer.lm.model import LSTMLM, ModelConfig
+    from rescorer.pack.lm_file import export_packed
+    from rescorer.lm.vocab import Vocab
     from tests.packed_models import quantize_model
 
     train = ptb_slice("train", 0, tmp / "train.txt")

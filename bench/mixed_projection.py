@@ -21,11 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, table  # noqa: E402
-from rescorer.checkpoint import load_lm  # noqa: E402
-from rescorer.corpus import load_corpus  # noqa: E402
+from rescorer.pack.lm_file import load_lm  # noqa: E402
+from rescorer.lm.corpus import load_corpus  # noqa: E402
 from rescorer.quant.mixed import MIB, cost_bits, qset_for_bits, read_precision  # noqa: E402
 from rescorer.quant.qsets import alpha_start, parse_qset, project  # noqa: E402
-from rescorer.scoring import corpus_nll  # noqa: E402
+from rescorer.lm.scoring import corpus_nll  # noqa: E402
 
 
 def ppl(model, corpus, units) -> float:

@@ -35,7 +35,7 @@ def rss_kib() -> int:
 
 
 def worker(backend: str, arpa: str, text: str, repeat: int) -> dict:
-    from rescorer.ngram import NgramScorer
+    from rescorer.ngram.ngram_lm import NgramScorer
 
     opener = gzip.open if text.endswith(".gz") else open
     with opener(text, "rt", encoding="utf-8") as fh:
@@ -85,8 +85,8 @@ def main(argv=None) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         arpa = Path(args.arpa) if args.arpa else build_4gram(args.tool, Path(tmp))
-        from rescorer.arpa_reader import declared_counts
-        from rescorer.ngram import kenlm_module
+        from rescorer.ngram.arpa_reader import declared_counts
+        from rescorer.ngram.ngram_lm import kenlm_module
 
         backends = ["builtin"] + (["kenlm"] if kenlm_module() is not None else [])
         res = {}

@@ -36,7 +36,7 @@ of ``--sample-utts`` utterances, so its ratios compare equal work):
   log-softmax sums, no text, no extra pass), the baseline of earlier runs;
 * batched, no dedup — :class:`NeuralScorer`, plain length-sorted batches of
   ``--batch-tokens`` padded tokens over all hypotheses of many utterances;
-* admmq rescore path, plain — :func:`rescorer.rescore.score_sentences`: dedup,
+* admmq rescore path, plain — :func:`rescorer.nbest.lm_costs.score_sentences`: dedup,
   length-sorted chunks, plain batches (``--no-prefix-sharing``);
 * admmq rescore path, prefix-shared — the same with prefix trees (the default);
 * low-bit CPU path — prefix-shared, the packed ternary model, ``--int8``.
@@ -73,16 +73,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PTB, ROOT, machine, table  # noqa: E402
 from bench.baselines import (kaldi_like_scores, naive_scores, per_utterance_scores,  # noqa: E402
                              run_kaldi_script, within)
-from rescorer.checkpoint import load_lm, save_checkpoint  # noqa: E402
-from rescorer.corpus import read_sentences  # noqa: E402
-from rescorer.model import LSTMLM, ModelConfig  # noqa: E402
-from rescorer.nbest import read_nbest  # noqa: E402
-from rescorer.pack import export_packed  # noqa: E402
-from rescorer.rescore import components, hypothesis_errors, score_sentences, segment_argmin  # noqa: E402
-from rescorer.scoring import NeuralScorer  # noqa: E402
-from rescorer.train import pick_device  # noqa: E402
-from rescorer.vocab import Vocab  # noqa: E402
-from rescorer.wer import read_text  # noqa: E402
+from rescorer.pack.lm_file import load_lm  # noqa: E402
+from rescorer.pack.checkpoint import save_checkpoint  # noqa: E402
+from rescorer.fileio import read_sentences  # noqa: E402
+from rescorer.lm.model import LSTMLM, ModelConfig  # noqa: E402
+from rescorer.nbest.kaldi_dir import read_nbest  # noqa: E402
+from rescorer.pack.lm_file import export_packed  # noqa: E402
+from rescorer.nbest.lm_costs import components, score_sentences, segment_argmin  # noqa: E402
+from rescorer.nbest.rescore import hypothesis_errors  # noqa: E402
+from rescorer.lm.scoring import NeuralScorer  # noqa: E402
+from rescorer.lm.batch_control import pick_device  # noqa: E402
+from rescorer.lm.vocab import Vocab  # noqa: E402
+from rescorer.nbest.wer import read_text  # noqa: E402
 
 Hyps = List[Tuple[str, ...]]
 

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PTB_TRAIN_TOKENS, machine, ptb_slice, table  # noqa: E402
-from rescorer.model import ModelConfig  # noqa: E402
+from rescorer.lm.model import ModelConfig  # noqa: E402
 from rescorer.quant import METHODS, MethodConfig  # noqa: E402
-from rescorer.train import TrainConfig, train  # noqa: E402
-from rescorer.vocab import Vocab  # noqa: E402
+from rescorer.train.loop import TrainConfig, train  # noqa: E402
+from rescorer.lm.vocab import Vocab  # noqa: E402
 
 
 def plain_pytorch_epoch(train_path: Path, vocab: Vocab, device: torch.device, batch_size: int = 10) -> float:

@@ -1,5 +1,5 @@
 """``python -m rescorer`` runs the ``admmq`` command line."""
 
-from .cli import main
+from rescorer.cli import main
 
 main()

@@ -1,5 +1,14 @@
 """Reading text files (plain or gzip) and writing outputs atomically.
 
+Sentences of a text file come in two formats:
+
+* ``plain`` — one sentence a line (PTB style); blank lines are skipped;
+* ``kaldi`` — Kaldi ``text`` files, ``<utt-id> w1 w2 ...`` (a line with only the
+  id is an empty sentence).
+
+:func:`kaldi_text_notice` says when a file about to be read as plain text looks
+like a Kaldi ``text`` file.
+
 Outputs are first written to a temporary file in the destination directory,
 flushed to disk and then renamed over the destination, so a killed process
 never leaves a partly written output behind.
@@ -13,10 +22,12 @@ import io
 import os
 import shutil
 import tempfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Tuple
+from typing import IO, Callable, Iterator, List, Optional, Tuple
 
-from .errors import AdmmqError, FormatError, PathLike
+from rescorer.errors import AdmmqError, FormatError, PathLike
 
 
 def _open_binary(path: PathLike) -> IO[bytes]:
@@ -165,3 +176,76 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8") -> Ite
         kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
         with open(tmp, mode, **kwargs) as fh:
             yield fh
+
+
+TEXT_FORMATS = ("plain", "kaldi")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a text file: its key (utterance id, or the line number), words and line."""
+
+    key: str
+    words: Tuple[str, ...]
+    line: int
+
+
+def iter_sentences(path: PathLike, fmt: str = "plain") -> Iterator[Sentence]:
+    """Yield the sentences of ``path`` in file order."""
+    if fmt not in TEXT_FORMATS:
+        raise ValueError(f"text format must be one of {TEXT_FORMATS}, got {fmt!r}")
+    for lineno, line in iter_lines(path):
+        fields = line.split()
+        if fmt == "plain":
+            if fields:
+                yield Sentence(str(lineno), tuple(fields), lineno)
+        else:
+            if not fields:
+                continue
+            yield Sentence(fields[0], tuple(fields[1:]), lineno)
+
+
+def read_sentences(path: PathLike, fmt: str = "plain", allow_empty: bool = False) -> List[Sentence]:
+    """All sentences of ``path``; an empty file is an error unless ``allow_empty``."""
+    sents = list(iter_sentences(path, fmt))
+    if not sents and not allow_empty:
+        raise AdmmqError("no sentences in text file", path)
+    if fmt == "kaldi":
+        seen = {}
+        for s in sents:
+            if s.key in seen:
+                raise FormatError(f"utterance id {s.key!r} already used on line {seen[s.key]}", path, s.line)
+            seen[s.key] = s.line
+    return sents
+
+
+def kaldi_text_notice(path: PathLike, known: Optional[Callable[[str], bool]] = None,
+                      sample: int = 200) -> Optional[str]:
+    """A one-line notice when ``path``, about to be read as plain text, looks like a Kaldi ``text`` file.
+
+    It does when, on most of its first ``sample`` sentences, the first field looks like an utterance id
+    (it holds a digit; no two lines share it) and is not a word of the LM (``known(word)`` false; without
+    ``known``: the word appears nowhere else in those lines).  ``None`` otherwise, and for a file that
+    cannot be read twice (a pipe).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    heads: List[str] = []
+    rest: Counter = Counter()
+    for _, line in iter_lines(p):
+        fields = line.split()
+        if fields:
+            heads.append(fields[0])
+            rest.update(fields[1:])
+            if len(heads) >= sample:
+                break
+    if not heads or len(set(heads)) != len(heads):
+        return None
+    is_known = known if known is not None else (lambda w: w in rest)  # noqa: E731
+    ids = [h for h in heads if any(c.isdigit() for c in h) and not is_known(h)]
+    if 2 * len(ids) <= len(heads):
+        return None
+    return (f"{p}: looks like a Kaldi text file (the first field, e.g. {ids[0]!r}, is an utterance id the LM does "
+            f"not know on {len(ids)} of the first {len(heads)} lines); reading it as plain text with the ids as "
+            f"words: pass --text-format kaldi to drop them, or --text-format plain to keep this reading")

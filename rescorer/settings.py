@@ -1,7 +1,7 @@
 """Frozen settings dataclasses stored in checkpoints: to and from plain dicts.
 
-:class:`~rescorer.model.ModelConfig`, :class:`~rescorer.quant.method.MethodConfig`
-and :class:`~rescorer.train_config.TrainConfig` are written into every
+:class:`~rescorer.lm.model.ModelConfig`, :class:`~rescorer.quant.method.MethodConfig`
+and :class:`~rescorer.train.config.TrainConfig` are written into every
 checkpoint as dicts and read back with :func:`settings_from_dict`, which
 refuses names it does not know (a checkpoint from a newer admmq) instead of
 dropping them.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Mapping, Type, TypeVar
 
-from .errors import MismatchError
+from rescorer.errors import MismatchError
 
 T = TypeVar("T")
 

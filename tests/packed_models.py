@@ -23,13 +23,13 @@ from typing import Dict, Sequence, Union
 import numpy as np
 import torch
 
-from rescorer.bitpack import CodePacking, pack_codes
+from rescorer.pack.bitpack import CodePacking, pack_codes
 
-from rescorer.checkpoint import save_checkpoint
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.pack import ALIGN, MAGIC, PREAMBLE
-from rescorer.quant.qmatrix import QuantizedMatrix
-from rescorer.vocab import Vocab
+from rescorer.pack.checkpoint import save_checkpoint
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.pack.lm_file import ALIGN, MAGIC, PREAMBLE
+from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.lm.vocab import Vocab
 
 SETS = {"binary": [-1.0, 1.0], "ternary": [-1.0, 0.0, 1.0], "pow2": [-2.0, -1.0, 1.0, 2.0],
         "pow4": [-4.0, -2.0, -1.0, 1.0, 2.0, 4.0], "pow8": [-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0]}

@@ -5,12 +5,12 @@ from dataclasses import replace
 
 import torch
 
-from rescorer.corpus import load_corpus
-from rescorer.mixture import OovPolicy
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.scoring import corpus_nll
-from rescorer.train import TrainConfig
-from rescorer.vocab import Vocab
+from rescorer.lm.corpus import load_corpus
+from rescorer.ngram.mixture import OovPolicy
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.scoring import corpus_nll
+from rescorer.train.loop import TrainConfig
+from rescorer.lm.vocab import Vocab
 
 SMALL = ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16)
 

@@ -5,17 +5,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.batching import make_batch
-from rescorer.checkpoint import load_lm, read_checkpoint
-from rescorer.cli import cli
-from rescorer.corpus import load_corpus
+from rescorer.lm.batching import make_batch
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint
+from rescorer.cli.group import cli
+from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
-from rescorer.evaluate import evaluate_text
-from rescorer.model import LSTMLM, ModelConfig
+from rescorer.report.evaluate import evaluate_text
+from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.admm import AdmmMethod
 from rescorer.quant.qsets import parse_qset
-from rescorer.train import train
+from rescorer.train.loop import train
 
 from quant_helpers import FP_PPL_2_EPOCHS, SMALL, quantized_bar, biases_changed, cfg_for, slice_vocab
 

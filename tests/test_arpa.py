@@ -1,4 +1,4 @@
-"""The ARPA reader and the built-in back-off scorer (rescorer.arpa)."""
+"""The ARPA reader and the built-in back-off scorer (rescorer.ngram.arpa)."""
 
 import gzip
 import math
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import rescorer.arpa_reader as arpa_reader
-from rescorer.arpa_reader import iter_entries, read_arpa
+import rescorer.ngram.arpa_reader as arpa_reader
+from rescorer.ngram.arpa_reader import iter_entries, read_arpa
 from rescorer.errors import FormatError
 
 from ngram_fixtures import TINY_ARPA, TINY_EXPECTED, backoff_arpa, write

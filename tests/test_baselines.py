@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from bench.baselines import kaldi_inputs, kaldi_like_scores, per_utterance_scores, within
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.nbest import read_nbest
-from rescorer.scoring import NeuralScorer
-from rescorer.vocab import Vocab
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.lm.scoring import NeuralScorer
+from rescorer.lm.vocab import Vocab
 from tests.conftest import ptb_lines
 from tests.test_rescore import ptb_tts_slice
 

@@ -3,12 +3,12 @@ import math
 import pytest
 import torch
 
-from rescorer.batching import make_batch
-from rescorer.checkpoint import load_lm
-from rescorer.corpus import load_corpus
-from rescorer.model import LSTMLM, ModelConfig
+from rescorer.lm.batching import make_batch
+from rescorer.pack.lm_file import load_lm
+from rescorer.lm.corpus import load_corpus
+from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
-from rescorer.train import train
+from rescorer.train.loop import train
 
 from quant_helpers import FP_PPL_2_EPOCHS, SMALL, quantized_bar, cfg_for, slice_vocab
 

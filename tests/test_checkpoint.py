@@ -4,10 +4,11 @@ import pickle
 import pytest
 import torch
 
-from rescorer.checkpoint import load_lm, read_checkpoint, save_checkpoint
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint, save_checkpoint
 from rescorer.errors import AdmmqError, FormatError, MismatchError
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.vocab import Vocab
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.vocab import Vocab
 
 
 def make_ckpt(path, vocab_words=("a", "b", "c")):

@@ -2,7 +2,7 @@ import json
 
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 
 
 def run(*args):

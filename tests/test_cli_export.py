@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.checkpoint import load_lm
-from rescorer.cli import cli
-from rescorer.corpus import read_sentences
-from rescorer.scoring import NeuralScorer
-from rescorer.vocab import Vocab
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
+from rescorer.fileio import read_sentences
+from rescorer.lm.scoring import NeuralScorer
+from rescorer.lm.vocab import Vocab
 from tests.packed_models import claim_one_bit_codes, make_quantized_checkpoint, rewrite_header
 
 

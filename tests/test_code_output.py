@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from rescorer.code_output import CodesOutput, codes_output, fp16_kernels_available
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.scoring import NeuralScorer
+from rescorer.lm.code_output import CodesOutput, codes_output, fp16_kernels_available
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.scoring import NeuralScorer
 from tests.conftest import ptb_lines
 from tests.test_int8_output import WORDS, packed_lm
 

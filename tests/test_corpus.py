@@ -2,9 +2,10 @@ import gzip
 
 import pytest
 
-from rescorer.corpus import encode_sentences, read_sentences
+from rescorer.lm.corpus import encode_sentences
+from rescorer.fileio import read_sentences
 from rescorer.errors import AdmmqError, FormatError
-from rescorer.vocab import Vocab
+from rescorer.lm.vocab import Vocab
 
 
 def test_plain_and_kaldi_formats(tmp_path):
@@ -50,7 +51,7 @@ def test_encoding_counts_oov():
 
 
 def test_kaldi_text_notice_on_real_kaldi_text_and_not_on_plain_text(tmp_path):
-    from rescorer.corpus import kaldi_text_notice
+    from rescorer.fileio import kaldi_text_notice
     from tests.conftest import NBEST_DIR, PTB_DIR
 
     ptb = PTB_DIR / "ptb.valid.txt.gz"

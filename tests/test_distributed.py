@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rescorer.distributed import Dist, init_from_env, sharded_sentence_batches, spawn
-from rescorer.batching import epoch_order, sentence_batches
-from rescorer.corpus import encode_sentences
+from rescorer.train.distributed import Dist, init_from_env, sharded_sentence_batches, spawn
+from rescorer.lm.batching import epoch_order, sentence_batches
+from rescorer.lm.corpus import encode_sentences
 from rescorer.errors import AdmmqError
-from rescorer.model import ModelConfig
+from rescorer.lm.model import ModelConfig
 from rescorer.quant import MethodConfig
-from rescorer.train import TrainConfig, train
-from rescorer.vocab import Vocab
+from rescorer.train.loop import TrainConfig, train
+from rescorer.lm.vocab import Vocab
 
 METHODS = ("fp", "admm", "bin", "bin-lin", "multibit")
 
@@ -52,7 +52,7 @@ def _train_every_method(root: str, data: str):
         train(out, cfg, mcfg, MethodConfig(method=method), quiet=True, dist=dist)
     train(root_p / "ddp-admm", resume=True, epochs=2, quiet=True, dist=dist)
     # what this rank holds, to check that the ranks agree bitwise
-    from rescorer.train import Trainer
+    from rescorer.train.loop import Trainer
     t = Trainer(root_p / "ddp-admm", resume=True, quiet=True, dist=dist)
     torch.save({"model": t.model.state_dict(), "method": t.method.state_dict()}, root_p / f"rank{dist.rank}.pt")
     return dist.world

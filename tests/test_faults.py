@@ -16,12 +16,12 @@ from click.testing import CliRunner
 
 from bench.kill_resume import (RESCORE_OUTPUTS, _admmq, _env, fingerprint, finished, prepare, prepare_rescore,
                                rescore_outputs_ok, run_to_end, same, train_cmd)
-from rescorer.checkpoint import save_checkpoint
-from rescorer.cli import cli
+from rescorer.pack.checkpoint import save_checkpoint
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
 from rescorer.fileio import atomic_open, check_free_space, remove_stale_temps
-from rescorer.model import ModelConfig
-from rescorer.train import TrainConfig, train
+from rescorer.lm.model import ModelConfig
+from rescorer.train.loop import TrainConfig, train
 
 from write_faults import FileWithFault, disk_full
 

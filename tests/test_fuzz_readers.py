@@ -16,13 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rescorer.arpa_reader import read_arpa
+from rescorer.ngram.arpa_reader import read_arpa
 from rescorer.errors import AdmmqError
-from rescorer.kaldi_archive import SCALAR, read_archive, write_archive
-from rescorer.nbest import read_nbest, read_nbest_file, read_symbol_table
-from rescorer.bitpack import parse_bits
-from rescorer.pack import export_packed, read_packed
-from rescorer.wer import read_text
+from rescorer.nbest.kaldi_archive import SCALAR, read_archive, write_archive
+from rescorer.nbest.kaldi_dir import read_nbest, read_symbol_table
+from rescorer.nbest.lists import read_nbest_file
+from rescorer.pack.bitpack import parse_bits
+from rescorer.pack.lm_file import export_packed, read_packed
+from rescorer.nbest.wer import read_text
 from tests.conftest import NBEST_DIR
 from tests.ngram_fixtures import TINY_ARPA
 from tests.packed_models import make_quantized_checkpoint

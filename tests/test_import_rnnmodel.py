@@ -9,10 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from rescorer.checkpoint import load_lm
-from rescorer.cli import cli
-from rescorer.import_rnnmodel import import_rnnmodel
-from rescorer.scoring import NeuralScorer
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
+from rescorer.train.import_rnnmodel import import_rnnmodel
+from rescorer.lm.scoring import NeuralScorer
 
 
 class RNNModel(nn.Module):

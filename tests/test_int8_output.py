@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from rescorer.checkpoint import load_lm
+from rescorer.pack.lm_file import load_lm
 from rescorer.errors import AdmmqError
-from rescorer.int8_output import (Int8Output, int8_rows, integer_levels, output_quantized_matrix,
-                                  quantized_kernels_available)
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.pack import export_packed
-from rescorer.quant.qmatrix import QuantizedMatrix
-from rescorer.scoring import NeuralScorer
+from rescorer.lm.int8_output import (Int8Output, int8_rows, integer_levels, output_quantized_matrix,
+                                     quantized_kernels_available)
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.pack.lm_file import export_packed
+from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.lm.scoring import NeuralScorer
 from tests.conftest import ptb_lines
 from tests.packed_models import SETS, make_quantized_checkpoint, project_multibit, project_scaled
 

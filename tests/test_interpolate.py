@@ -12,13 +12,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
-from rescorer.interpolate import em_weights, interpolate
-from rescorer.model import ModelConfig
-from rescorer.scorers import load_components, load_scorer
-from rescorer.mixture import MixtureScorer
-from rescorer.train import TrainConfig, train
+from rescorer.ngram.interpolate import em_weights, interpolate
+from rescorer.lm.model import ModelConfig
+from rescorer.ngram.scorers import load_components, load_scorer
+from rescorer.ngram.mixture import MixtureScorer
+from rescorer.train.loop import TrainConfig, train
 
 from conftest import ptb_lines
 from ngram_fixtures import estimation_tools

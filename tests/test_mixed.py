@@ -9,16 +9,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.checkpoint import load_lm, read_checkpoint
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, FormatError
-from rescorer.model_size import describe_lm_file
-from rescorer.pack import export_packed
+from rescorer.report.model_size import describe_lm_file
+from rescorer.pack.lm_file import export_packed
 from rescorer.quant import MethodConfig
 from rescorer.quant.mixed import (BITS_TO_QSET, allocate, allocate_from_sensitivity, as_width, cost_bits,
                                   parse_bits_list, qset_for_bits, read_precision, stored_bits)
 from rescorer.quant.qsets import parse_qset
-from rescorer.train import train
+from rescorer.train.loop import train
 
 from quant_helpers import SMALL, cfg_for
 

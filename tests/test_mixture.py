@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from rescorer.errors import AdmmqError, FormatError, MismatchError
-from rescorer.mixture import MixtureScorer, OovPolicy
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.ngram import NgramScorer
-from rescorer.scorers import load_scorer, unseen_types
-from rescorer.scoring import NeuralScorer
-from rescorer.vocab import Vocab
-from rescorer.weightsfile import read_weights, write_weights
+from rescorer.ngram.mixture import MixtureScorer, OovPolicy
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.ngram.ngram_lm import NgramScorer
+from rescorer.ngram.scorers import load_scorer, unseen_types
+from rescorer.lm.scoring import NeuralScorer
+from rescorer.lm.vocab import Vocab
+from rescorer.ngram.weightsfile import read_weights, write_weights
 
 from ngram_fixtures import TINY_ARPA, backoff_arpa, write
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rescorer.errors import MismatchError
-from rescorer.model import LSTMLM, ModelConfig
+from rescorer.lm.model import LSTMLM, ModelConfig
 
 
 def small(**kw):

@@ -5,13 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rescorer.checkpoint import load_lm
-from rescorer.evaluate import evaluate_text
-from rescorer.model import LSTMLM, ModelConfig
+from rescorer.pack.lm_file import load_lm
+from rescorer.report.evaluate import evaluate_text
+from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
-from rescorer.quant.multibit import (dequantize_rows, fit_alpha, multibit_quantize, nearest_codes,
-                                     quantize_activations, sign_table)
-from rescorer.train import train
+from rescorer.lm.alternating_quant import (dequantize_rows, fit_alpha, multibit_quantize, nearest_codes,
+                                           quantize_activations, sign_table)
+from rescorer.train.loop import train
 
 from quant_helpers import FP_PPL_1_EPOCH_200, SMALL, cfg_for, quantized_bar
 

@@ -6,16 +6,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.checkpoint import load_lm
-from rescorer.cli import cli
-from rescorer.corpus import load_corpus
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
+from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
 from rescorer.quant.mixed import allocate_from_sensitivity, cost_bits, qset_for_bits
 from rescorer.quant.nas import nas_preferences
 from rescorer.quant.sensitivity import quantized_variants
 
 from rescorer.quant import MethodConfig
-from rescorer.train import train
+from rescorer.train.loop import train
 
 from quant_helpers import SMALL, cfg_for
 

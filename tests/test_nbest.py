@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, FormatError, MismatchError
-from rescorer.kaldi_archive import INT_VECTOR, SCALAR, read_archive, write_archive
-from rescorer.nbest import (read_nbest, read_nbest_dir, read_nbest_file, split_key, write_nbest_dir,
-                            write_nbest_file)
+from rescorer.nbest.kaldi_archive import INT_VECTOR, SCALAR, read_archive, write_archive
+from rescorer.nbest.kaldi_dir import read_nbest, read_nbest_dir, write_nbest_dir
+from rescorer.nbest.lists import read_nbest_file, split_key, write_nbest_file
 from tests.conftest import NBEST_DIR
 
 # 3 utterances; one id contains '-' like Switchboard's; ranks out of order in the files; one empty hypothesis

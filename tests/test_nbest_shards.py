@@ -11,10 +11,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
-from rescorer.nbest import read_nbest
-from rescorer.nbest_shards import concat_nbest, parse_shard, shard_nbest, shard_range
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.shards import concat_nbest, parse_shard, shard_nbest, shard_range
 from tests.conftest import ptb_lines
 from tests.ngram_fixtures import backoff_arpa, write
 from tests.test_rescore import ptb_tts_slice

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import rescorer.ngram as ngram
+import rescorer.ngram.ngram_lm as ngram
 from rescorer.errors import AdmmqError
-from rescorer.ngram import NgramScorer, resolve_backend
+from rescorer.ngram.ngram_lm import NgramScorer, resolve_backend
 
 from ngram_fixtures import TINY_ARPA, TINY_EXPECTED, backoff_arpa, write
 

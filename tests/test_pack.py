@@ -7,12 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rescorer.bitpack import CodePacking, choose_packing, pack_codes, parse_bits, smallest_packing, unpack_codes
-from rescorer.checkpoint import load_lm
+from rescorer.pack.bitpack import CodePacking, choose_packing, pack_codes, parse_bits, smallest_packing, unpack_codes
+from rescorer.pack.lm_file import load_lm
 from rescorer.errors import AdmmqError, FormatError
-from rescorer.model_size import describe_lm_file, set_label
-from rescorer.pack import ALIGN, PREAMBLE, encode_packed, export_packed, read_packed, write_packed
-from rescorer.subword import SubwordUnits
+from rescorer.report.model_size import describe_lm_file, set_label
+from rescorer.pack.lm_file import ALIGN, PREAMBLE, encode_packed, export_packed, read_packed, write_packed
+from rescorer.lm.subword import SubwordUnits
 from tests.conftest import ptb_lines
 from tests.packed_models import claim_one_bit_codes, make_quantized_checkpoint, project_scaled, rewrite_header
 
@@ -167,8 +167,8 @@ def test_subword_units_are_stored(tmp_path):
     units = SubwordUnits.train([line.split() for line in ptb_lines("train", 300)], vocab_size=120)
     make_quantized_checkpoint(tmp_path / "c.pt", WORDS, "binary", "layer", dim=8)
     data = torch.load(tmp_path / "c.pt", weights_only=True)
-    from rescorer.model import LSTMLM, ModelConfig
-    from rescorer.pack import PackedModel
+    from rescorer.lm.model import LSTMLM, ModelConfig
+    from rescorer.pack.lm_file import PackedModel
     cfg = ModelConfig(vocab_size=len(units), embed_dim=8, hidden_dim=8)
     model = LSTMLM(cfg)
     pm = PackedModel(cfg.to_dict(), data["method_config"], units.to_state(), model.state_dict(), {})

@@ -12,10 +12,10 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
-from rescorer.model import ModelConfig
-from rescorer.plots import PAPER_TABLE1, pareto_front
-from rescorer.train import TrainConfig, train
+from rescorer.cli.group import cli
+from rescorer.lm.model import ModelConfig
+from rescorer.report.plots import PAPER_TABLE1, pareto_front
+from rescorer.train.loop import TrainConfig, train
 from tests.conftest import ROOT
 
 pytest.importorskip("matplotlib")
@@ -80,8 +80,8 @@ def test_curves_png_size_csv_rows_and_svg(log_runs, tmp_path):
 
 
 def test_curves_leave_a_binarized_runs_latent_perplexity_off_the_axes(log_runs, tmp_path):
-    from rescorer.plots import theta_ceiling
-    from rescorer.runlogs import read_runs
+    from rescorer.report.plots import theta_ceiling
+    from rescorer.train.runlogs import read_runs
 
     d = tmp_path / "binlin"
     d.mkdir()
@@ -119,7 +119,7 @@ def tiny_run(tmp_path_factory, ptb_slice):
 
 
 def test_front_from_run_dirs_with_paper_points(tiny_run, tmp_path):
-    from rescorer.model_size import describe_lm_file
+    from rescorer.report.model_size import describe_lm_file
 
     worse = tmp_path / "worse"
     shutil.copytree(tiny_run, worse)

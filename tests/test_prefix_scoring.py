@@ -5,20 +5,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.batch_control import BatchControl, ScoringStats, is_out_of_memory
-from rescorer.checkpoint import save_checkpoint
-from rescorer.cli import cli
+from rescorer.lm.batch_control import BatchControl, ScoringStats, is_out_of_memory
+from rescorer.pack.checkpoint import save_checkpoint
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
-from rescorer.mixture import MixtureScorer
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.nbest import read_nbest
-from rescorer.ngram import NgramScorer
-from rescorer.prefix_tree import build_prefix_tree, prefix_groups
-from rescorer.rescore import RescoreConfig, rescore, score_sentences
-from rescorer.scoring import NeuralScorer
-from rescorer.subword import SubwordUnits
-from rescorer.vocab import Vocab
-from rescorer.wer import read_text
+from rescorer.ngram.mixture import MixtureScorer
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.ngram.ngram_lm import NgramScorer
+from rescorer.lm.prefix_tree import build_prefix_tree, prefix_groups
+from rescorer.nbest.rescore import RescoreConfig, rescore
+from rescorer.nbest.lm_costs import score_sentences
+from rescorer.lm.scoring import NeuralScorer
+from rescorer.lm.subword import SubwordUnits
+from rescorer.lm.vocab import Vocab
+from rescorer.nbest.wer import read_text
 from tests.conftest import ptb_lines
 from tests.ngram_fixtures import backoff_arpa, write
 from tests.test_rescore import ptb_tts_slice

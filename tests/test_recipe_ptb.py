@@ -86,7 +86,7 @@ def check_wer_and_perplexity_values(tmp_path, exp, results):
     and `admmq eval` of the trained / exported models on the test text."""
     from click.testing import CliRunner
 
-    from rescorer.cli import cli
+    from rescorer.cli.group import cli
 
     refs = _kaldi_text(tmp_path / "nbest" / "test" / "text")
     words = sum(len(r) for r in refs.values())

@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError
-from rescorer.report import read_rows, render_results, write_results
+from rescorer.report.results import read_rows, render_results, write_results
 
 
 def _run(exp, name, method, epochs, test_ppl=None):

@@ -7,16 +7,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rescorer.checkpoint import load_lm
-from rescorer.cli import cli
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, MismatchError
-from rescorer.kaldi_archive import SCALAR, Entry, read_archive
-from rescorer.model import ModelConfig
-from rescorer.nbest import build_nbest, read_nbest
-from rescorer.rescore import RescoreConfig, parse_grid, rescore, score_sentences, segment_argmin
-from rescorer.scoring import NeuralScorer, WordScores
-from rescorer.train import TrainConfig, train
-from rescorer.wer import align_counts, read_text, score_files
+from rescorer.nbest.kaldi_archive import SCALAR, Entry, read_archive
+from rescorer.lm.model import ModelConfig
+from rescorer.nbest.lists import build_nbest
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.rescore import RescoreConfig, parse_grid, rescore
+from rescorer.nbest.lm_costs import score_sentences, segment_argmin
+from rescorer.lm.scoring import NeuralScorer, WordScores
+from rescorer.train.loop import TrainConfig, train
+from rescorer.nbest.wer import align_counts, read_text, score_files
 from tests.conftest import NBEST_DIR, ptb_lines
 
 
@@ -30,7 +32,7 @@ def tiny_lm(ptb_slice, tmp_path_factory):
     return out / "best.pt"
 
 
-from rescorer.scorers import load_scorer  # noqa: E402
+from rescorer.ngram.scorers import load_scorer  # noqa: E402
 from tests.ngram_fixtures import backoff_arpa, write  # noqa: E402
 
 

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.checkpoint import load_lm
-from rescorer.cli import cli
-from rescorer.corpus import load_corpus
+from rescorer.pack.lm_file import load_lm
+from rescorer.cli.group import cli
+from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError, FormatError
-from rescorer.model import ModelConfig
-from rescorer.nbest import read_nbest
-from rescorer.rescore import RescoreConfig, rescore
-from rescorer.runlogs import (TRAIN_LOG_COLUMNS, format_epoch_row, method_label, read_rescore_dir,
-                              read_runs, read_sweep_tsv, read_test_ppl, read_train_log)
-from rescorer.scorers import load_scorer
-from rescorer.scoring import corpus_nll
-from rescorer.train import TrainConfig, train
-from rescorer.wer import read_text
+from rescorer.lm.model import ModelConfig
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.rescore import RescoreConfig, rescore
+from rescorer.train.runlogs import (TRAIN_LOG_COLUMNS, format_epoch_row, method_label, read_rescore_dir, read_runs,
+                                    read_sweep_tsv, read_test_ppl, read_train_log)
+from rescorer.ngram.scorers import load_scorer
+from rescorer.lm.scoring import corpus_nll
+from rescorer.train.loop import TrainConfig, train
+from rescorer.nbest.wer import read_text
 from tests.ngram_fixtures import TINY_ARPA, write
 
 TINY = ModelConfig(vocab_size=0, embed_dim=8, hidden_dim=8)
@@ -87,7 +87,7 @@ def test_tensorboard_sink_writes_the_scalars_per_epoch(ptb_slice, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from rescorer.tensorboard_sink import TensorBoardSink
+    from rescorer.train.tensorboard_sink import TensorBoardSink
 
     run, tb = tmp_path / "run", tmp_path / "tb"
     train(run, tiny_cfg(ptb_slice, epochs=1), TINY, quiet=True, sinks=[TensorBoardSink(tb)])
@@ -107,7 +107,7 @@ def test_tensorboard_sink_writes_the_scalars_per_epoch(ptb_slice, tmp_path):
 
 def test_tensorboard_sink_tags_method_figures():
     pytest.importorskip("tensorboard")
-    from rescorer.tensorboard_sink import scalar_tag
+    from rescorer.train.tensorboard_sink import scalar_tag
 
     assert scalar_tag("valid_ppl_q") == "valid/ppl_quantized"
     assert scalar_tag("admm_primal") == "method/admm_primal"

@@ -1,12 +1,12 @@
 import numpy as np
 import torch
 
-from rescorer.batching import IGNORE, make_batch
-from rescorer.corpus import encode_sentences
-from rescorer.model import LSTMLM, ModelConfig
-from rescorer.scoring import NeuralScorer
-from rescorer.subword import SubwordUnits
-from rescorer.vocab import Vocab
+from rescorer.lm.batching import IGNORE, make_batch
+from rescorer.lm.corpus import encode_sentences
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.scoring import NeuralScorer
+from rescorer.lm.subword import SubwordUnits
+from rescorer.lm.vocab import Vocab
 from tests.conftest import ptb_lines
 
 SENTS = [line.split() for line in ptb_lines("valid", 40)]

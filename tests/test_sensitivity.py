@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rescorer.batching import length_sorted_batches
-from rescorer.corpus import load_corpus
+from rescorer.lm.batching import length_sorted_batches
+from rescorer.lm.corpus import load_corpus
 from rescorer.errors import AdmmqError
-from rescorer.model import LSTMLM
+from rescorer.lm.model import LSTMLM
 from rescorer.quant.mixed import allocate_from_sensitivity
 from rescorer.quant.sensitivity import (SensitivityConfig, SensitivityTable, hutchinson_traces, kl_sensitivity,
                                         measure_sensitivity, model_gauss_newton_traces, model_hessian_traces,

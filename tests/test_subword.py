@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rescorer.subword import SubwordUnits, units_from_state
+from rescorer.lm.subword import SubwordUnits, units_from_state
 from tests.conftest import ptb_lines
 
 

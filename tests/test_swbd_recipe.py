@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from rescorer.kaldi_archive import INT_VECTOR, SCALAR, read_archive
-from rescorer.nbest import read_nbest
-from rescorer.wer import read_text, score_files
+from rescorer.nbest.kaldi_archive import INT_VECTOR, SCALAR, read_archive
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.wer import read_text, score_files
 from tests.conftest import NBEST_DIR, ROOT, ptb_lines
 from tests.ngram_fixtures import backoff_arpa
 

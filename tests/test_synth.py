@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, FormatError
-from rescorer.nbest import read_nbest_dir
+from rescorer.nbest.kaldi_dir import read_nbest_dir
 from rescorer.synth.audio import add_noise, noise_seed, pink_noise, speech_power
 from rescorer.synth.lattice import clean_hypothesis, read_lattice
 from rescorer.synth.spoken import (eligible_sentences, is_eligible, select_sentences, to_ptb, to_spoken,

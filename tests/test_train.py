@@ -4,12 +4,13 @@ import math
 import pytest
 import torch
 
-from rescorer.checkpoint import load_lm, read_checkpoint
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint
 from rescorer.errors import AdmmqError
-from rescorer.model import ModelConfig
+from rescorer.lm.model import ModelConfig
 from rescorer.quant import MethodConfig
 from rescorer.quant.method import TrainingMethod
-from rescorer.train import TrainConfig, Trainer, train
+from rescorer.train.loop import TrainConfig, Trainer, train
 
 from quant_helpers import untrained_ppl
 
@@ -118,7 +119,7 @@ def test_divergence_is_one_line_error_for_huge_or_nan_loss(ptb_slice, tmp_path, 
     stops with the one-line divergence error, not a traceback, and epoch 2 saves nothing."""
     from click.testing import CliRunner
 
-    from rescorer.cli import cli
+    from rescorer.cli.group import cli
 
     out = tmp_path / "run"
     args = ["train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o", out,
@@ -148,7 +149,7 @@ def test_divergence_is_one_line_error_for_huge_or_nan_loss(ptb_slice, tmp_path, 
 
 def test_perplexity_display_never_raises():
     from rescorer.perplexity import OVERFLOW_NATS, format_ppl, perplexity_from, ppl_of_nll
-    from rescorer.runlogs import format_epoch_row
+    from rescorer.train.runlogs import format_epoch_row
 
     assert ppl_of_nll(math.log(150.0)) == pytest.approx(150.0, rel=1e-12)
     assert ppl_of_nll(1e300) == math.inf and ppl_of_nll(OVERFLOW_NATS) == math.inf
@@ -170,7 +171,7 @@ def test_best_checkpoint_loads_without_flags(ptb_slice, tmp_path):
 def test_train_notices_a_kaldi_valid_text_given_as_plain(ptb_slice, tmp_path):
     from click.testing import CliRunner
 
-    from rescorer.cli import cli
+    from rescorer.cli.group import cli
 
     ktext = tmp_path / "text"
     lines = (ptb_slice / "valid.txt").read_text().splitlines()

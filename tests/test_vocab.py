@@ -1,7 +1,7 @@
 import pytest
 
 from rescorer.errors import FormatError
-from rescorer.vocab import BOS, EOS, UNK, Vocab
+from rescorer.lm.vocab import BOS, EOS, UNK, Vocab
 
 
 def test_build_orders_by_frequency_then_bytes():

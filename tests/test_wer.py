@@ -7,11 +7,11 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from rescorer.cli import cli
+from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, MismatchError
-from rescorer.nbest import read_nbest
-from rescorer.wer import (ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances,
-                          swbd_normalize)
+from rescorer.nbest.kaldi_dir import read_nbest
+from rescorer.nbest.wer import (ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances,
+                                swbd_normalize)
 from tests.conftest import NBEST_DIR
 
 SCLITE = "/usr/lib/sctk/bin/sclite"

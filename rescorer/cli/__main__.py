@@ -1,5 +1,5 @@
 """``python -m rescorer.cli`` (and ``torchrun -m rescorer.cli``) runs the ``admmq`` command line."""
 
-from . import main
+from rescorer.cli import main
 
 main()

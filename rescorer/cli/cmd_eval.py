@@ -6,16 +6,17 @@ import json
 
 import click
 
-from ..checkpoint import load_lm
-from ..errors import AdmmqError
-from ..evaluate import evaluate_scorer, evaluate_text
-from ..mixture import OovPolicy
-from ..scorers import load_tuned_scorer
-from ..train import pick_device
-from . import cli
-from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, report_choice, weights_option
-from .options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
-                      text_format_option)
+from rescorer.pack.lm_file import load_lm
+from rescorer.errors import AdmmqError
+from rescorer.report.evaluate import evaluate_scorer, evaluate_text
+from rescorer.ngram.mixture import OovPolicy
+from rescorer.ngram.scorers import load_tuned_scorer
+from rescorer.lm.batch_control import pick_device
+from rescorer.cli.group import cli
+from rescorer.cli.lm_options import (lms_option, lm_scoring_options, ngram_option, oov_policy, report_choice,
+                                     weights_option)
+from rescorer.cli.options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
+                                  text_format_option)
 
 
 @cli.command("eval")

@@ -6,12 +6,12 @@ import json
 
 import click
 
-from ..bitpack import BITS_CHOICES, parse_bits
-from ..model_size import describe_lm_file
-from ..pack import export_packed
-from ..progress import say
-from . import cli
-from .options import json_option, quiet_option
+from rescorer.pack.bitpack import BITS_CHOICES, parse_bits
+from rescorer.report.model_size import describe_lm_file
+from rescorer.pack.lm_file import export_packed
+from rescorer.progress import say
+from rescorer.cli.group import cli
+from rescorer.cli.options import json_option, quiet_option
 
 
 @cli.command("export")
@@ -32,7 +32,7 @@ def export_command(checkpoint, bits, alpha_dtype, out, as_json, quiet):
     CHECKPOINT is a training checkpoint (best.pt/last.pt), a run directory
     (its best.pt) or a packed file (re-packed). Matrices the method did not
     quantize are stored in full precision. OUT loads everywhere an LM is taken
-    (admmq eval --lm, rescoring, rescorer.checkpoint.load_lm) without running
+    (admmq eval --lm, rescoring, rescorer.pack.lm_file.load_lm) without running
     pickled code; `admmq info OUT` shows its sizes.
     """
     request = parse_bits(bits)

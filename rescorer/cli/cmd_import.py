@@ -6,10 +6,10 @@ import json
 
 import click
 
-from ..import_rnnmodel import import_rnnmodel
-from ..progress import say
-from . import cli
-from .options import json_option, quiet_option
+from rescorer.train.import_rnnmodel import import_rnnmodel
+from rescorer.progress import say
+from rescorer.cli.group import cli
+from rescorer.cli.options import json_option, quiet_option
 
 
 @cli.command("import")

@@ -6,10 +6,10 @@ import json
 
 import click
 
-from ..bitpack import BITS_CHOICES, parse_bits
-from ..model_size import describe_lm_file
-from . import cli
-from .options import json_option
+from rescorer.pack.bitpack import BITS_CHOICES, parse_bits
+from rescorer.report.model_size import describe_lm_file
+from rescorer.cli.group import cli
+from rescorer.cli.options import json_option
 
 
 @cli.command("info")

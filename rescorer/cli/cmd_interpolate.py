@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
-from ..errors import AdmmqError
-from ..fileio import check_writable
-from ..interpolate import interpolate, save_weights
-from ..mixture import MixtureScorer, OovPolicy
-from ..scorers import load_components
-from ..train import pick_device
-from . import cli
-from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy
-from .options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
-                      text_format_option)
+from rescorer.errors import AdmmqError
+from rescorer.fileio import check_writable
+from rescorer.ngram.interpolate import interpolate, save_weights
+from rescorer.ngram.mixture import MixtureScorer, OovPolicy
+from rescorer.ngram.scorers import load_components
+from rescorer.lm.batch_control import pick_device
+from rescorer.cli.group import cli
+from rescorer.cli.lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy
+from rescorer.cli.options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
+                                  text_format_option)
 
 
 @cli.command("interpolate")

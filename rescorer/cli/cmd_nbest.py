@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..nbest import ARCHIVE_FORMATS, convert_nbest
-from ..nbest_shards import merge_nbest, split_nbest
-from . import cli
+from rescorer.nbest.kaldi_dir import ARCHIVE_FORMATS, convert_nbest
+from rescorer.nbest.shards import merge_nbest, split_nbest
+from rescorer.cli.group import cli
 
 
 @cli.group("nbest")
@@ -100,7 +100,7 @@ def synth_command(text, out, voices, sentences, seed, noise_seed, letter, snr_db
     The defaults with ptb.valid.txt regenerate data/ptb-tts/dev; with ptb.test.txt,
     --sentences 100 --seed 20251124 --letter t, data/ptb-tts/test.
     """
-    from ..synth.make import SynthConfig, make_nbest
+    from rescorer.synth.make import SynthConfig, make_nbest
 
     names = tuple(v for v in voices.split(",") if v)
     if not names:

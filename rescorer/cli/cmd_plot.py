@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..plots import SIZE_KINDS, FigureOptions, plot_curves, plot_front, plot_sweep
-from . import cli
+from rescorer.report.plots import SIZE_KINDS, FigureOptions, plot_curves, plot_front, plot_sweep
+from rescorer.cli.group import cli
 
 
 def figure_options(f):

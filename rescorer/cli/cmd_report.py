@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..report import render_results, write_results
-from . import cli
-from .options import quiet_option
+from rescorer.report.results import render_results, write_results
+from rescorer.cli.group import cli
+from rescorer.cli.options import quiet_option
 
 
 @cli.command("report")
@@ -20,7 +20,7 @@ def report_command(exp_dir, out, title, note, quiet):
     """Markdown results of a recipe's EXP_DIR: size, compression, PPL, PPL with the 4-gram and WER
     per subset of every trained row, beside the paper's Table 1.
 
-    Reads only what the stages wrote (layout in rescorer/report.py); missing
+    Reads only what the stages wrote (layout in rescorer/report/results.py); missing
     parts are shown as '–'. Prints the report unless --quiet.
     """
     text = write_results(exp_dir, out, title, note) if out else render_results(exp_dir, title, note)

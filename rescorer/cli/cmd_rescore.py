@@ -7,17 +7,17 @@ import sys
 
 import click
 
-from ..progress import say
-from ..errors import AdmmqError
-from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
-from ..nbest_shards import parse_shard
-from ..rescore_job import run_rescore
-from ..scorers import load_tuned_scorer
-from ..train import pick_device
-from . import cli
-from .lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
-                         oov_policy, report_choice, weights_option)
-from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
+from rescorer.progress import say
+from rescorer.errors import AdmmqError
+from rescorer.nbest.rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
+from rescorer.nbest.shards import parse_shard
+from rescorer.nbest.rescore_job import run_rescore
+from rescorer.ngram.scorers import load_tuned_scorer
+from rescorer.lm.batch_control import pick_device
+from rescorer.cli.group import cli
+from rescorer.cli.lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
+                                     oov_policy, report_choice, weights_option)
+from rescorer.cli.options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
 
 
 @cli.command("rescore")

@@ -6,14 +6,14 @@ import json
 
 import click
 
-from ..checkpoint import load_lm
-from ..corpus import load_corpus
-from ..errors import AdmmqError
-from ..fileio import atomic_open
-from ..quant.mixed import parse_bits_list
-from ..quant.sensitivity import METRICS, TRACES, SensitivityConfig, measure_sensitivity
-from . import cli
-from .options import json_option, quiet_option, text_format_for, text_format_option
+from rescorer.pack.lm_file import load_lm
+from rescorer.lm.corpus import load_corpus
+from rescorer.errors import AdmmqError
+from rescorer.fileio import atomic_open
+from rescorer.quant.mixed import parse_bits_list
+from rescorer.quant.sensitivity import METRICS, TRACES, SensitivityConfig, measure_sensitivity
+from rescorer.cli.group import cli
+from rescorer.cli.options import json_option, quiet_option, text_format_for, text_format_option
 
 
 @cli.command("sensitivity")

@@ -6,19 +6,20 @@ import os
 
 import click
 
-from ..distributed import init_from_env, train_parallel
-from ..errors import AdmmqError
-from ..model import ModelConfig
-from ..quant import METHODS, MethodConfig
-from ..quant.method import EXTRAGRADIENTS
-from ..quant.mixed import parse_bits_list
-from ..quant.mixed_plan import bits_summary, plan_precision, write_plan
-from ..quant.qsets import parse_qset
-from ..train import train
-from ..train_config import SCHEDULES, TrainConfig
-from ..tensorboard_sink import tensorboard_sink
-from . import cli
-from .options import quiet_option, text_format_for, text_format_option
+from rescorer.train.distributed import init_from_env
+from rescorer.train.parallel import train_parallel
+from rescorer.errors import AdmmqError
+from rescorer.lm.model import ModelConfig
+from rescorer.quant import METHODS, MethodConfig
+from rescorer.quant.method import EXTRAGRADIENTS
+from rescorer.quant.mixed import parse_bits_list
+from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
+from rescorer.quant.qsets import parse_qset
+from rescorer.train.loop import train
+from rescorer.train.config import SCHEDULES, TrainConfig
+from rescorer.train.tensorboard_sink import tensorboard_sink
+from rescorer.cli.group import cli
+from rescorer.cli.options import quiet_option, text_format_for, text_format_option
 
 
 @cli.command("train")

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from ..wer import MODES, score_files
-from . import cli
-from .options import json_option
+from rescorer.nbest.wer import MODES, score_files
+from rescorer.cli.group import cli
+from rescorer.cli.options import json_option
 
 
 @cli.command("wer")

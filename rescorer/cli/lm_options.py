@@ -7,10 +7,10 @@ from typing import Optional
 
 import click
 
-from ..mixture import OOV_MODES, OovPolicy
-from ..batch_control import PRECISIONS
-from ..ngram import BACKENDS, CASES
-from ..scoring import NeuralOptions
+from rescorer.ngram.mixture import OOV_MODES, OovPolicy
+from rescorer.lm.batch_control import PRECISIONS
+from rescorer.ngram.ngram_lm import BACKENDS, CASES
+from rescorer.lm.scoring import NeuralOptions
 
 lms_option = click.option(
     "--lm", "lm_paths", multiple=True, type=click.Path(exists=True),
@@ -84,7 +84,7 @@ def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: in
 
 
 def report_choice(choice) -> None:
-    """The notice and warning of a :class:`rescorer.scorers.WeightChoice`, one line each on stderr."""
+    """The notice and warning of a :class:`rescorer.ngram.scorers.WeightChoice`, one line each on stderr."""
     if choice.notice:
         click.echo(f"admmq: notice: {choice.notice}", err=True)
     if choice.warning:

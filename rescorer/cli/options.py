@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import click
 
-from ..corpus import kaldi_text_notice
+from rescorer.fileio import kaldi_text_notice
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display or status lines.")
 device_option = click.option("--device", default="cpu", show_default=True,
@@ -22,7 +22,7 @@ text_format_option = click.option("--text-format", type=click.Choice(["plain", "
 
 def text_format_for(path, fmt: Optional[str], known: Optional[Callable[[str], bool]] = None) -> str:
     """``fmt`` when given (--text-format); else ``plain``, with a one-line notice on stderr when ``path``
-    looks like a Kaldi text file (:func:`rescorer.corpus.kaldi_text_notice`; ``known``: the LM's words)."""
+    looks like a Kaldi text file (:func:`rescorer.fileio.kaldi_text_notice`; ``known``: the LM's words)."""
     if fmt is not None:
         return fmt
     note = kaldi_text_notice(path, known)

@@ -1,15 +1,20 @@
-"""Training methods: full precision and the quantized ones (ADMM, binarized, multi-bit)."""
+"""Quantization training methods: full precision and the quantized ones (ADMM, binarized, multi-bit).
+
+Also the quantization sets and projections, mixed precision, per-matrix sensitivity and the
+precision search.  Only training (:mod:`rescorer.train`) and the command line use this layer;
+what a deployed model needs of quantization (the quantized-matrix form, activation quantization)
+lives in :mod:`rescorer.lm`.
+"""
 
 from __future__ import annotations
 
 from typing import Callable, Dict
 
-from ..errors import AdmmqError
-from .admm import AdmmMethod
-from .binarize import BinLinMethod, BinMethod
-from .method import MethodConfig, TrainingMethod
-from .multibit import MultibitMethod
-from .qmatrix import QuantizedMatrix
+from rescorer.errors import AdmmqError
+from rescorer.quant.admm import AdmmMethod
+from rescorer.quant.binarize import BinLinMethod, BinMethod
+from rescorer.quant.method import MethodConfig, TrainingMethod
+from rescorer.quant.multibit import MultibitMethod
 
 METHODS: Dict[str, Callable[[MethodConfig], TrainingMethod]] = {
     "fp": TrainingMethod,
@@ -29,4 +34,4 @@ def build_method(cfg: MethodConfig) -> TrainingMethod:
     return factory(cfg)
 
 
-__all__ = ["METHODS", "MethodConfig", "QuantizedMatrix", "TrainingMethod", "build_method"]
+__all__ = ["METHODS", "MethodConfig", "TrainingMethod", "build_method"]

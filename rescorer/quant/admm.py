@@ -49,12 +49,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..batching import Batch
-from ..errors import AdmmqError
-from ..model import LSTMLM, State
-from .method import MethodConfig, TrainingMethod
-from .qmatrix import QuantizedMatrix
-from .qsets import QuantSet, alpha_start, parse_qset, project
+from rescorer.lm.batching import Batch
+from rescorer.errors import AdmmqError
+from rescorer.lm.model import LSTMLM, State
+from rescorer.quant.method import MethodConfig, TrainingMethod
+from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.quant.qsets import QuantSet, alpha_start, parse_qset, project
 
 
 class AdmmMethod(TrainingMethod):

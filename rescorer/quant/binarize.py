@@ -29,9 +29,9 @@ from dataclasses import replace
 
 import torch
 
-from ..model import LSTMLM, ModelConfig
-from .qmatrix import QuantizedMatrix
-from .straight_through import StraightThroughMethod
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.quant.straight_through import StraightThroughMethod
 
 SIGN_BASIS = torch.tensor([[-1.0], [1.0]])  # code 0 -> -1, code 1 -> +1
 

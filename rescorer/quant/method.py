@@ -1,6 +1,6 @@
 """How a training method plugs into the trainer.
 
-The trainer (:mod:`rescorer.train`) owns the data, the optimizer, the
+The trainer (:mod:`rescorer.train.loop`) owns the data, the optimizer, the
 learning-rate schedule, validation and checkpoints.  A
 :class:`TrainingMethod` owns what differs between full-precision training
 and each quantized training method:
@@ -21,11 +21,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from ..batching import Batch
-from ..errors import AdmmqError, MismatchError
-from ..settings import settings_from_dict
-from ..model import LSTMLM, ModelConfig, State
-from .qmatrix import QuantizedMatrix
+from rescorer.lm.batching import Batch
+from rescorer.errors import AdmmqError, MismatchError
+from rescorer.settings import settings_from_dict
+from rescorer.lm.model import LSTMLM, ModelConfig, State
+from rescorer.lm.quantized import QuantizedMatrix
 
 
 EXTRAGRADIENTS = ("none", "penalty", "past", "full")
@@ -101,7 +101,7 @@ class TrainingMethod:
     default_epochs = 10  # what `admmq train` uses when --epochs is not given
     default_schedule = "newbob"
 
-    #: set by a data-parallel trainer: sums ``.grad`` over the processes (:class:`rescorer.distributed.Dist`)
+    #: set by a data-parallel trainer: sums ``.grad`` over the processes (:class:`rescorer.train.distributed.Dist`)
     grad_sync: Optional[Callable[[LSTMLM], None]] = None
 
     def __init__(self, cfg: MethodConfig):

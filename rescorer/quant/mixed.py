@@ -22,7 +22,7 @@ all of them.  Such a candidate keeps its name as its key wherever a width would
 appear (tables, precision files).
 
 The cost of a choice is what packed export really stores for the codes:
-``numel × width`` bits, width from :func:`rescorer.bitpack.smallest_packing`
+``numel × width`` bits, width from :func:`rescorer.pack.bitpack.smallest_packing`
 (so 3 "bits" costs 2.67).  Budgets are paper-style: weight-matrix codes only
 (biases, α tables, vocabulary not counted, as ``admmq info``'s paper figures);
 ``--budget-bits B`` means B bits per weight on average over the matrices
@@ -51,10 +51,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..bitpack import smallest_packing
-from ..errors import AdmmqError, FormatError, PathLike
-from ..fileio import atomic_open, iter_lines
-from .qsets import parse_qset
+from rescorer.pack.bitpack import smallest_packing
+from rescorer.errors import AdmmqError, FormatError, PathLike
+from rescorer.fileio import atomic_open, iter_lines
+from rescorer.quant.qsets import parse_qset
 
 BITS_TO_QSET: Dict[int, str] = {1: "pm1", 2: "pm12", 3: "pm124", 4: "int:4", 8: "int:8"}
 DEFAULT_BITS: Tuple[int, ...] = (1, 2, 3, 4, 8)

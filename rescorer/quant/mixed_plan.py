@@ -21,14 +21,15 @@ import os
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..checkpoint import load_lm, read_checkpoint, resolve_lm_path
-from ..corpus import load_corpus
-from ..errors import AdmmqError
-from ..fileio import atomic_open, open_text
-from ..model import LSTMLM, ModelConfig
-from .mixed import (Allocation, Width, allocate_from_sensitivity, budget_in_bits, describe, read_precision,
-                    stored_bits, write_precision)
-from .sensitivity import METRICS, SensitivityConfig, SensitivityTable, measure_sensitivity
+from rescorer.pack.lm_file import load_lm
+from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
+from rescorer.lm.corpus import load_corpus
+from rescorer.errors import AdmmqError
+from rescorer.fileio import atomic_open, open_text
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.quant.mixed import (Allocation, Width, allocate_from_sensitivity, budget_in_bits, describe,
+                                  read_precision, stored_bits, write_precision)
+from rescorer.quant.sensitivity import METRICS, SensitivityConfig, SensitivityTable, measure_sensitivity
 
 
 @dataclass

@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..batching import length_sorted_batches
-from ..corpus import EncodedCorpus
-from ..errors import AdmmqError
-from ..model import LSTMLM
-from ..progress import progress_bar
-from .mixed import Width, qset_for_bits, stored_bits
+from rescorer.lm.batching import length_sorted_batches
+from rescorer.lm.corpus import EncodedCorpus
+from rescorer.errors import AdmmqError
+from rescorer.lm.model import LSTMLM
+from rescorer.progress import progress_bar
+from rescorer.quant.mixed import Width, qset_for_bits, stored_bits
 
 
 @dataclass

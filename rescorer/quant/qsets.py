@@ -33,7 +33,7 @@ from typing import Tuple
 
 import torch
 
-from ..errors import AdmmqError
+from rescorer.errors import AdmmqError
 
 NAMED_SETS = {
     "pm1": (-1.0, 1.0),
@@ -60,7 +60,7 @@ class QuantSet:
         return torch.tensor(self.levels, dtype=dtype, device=device)
 
     def basis(self) -> torch.Tensor:
-        """(L, 1) float32: the code book of a :class:`~rescorer.quant.qmatrix.QuantizedMatrix`."""
+        """(L, 1) float32: the code book of a :class:`~rescorer.lm.quantized.QuantizedMatrix`."""
         return self.tensor().unsqueeze(1)
 
     @property

@@ -29,7 +29,7 @@ Q_b(W_l) is the optimal projection of W_l onto the b-bit table of
     can be negative, where the second-order model predicts no loss at all.
     A table is then refused (one line naming the matrix) rather than built on
     a trace clipped to 0.  cuDNN's / oneDNN's LSTM has no double backward,
-    so the model runs its native cell (:attr:`rescorer.model.LSTMLM.native_lstm`).
+    so the model runs its native cell (:attr:`rescorer.lm.model.LSTMLM.native_lstm`).
 
   Either way at least ``probes`` samples are drawn, then more until every
   standard error (sample std / √samples) is at most ``rel_se`` of its trace's
@@ -49,13 +49,13 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..batching import length_sorted_batches
-from ..corpus import EncodedCorpus
-from ..errors import AdmmqError
-from ..model import LSTMLM
-from ..progress import progress_bar
-from .mixed import DEFAULT_BITS, Width, as_width, qset_for_bits, width_order
-from .qsets import alpha_start, parse_qset, project
+from rescorer.lm.batching import length_sorted_batches
+from rescorer.lm.corpus import EncodedCorpus
+from rescorer.errors import AdmmqError
+from rescorer.lm.model import LSTMLM
+from rescorer.progress import progress_bar
+from rescorer.quant.mixed import DEFAULT_BITS, Width, as_width, qset_for_bits, width_order
+from rescorer.quant.qsets import alpha_start, parse_qset, project
 
 METRICS = ("kl", "hessian", "nas")
 TRACES = ("gauss-newton", "hutchinson")
@@ -358,7 +358,7 @@ def measure_sensitivity(model: LSTMLM, corpus: EncodedCorpus, units, cfg: Sensit
     if cfg.metric == "kl":
         values, tokens = kl_sensitivity(model, corpus, units, variants, cfg.batch_tokens, quiet)
     elif cfg.metric == "nas":
-        from .nas import nas_preferences
+        from rescorer.quant.nas import nas_preferences
         values, tokens, _ = nas_preferences(model, corpus, units, variants, cfg.budget_bits, cfg.steps,
                                             batch_tokens=cfg.batch_tokens, seed=cfg.seed, quiet=quiet)
     else:

@@ -20,10 +20,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..batching import Batch
-from ..model import LSTMLM, State
-from .method import TrainingMethod
-from .qmatrix import QuantizedMatrix
+from rescorer.lm.batching import Batch
+from rescorer.lm.model import LSTMLM, State
+from rescorer.quant.method import TrainingMethod
+from rescorer.lm.quantized import QuantizedMatrix
 
 
 class StraightThroughMethod(TrainingMethod):

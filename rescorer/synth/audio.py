@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AdmmqError, PathLike
-from ..fileio import atomic_path
+from rescorer.errors import AdmmqError, PathLike
+from rescorer.fileio import atomic_path
 
 FRAME_S = 0.020
 SPEECH_RANGE_DB = 40.0

@@ -32,9 +32,9 @@ from typing import List, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..errors import AdmmqError
-from .lattice import clean_hypothesis, read_lattice
-from .spoken import to_ptb
+from rescorer.errors import AdmmqError
+from rescorer.synth.lattice import clean_hypothesis, read_lattice
+from rescorer.synth.spoken import to_ptb
 
 
 @dataclass

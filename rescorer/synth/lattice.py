@@ -32,8 +32,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..errors import FormatError, PathLike
-from ..fileio import iter_lines
+from rescorer.errors import FormatError, PathLike
+from rescorer.fileio import iter_lines
 
 _VARIANT = re.compile(r"\(\d+\)$")
 

@@ -29,14 +29,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import AdmmqError, PathLike
-from ..fileio import atomic_open, iter_lines
-from ..nbest import build_nbest, write_nbest_dir
-from ..nbest_shards import write_text
-from ..progress import progress_bar, say
-from .audio import check_voices, noisy_utterance, write_wav
-from .decode import DecodeResult, decode, dictionary_words
-from .spoken import Sentence, eligible_sentences, select_sentences, utterance_id
+from rescorer.errors import AdmmqError, PathLike
+from rescorer.fileio import atomic_open, iter_lines
+from rescorer.nbest.lists import build_nbest
+from rescorer.nbest.kaldi_dir import write_nbest_dir
+from rescorer.nbest.shards import write_text
+from rescorer.progress import progress_bar, say
+from rescorer.synth.audio import check_voices, noisy_utterance, write_wav
+from rescorer.synth.decode import DecodeResult, decode, dictionary_words
+from rescorer.synth.spoken import Sentence, eligible_sentences, select_sentences, utterance_id
 
 
 MODEL_RATE = 16000  # pocketsphinx's default en-us acoustic model

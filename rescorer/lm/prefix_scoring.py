@@ -1,0 +1,145 @@
+"""Prefix-shared scoring: one LSTM step and one output distribution per prefix-tree node.
+
+Sentences are grouped in lexicographic order (:func:`rescorer.lm.prefix_tree.prefix_groups`,
+at most ``group_sequences`` sentences and ``group_tokens`` units per group), each group's prefix tree is built,
+and the tree is walked depth by depth: the nodes of a depth form the frontier,
+stepped as one batch (slices of at most ``BatchControl.max_rows`` nodes) from
+their parents' states; each slice's output distributions are computed once and
+the log-probabilities of its children's units and, for nodes where a sentence
+ends, of ``</s>`` are gathered (the outputs wait in a queue until
+``softmax_rows`` of them, from one depth or several, fill one output product).  Only two depths of LSTM states are alive
+((L, nodes, H) each, nodes <= ``group_sequences``) and ``softmax_rows`` rows of
+logits: memory is bounded by the group and slice sizes, not by the length or
+number of hypotheses.
+
+The result per sentence is what the plain batched path gives (the same
+arithmetic; float rounding differs by ~1e-6 per unit).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from rescorer.lm.batch_control import BatchControl
+from rescorer.lm.prefix_tree import PrefixTree, build_prefix_tree, prefix_groups
+from rescorer.lm.step_lm import StepLM
+
+
+class _PendingRows:
+    """Top-layer outputs waiting for the output layer, gathered across depths.
+
+    A depth's frontier can be a handful of nodes (the first and last depths of a
+    tree); running the (rows x V) output product per frontier slice would stream
+    the whole output matrix for a few rows.  Rows are queued with the (row,
+    target, destination) of every log-probability they serve and sent through
+    the output layer once ``softmax_rows`` of them are waiting.
+    """
+
+    def __init__(self, step_lm: StepLM, flat: torch.Tensor, control: BatchControl):
+        self.step_lm, self.flat, self.control = step_lm, flat, control
+        self.h: List[torch.Tensor] = []
+        self.rows: List[torch.Tensor] = []
+        self.targets: List[torch.Tensor] = []
+        self.dest: List[torch.Tensor] = []
+        self.n = 0
+
+    def add(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, dest: torch.Tensor) -> None:
+        """Queue (n, H) outputs; ``rows`` (sorted) index them, ``dest`` says where each log-prob goes in ``flat``."""
+        self.h.append(h)
+        self.rows.append(rows + self.n)
+        self.targets.append(targets)
+        self.dest.append(dest)
+        self.n += h.shape[0]
+        if self.n >= self.step_lm.softmax_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.n:
+            return
+        h, rows = torch.cat(self.h), torch.cat(self.rows)
+        targets, dest = torch.cat(self.targets), torch.cat(self.dest)
+        while True:
+            try:
+                lp = self.step_lm.logprobs_at(h, rows, targets)
+                break
+            except Exception as exc:  # out of memory: fewer logits rows at once (the node budget stays), retry
+                self.step_lm.softmax_rows = self.control.halve(self.step_lm.softmax_rows, exc, "softmax row")
+        self.flat[dest] = lp
+        self.control.stats.softmax_rows += h.shape[0]
+        self.h, self.rows, self.targets, self.dest, self.n = [], [], [], [], 0
+
+
+@torch.no_grad()
+def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchControl) -> Tuple[np.ndarray, np.ndarray]:
+    """Log-probabilities on the tree: (M,) log P(node's unit | parent) and (M,) log P(</s> | node).
+
+    Entries not needed (the root's unit; ``</s>`` at non-terminal nodes) are 0.
+    """
+    dev = step_lm.device
+    M = tree.num_nodes
+    flat = torch.zeros(2 * M, dtype=torch.float32, device=dev)  # node log-probs, then </s> log-probs
+    pending = _PendingRows(step_lm, flat, control)
+    token = torch.from_numpy(tree.token).to(dev)
+    parent = torch.from_numpy(tree.parent).to(dev)
+    offs = tree.depth_offsets.tolist()
+    prev: Tuple[torch.Tensor, torch.Tensor] = None  # type: ignore[assignment]
+    L, H = step_lm.cfg.layers, step_lm.cfg.hidden_dim
+    for d in range(len(offs) - 1):
+        a, b = offs[d], offs[d + 1]
+        n = b - a
+        ca, cb = (offs[d + 1], offs[d + 2]) if d + 2 < len(offs) else (b, b)
+        child_parent = parent[ca:cb] - a  # local row of each child's parent, non-decreasing
+        child_parent_np = tree.parent[ca:cb] - a
+        term_np = np.flatnonzero(tree.terminal[a:b])
+        local_parent = parent[a:b] - (offs[d - 1] if d else 0)
+        new_h = torch.empty(L, n, H, device=dev)
+        new_c = torch.empty(L, n, H, device=dev)
+        s0 = 0
+        while s0 < n:
+            s1 = min(n, s0 + control.max_rows)
+            try:
+                control.start(s1 - s0)
+                state = None
+                if d:
+                    idx = local_parent[s0:s1]
+                    state = (prev[0][:, idx], prev[1][:, idx])
+                out, (h, c) = step_lm.step(token[a + s0: a + s1], state)
+            except Exception as exc:  # out of memory: halve the slice and retry it
+                control.shrink(s1 - s0, exc, "tree node")
+                continue
+            ka, kb = np.searchsorted(child_parent_np, [s0, s1]).tolist()
+            ta, tb = np.searchsorted(term_np, [s0, s1]).tolist()
+            term = torch.from_numpy(term_np[ta:tb]).to(dev)
+            rows = torch.cat([child_parent[ka:kb] - s0, term - s0])
+            targets = torch.cat([token[ca + ka: ca + kb], torch.full((tb - ta,), eos, dtype=torch.int64, device=dev)])
+            dest = torch.cat([torch.arange(ca + ka, ca + kb, device=dev), M + a + term])
+            rows, perm = torch.sort(rows, stable=True)
+            pending.add(out, rows, targets[perm], dest[perm])
+            new_h[:, s0:s1] = h
+            new_c[:, s0:s1] = c
+            s0 = s1
+        prev = (new_h, new_c)
+        control.stats.lstm_steps += n
+    pending.flush()
+    return flat[:M].double().cpu().numpy(), flat[M:].double().cpu().numpy()
+
+
+GROUP_TOKENS = 1 << 18  # units per tree: its index arrays stay around 20 MiB
+
+
+def prefix_shared_unit_logprobs(step_lm: StepLM, seqs: Sequence[np.ndarray], bos: int, eos: int,
+                                control: BatchControl, group_sequences: int,
+                                group_tokens: int = GROUP_TOKENS) -> List[np.ndarray]:
+    """Per-unit log-probabilities (``</s>`` last) of each (n_i,) unit sequence: a list of (n_i + 1,) float64."""
+    out: List[np.ndarray] = [np.zeros(0)] * len(seqs)
+    for group in prefix_groups(seqs, group_sequences, group_tokens):
+        tree = build_prefix_tree([seqs[i] for i in group], bos)
+        node_lp, eos_lp = score_tree(step_lm, tree, eos, control)
+        flat = tree.unit_logprobs(node_lp, eos_lp)
+        for j, i in enumerate(group.tolist()):
+            out[i] = flat[tree.offsets[j]: tree.offsets[j + 1]]
+        control.stats.tokens += tree.tokens
+    return out

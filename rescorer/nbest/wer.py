@@ -1,0 +1,294 @@
+"""Word error rate: alignment, per-subset totals and Kaldi's ``compute-wer`` report line.
+
+**Alignment.** NIST sclite is the reference: each hypothesis is aligned to
+its reference by dynamic programming with sclite's weights (correct 0,
+substitution 4, insertion 3, deletion 3) and sclite's tie-breaking
+(substitution/match first, then deletion, then insertion), so the counts of
+insertions, deletions and substitutions equal sclite's (``-s``,
+case-sensitive) on every utterance.  Plain Levenshtein distance (Kaldi's
+``compute-wer``) minimises ins+del+sub with all weights 1; on rare pairs the
+two differ (ref ``a b c d e``, hyp ``d e f g h``: sclite and admmq count 3 del +
+3 ins, compute-wer 5 sub).
+
+**Report.** ``%WER 12.34 [ 123 / 1000, 10 ins, 20 del, 93 sub ]``, per subset
+and in total.  Subsets come from utterance-id prefixes (``sw_`` -> swbd,
+``en_`` -> callhm by default, used when some id starts with one of them) or
+from a ``utt2subset``-style file (``<utt> <subset>`` per line).  Utterances in
+no subset count in the total only (their number is reported).
+
+**Missing hypotheses** (``mode``): ``all`` (Kaldi's default) scores a
+reference utterance without hypothesis as all deletions and counts it;
+``present`` scores only utterances with a hypothesis; ``strict`` makes it an
+error.  A hypothesis without a reference is always an error.
+
+**Switchboard normalisation** (``swbd_norm``), as Kaldi's
+``egs/swbd/s5c/local/score_sclite.sh`` filters hypotheses before Hub5'00
+scoring (the reference stm marks the same tokens optionally deletable):
+words are lower-cased and these tokens are removed from reference *and*
+hypothesis: anything containing ``[noise``, ``laughter`` or
+``vocalized-noise]``; anything containing ``<unk>``; the hesitations
+``uh um eh mm hm ah huh ha er oof hee ach eee ew`` and ``%hesitation``;
+partial words (ending in ``-``); tokens in parentheses (the stm's optionally
+deletable form).  The GLM's spelling alternatives are not applied, and
+removed reference tokens do not count as reference words (hubscr.pl counts
+optionally deletable words it finds deleted as correct).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from rescorer.fileio import read_sentences
+from rescorer.errors import AdmmqError, FormatError, MismatchError, PathLike
+from rescorer.fileio import iter_lines
+
+SUB, INS, DEL = 4, 3, 3  # sclite's default weights
+DEFAULT_SUBSETS = (("sw_", "swbd"), ("en_", "callhm"))
+MODES = ("all", "present", "strict")
+HESITATIONS = frozenset("uh um eh mm hm ah huh ha er oof hee ach eee ew %hesitation".split())
+
+
+def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> Tuple[int, int, int]:
+    """``(insertions, deletions, substitutions)`` of sclite's alignment of ``hyp`` to ``ref``."""
+    n, m = len(ref), len(hyp)
+    if n == 0 or m == 0:
+        return m, n, 0
+    prev = [INS * j for j in range(m + 1)]
+    back: List[bytearray] = [bytearray(b"\x02" * (m + 1))]  # 0 diagonal, 1 deletion, 2 insertion
+    for i in range(1, n + 1):
+        r = ref[i - 1]
+        cur = [DEL * i] + [0] * m
+        ops = bytearray(m + 1)
+        ops[0] = 1
+        for j in range(1, m + 1):
+            s = prev[j - 1] + (0 if r == hyp[j - 1] else SUB)
+            d = prev[j] + DEL
+            a = cur[j - 1] + INS
+            if s <= d and s <= a:
+                cur[j] = s
+            elif d < a:
+                cur[j], ops[j] = d, 1
+            else:
+                cur[j], ops[j] = a, 2
+        back.append(ops)
+        prev = cur
+    ins = dels = subs = 0
+    i, j = n, m
+    while i > 0 or j > 0:
+        op = back[i][j]
+        if op == 0:
+            subs += ref[i - 1] != hyp[j - 1]
+            i, j = i - 1, j - 1
+        elif op == 1:
+            dels, i = dels + 1, i - 1
+        else:
+            ins, j = ins + 1, j - 1
+    return ins, dels, subs
+
+
+def swbd_normalize(words: Sequence[str]) -> Tuple[str, ...]:
+    """Lower-case and drop noise, hesitation, partial and optionally deletable tokens (module docstring)."""
+    out = []
+    for w in words:
+        w = w.lower()
+        if ("[noise" in w or "laughter" in w or "vocalized-noise]" in w or "<unk>" in w or w in HESITATIONS
+                or w.endswith("-") or (w.startswith("(") and w.endswith(")"))):
+            continue
+        out.append(w)
+    return tuple(out)
+
+
+@dataclass
+class ErrorCounts:
+    """Summed alignment counts of some utterances."""
+
+    ins: int = 0
+    dels: int = 0
+    subs: int = 0
+    words: int = 0  # reference words
+    utterances: int = 0
+    utterance_errors: int = 0  # utterances with at least one error
+
+    @property
+    def errors(self) -> int:
+        return self.ins + self.dels + self.subs
+
+    @property
+    def wer(self) -> float:
+        """Percent; 0 for no words and no errors, inf for errors against no words."""
+        if self.words == 0:
+            return 0.0 if self.errors == 0 else float("inf")
+        return 100.0 * self.errors / self.words
+
+    def add(self, ins: int, dels: int, subs: int, words: int) -> None:
+        self.ins += ins
+        self.dels += dels
+        self.subs += subs
+        self.words += words
+        self.utterances += 1
+        self.utterance_errors += (ins + dels + subs) > 0
+
+    def line(self) -> str:
+        """Kaldi compute-wer's report line."""
+        return (f"%WER {self.wer:.2f} [ {self.errors} / {self.words}, {self.ins} ins, {self.dels} del, "
+                f"{self.subs} sub ]")
+
+    def to_dict(self) -> dict:
+        wer = self.wer
+        return {"wer": round(wer, 4) if wer != float("inf") else None, "errors": self.errors,
+                "words": self.words, "ins": self.ins, "del": self.dels, "sub": self.subs,
+                "utterances": self.utterances, "utterance_errors": self.utterance_errors}
+
+
+@dataclass
+class Subsets:
+    """Which subset an utterance belongs to: prefix rules, or an explicit mapping (takes precedence)."""
+
+    prefixes: Tuple[Tuple[str, str], ...] = ()
+    mapping: Optional[Dict[str, str]] = None
+
+    def names(self) -> List[str]:
+        if self.mapping is not None:
+            return list(dict.fromkeys(self.mapping.values()))
+        return list(dict.fromkeys(name for _, name in self.prefixes))
+
+    def of(self, utt: str) -> Optional[str]:
+        if self.mapping is not None:
+            return self.mapping.get(utt)
+        for prefix, name in self.prefixes:
+            if utt.startswith(prefix):
+                return name
+        return None
+
+    @classmethod
+    def build(cls, utts: Sequence[str], specs: Sequence[str] = (), utt2subset: Optional[PathLike] = None,
+              default: bool = True) -> "Subsets":
+        """From ``--subset PREFIX=NAME`` specs, a ``utt2subset`` file, or the Hub5'00 defaults when ids match."""
+        if utt2subset is not None:
+            if specs:
+                raise AdmmqError("give either --subset rules or --utt2subset, not both")
+            return cls(mapping=read_utt2subset(utt2subset))
+        if specs:
+            rules = []
+            for s in specs:
+                prefix, sep, name = s.partition("=")
+                if not sep or not prefix or not name or " " in s:
+                    raise AdmmqError(f"subset rule {s!r} is not PREFIX=NAME (e.g. sw_=swbd)")
+                rules.append((prefix, name))
+            return cls(prefixes=tuple(rules))
+        if default and any(u.startswith(p) for u in utts for p, _ in DEFAULT_SUBSETS):
+            return cls(prefixes=DEFAULT_SUBSETS)
+        return cls()
+
+
+def read_utt2subset(path: PathLike) -> Dict[str, str]:
+    """``<utt> <subset>`` per line (Kaldi ``utt2spk`` layout)."""
+    out: Dict[str, str] = {}
+    for lineno, line in iter_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise FormatError(f"expected '<utterance-id> <subset>', got {line!r}", path, lineno)
+        if fields[0] in out:
+            raise FormatError(f"utterance {fields[0]!r} listed twice", path, lineno)
+        out[fields[0]] = fields[1]
+    if not out:
+        raise FormatError("no utterances", path)
+    return out
+
+
+@dataclass
+class WerReport:
+    """Counts per subset (in subset order) and in total."""
+
+    subsets: Dict[str, ErrorCounts]
+    total: ErrorCounts
+    missing: int = 0  # reference utterances without hypothesis (mode "all": scored as deletions)
+    unassigned: int = 0  # utterances in no subset
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = {name: c.to_dict() for name, c in self.subsets.items()}
+        d["total"] = self.total.to_dict()
+        return d
+
+    def lines(self) -> List[str]:
+        names = list(self.subsets) + ["total"]
+        width = max(len(n) for n in names)
+        rows = [f"{n.ljust(width)}  {c.line()}  {c.utterances} utts" for n, c in self.subsets.items()]
+        rows.append(f"{'total'.ljust(width)}  {self.total.line()}  {self.total.utterances} utts")
+        return rows + self.notes
+
+    def table_row(self, name: str, columns: Sequence[str]) -> str:
+        """A markdown row ``| name | WER of each column |`` (``total`` or a subset name; ``-`` when absent)."""
+        counts = dict(self.subsets, total=self.total)
+        cells = [f"{counts[c].wer:.2f}" if c in counts and counts[c].words else "-" for c in columns]
+        return "| " + " | ".join([name] + cells) + " |"
+
+
+def score_utterances(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
+                     subsets: Optional[Subsets] = None, mode: str = "all", swbd_norm: bool = False,
+                     hyp_source: str = "hypotheses") -> WerReport:
+    """WER of ``hyps`` against ``refs`` (utterance id -> words), per subset and in total."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    subsets = subsets or Subsets()
+    extra = [u for u in hyps if u not in refs]
+    if extra:
+        raise MismatchError(f"utterance {extra[0]!r} has no reference ({len(extra)} hypothesis utterance(s) "
+                            f"without one)", hyp_source)
+    missing = [u for u in refs if u not in hyps]
+    if missing and mode == "strict":
+        raise MismatchError(f"no hypothesis for utterance {missing[0]!r} ({len(missing)} missing)", hyp_source)
+    per = {name: ErrorCounts() for name in subsets.names()}
+    total = ErrorCounts()
+    unassigned = 0
+    for utt, ref in refs.items():
+        if utt not in hyps and mode == "present":
+            continue
+        hyp = hyps.get(utt, ())
+        if swbd_norm:
+            ref, hyp = swbd_normalize(ref), swbd_normalize(hyp)
+        counts = align_counts(ref, hyp) + (len(ref),)
+        total.add(*counts)
+        name = subsets.of(utt)
+        if name is None:
+            unassigned += 1
+        else:
+            per.setdefault(name, ErrorCounts()).add(*counts)
+    report = WerReport(per, total, missing=len(missing), unassigned=unassigned if per else 0)
+    if missing:
+        verb = "skipped" if mode == "present" else "scored as all deletions"
+        report.notes.append(f"{len(missing)} reference utterance(s) without hypothesis ({verb})")
+    if per and unassigned:
+        report.notes.append(f"{unassigned} utterance(s) in no subset (counted in total only)")
+    return report
+
+
+def read_text(path: PathLike) -> Dict[str, Tuple[str, ...]]:
+    """A Kaldi ``text`` file as utterance id -> words (ids unique; empty lines skipped)."""
+    return {s.key: s.words for s in read_sentences(path, "kaldi")}
+
+
+def read_texts(paths: Sequence[PathLike]) -> Dict[str, Tuple[str, ...]]:
+    """Several Kaldi ``text`` files (e.g. the jobs' best hypotheses) as one; a repeated utterance is an error."""
+    merged: Dict[str, Tuple[str, ...]] = {}
+    where: Dict[str, str] = {}
+    for p in paths:
+        for utt, words in read_text(p).items():
+            if utt in merged:
+                raise MismatchError(f"utterance {utt!r} is in both {where[utt]} and {p}")
+            merged[utt], where[utt] = words, str(p)
+    return merged
+
+
+def score_files(ref_path: PathLike, hyp_path, subset_specs: Sequence[str] = (),
+                utt2subset: Optional[PathLike] = None, mode: str = "all", swbd_norm: bool = False) -> WerReport:
+    """WER of a Kaldi ``text`` hypothesis file (or several, e.g. one per rescoring job) against a reference."""
+    several = isinstance(hyp_path, (list, tuple))
+    refs, hyps = read_text(ref_path), read_texts(hyp_path) if several else read_text(hyp_path)
+    hyp_path = ", ".join(map(str, hyp_path)) if several else hyp_path
+    subsets = Subsets.build(list(refs), subset_specs, utt2subset)
+    return score_utterances(refs, hyps, subsets, mode, swbd_norm, hyp_source=str(hyp_path))

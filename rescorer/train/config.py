@@ -1,0 +1,104 @@
+"""Training settings: :class:`TrainConfig` (what a run does, stored in its checkpoints),
+:class:`TrainerState` (where a run is, for exact resumption) and the unit inventory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional
+
+from rescorer.errors import AdmmqError
+from rescorer.settings import settings_from_dict
+from rescorer.lm.subword import SubwordUnits
+from rescorer.lm.vocab import Vocab
+
+SCHEDULES = ("newbob", "plateau", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data, vocabulary and optimisation settings of a training run."""
+
+    train: str
+    valid: str
+    text_format: str = "plain"
+    units: str = "word"
+    vocab: Optional[str] = None
+    vocab_size: int = 0
+    min_count: int = 1
+    unk: str = "<unk>"
+    spm_model: Optional[str] = None
+    spm_vocab_size: int = 2000
+    epochs: int = 10
+    batch_size: int = 10
+    bptt: int = 0
+    lr: float = 1.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 5.0
+    loss_norm: str = "sentence"
+    schedule: str = "newbob"
+    lr_decay: float = 0.5
+    min_improvement: float = 0.003
+    min_lr: float = 1e-5
+    seed: int = 1
+    max_sentences: int = 0
+    save_every: int = 0
+    device: str = "auto"
+    eval_batch_tokens: int = 8192
+    init_from: Optional[str] = None  # start Θ (and the vocabulary, model shape) from this checkpoint's weights
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise AdmmqError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.loss_norm not in ("sentence", "token"):
+            raise AdmmqError(f"loss_norm must be 'sentence' or 'token', got {self.loss_norm!r}")
+        if self.units not in ("word", "spm"):
+            raise AdmmqError(f"units must be 'word' or 'spm', got {self.units!r}")
+        if self.batch_size < 1 or self.epochs < 0 or self.bptt < 0:
+            raise AdmmqError(f"batch size, epochs and bptt must be positive (got {self.batch_size}, "
+                             f"{self.epochs}, {self.bptt})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return settings_from_dict(cls, d, "training")
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands; stored in every checkpoint so a run resumes exactly."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step: int = 0  # batches of that epoch already done
+    lr: float = 1.0
+    best_metric: float = math.inf
+    best_epoch: int = -1
+    halving: bool = False
+    done: bool = False
+    loss_sum: float = 0.0  # this epoch so far (nats)
+    loss_tokens: int = 0
+    seconds: float = 0.0  # this epoch so far
+    log: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainerState":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def build_units(cfg: TrainConfig, train_sentences):
+    """The vocabulary (or subword model) of a fresh run."""
+    if cfg.units == "spm":
+        if cfg.spm_model:
+            return SubwordUnits.from_file(cfg.spm_model)
+        return SubwordUnits.train(train_sentences, cfg.spm_vocab_size)
+    if cfg.vocab:
+        return Vocab.from_words_txt(cfg.vocab, unk=cfg.unk)
+    return Vocab.build(train_sentences, max_size=cfg.vocab_size or None, min_count=cfg.min_count, unk=cfg.unk)

@@ -1,0 +1,30 @@
+"""``admmq train --nproc N``: data-parallel training in N local processes.
+
+Spawns the ranks with :func:`rescorer.train.distributed.spawn`; each rank
+joins the process group (:func:`~rescorer.train.distributed.init_from_env`)
+and runs :func:`rescorer.train.loop.train` with its :class:`Dist`; rank 0
+alone writes TensorBoard events.  The launcher sits above both the training
+loop and the process-group plumbing, which therefore do not import each other.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rescorer.train.distributed import init_from_env, spawn
+from rescorer.train.loop import train
+from rescorer.train.tensorboard_sink import tensorboard_sink
+
+
+def _train_rank(kwargs: dict, tensorboard_dir: Optional[str]):
+    dist = init_from_env(kwargs.get("device") or (kwargs["cfg"].device if kwargs.get("cfg") else "auto"))
+    sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None] if dist.is_main else []
+    return train(**kwargs, sinks=sinks, dist=dist)
+
+
+def train_parallel(nproc: int, tensorboard_dir: Optional[str] = None, **kwargs):
+    """:func:`rescorer.train.loop.train` (same keyword arguments) data-parallel in ``nproc`` local processes.
+
+    Returns rank 0's :class:`rescorer.train.loop.TrainResult`.
+    """
+    return spawn(nproc, _train_rank, (kwargs, tensorboard_dir))
