@@ -21,6 +21,25 @@ from . import cli
 from .options import quiet_option, text_format_option
 
 
+class AdmmInterval(click.ParamType):
+    """``epoch`` (0: once per epoch) or a positive number of mini-batches."""
+
+    name = "N|epoch"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "epoch":
+            return 0
+        try:
+            n = int(value)
+        except ValueError:
+            n = -1
+        if n < 1:
+            self.fail(f"{value!r} is neither 'epoch' nor a positive number of mini-batches", param, ctx)
+        return n
+
+
 @cli.command("train")
 @click.option("--train", "train_path", type=click.Path(exists=True, dir_okay=False), help="Training text.")
 @click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
@@ -42,6 +61,11 @@ from .options import quiet_option, text_format_option
               help="admm penalty γ of eq. 14 (the cross entropy is the per-token mean).")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="admm: multiply γ by this after every ADMM iteration (1 = fixed γ, as in the paper).")
+@click.option("--gamma-max", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="admm: cap for γ under --gamma-growth (0 = no cap).")
+@click.option("--admm-interval", type=AdmmInterval(), default="epoch", show_default=True,
+              help="admm: run the quantization and multiplier updates (eqs. 18-21) every N mini-batches, or "
+                   "once per epoch (epoch, the paper).")
 @click.option("--extragradient", type=click.Choice(EXTRAGRADIENTS), default=MethodConfig.extragradient,
               show_default=True,
               help="admm extra-gradient step (eq. 17): past = one pass per batch, look-ahead with the previous "
@@ -140,7 +164,7 @@ from .options import quiet_option, text_format_option
                    "global batch of --batch-size sentences is split between them. Under torchrun leave it at 1.")
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, gamma, gamma_growth,
-                  extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+                  gamma_max, admm_interval, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
@@ -198,6 +222,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
         method_cfg = MethodConfig(method=method, qset=qset, tying=tying, gamma=gamma, gamma_growth=gamma_growth,
+                                  gamma_max=gamma_max, admm_interval=admm_interval,
                                   extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
                                   projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
                                   act_bits=act_bits, cycles=cycles, precision=plan.pairs if plan else (),

@@ -28,7 +28,7 @@ from ..model import LSTMLM, ModelConfig, State
 from .qmatrix import QuantizedMatrix
 
 
-EXTRAGRADIENTS = ("none", "penalty", "past", "full")
+EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ class MethodConfig:
 
     ADMM (``admm``): ``qset`` quantization set, ``tying`` layer|node|none,
     ``gamma`` penalty γ (eq. 14; per-token-mean cross entropy), ``gamma_growth``
-    factor applied to γ after each ADMM iteration (1 = the paper's fixed γ),
+    factor applied to γ after each ADMM iteration (1 = the paper's fixed γ) up to
+    ``gamma_max`` (0 = no cap), ``admm_interval`` the quantization and multiplier
+    updates (eqs. 18-21) every that many mini-batches (0 = once per epoch, the paper),
     ``extragradient`` none|penalty|past|full and ``eta1`` its look-ahead step η₁ as
     a multiple of the learning rate (η₂ is the learning rate), ``alpha_init``
     one|mean and ``projection_start`` exact|given (see :mod:`.qsets`).
@@ -53,6 +55,8 @@ class MethodConfig:
     tying: str = "layer"
     gamma: float = 3e-3
     gamma_growth: float = 1.0
+    gamma_max: float = 0.0
+    admm_interval: int = 0
     extragradient: str = "past"
     eta1: float = 1.0
     alpha_init: str = "one"
@@ -74,9 +78,11 @@ class MethodConfig:
             (self.alpha_init in ("one", "mean"), f"alpha init must be one or mean, got {self.alpha_init!r}"),
             (self.projection_start in ("exact", "given"),
              f"projection start must be exact or given, got {self.projection_start!r}"),
-            (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0,
-             f"gamma >= 0, gamma growth > 0 and eta1 >= 0 required (got {self.gamma}, {self.gamma_growth}, "
-             f"{self.eta1})"),
+            (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0 and self.gamma_max >= 0,
+             f"gamma >= 0, gamma growth > 0, gamma max >= 0 and eta1 >= 0 required (got {self.gamma}, "
+             f"{self.gamma_growth}, {self.gamma_max}, {self.eta1})"),
+            (self.admm_interval >= 0, f"admm interval must be >= 0 batches (0 = once per epoch), got "
+                                      f"{self.admm_interval}"),
             (1 <= self.bits <= 8 and 0 <= self.act_bits <= 8 and self.cycles >= 0,
              f"bits must be 1..8, act bits 0..8 and cycles >= 0 (got {self.bits}, {self.act_bits}, "
              f"{self.cycles})"),
