@@ -117,6 +117,11 @@ class TrainingMethod:
         """The model shape this method trains (``bin-lin`` adds linear layers)."""
         return cfg
 
+    def adapt_init_weights(self, weights: Dict[str, torch.Tensor], cfg: ModelConfig,
+                           source: str) -> Dict[str, torch.Tensor]:
+        """The ``--init-from`` checkpoint's weights made to fit :meth:`adapt_model_config`'s shape."""
+        return weights
+
     def setup(self, model: LSTMLM) -> None:
         """Initialise the method's state for a fresh run (not called on resume)."""
 
