@@ -66,6 +66,8 @@ class AdmmInterval(click.ParamType):
 @click.option("--admm-interval", type=AdmmInterval(), default="epoch", show_default=True,
               help="admm: run the quantization and multiplier updates (eqs. 18-21) every N mini-batches, or "
                    "once per epoch (epoch, the paper).")
+@click.option("--warm-start/--no-warm-start", default=False, show_default=True,
+              help="admm: after each ADMM iteration move Θ with the penalty's centre Q − λ (keeps Θ − (Q − λ)).")
 @click.option("--extragradient", type=click.Choice(EXTRAGRADIENTS), default=MethodConfig.extragradient,
               show_default=True,
               help="admm extra-gradient step (eq. 17): past = one pass per batch, look-ahead with the previous "
@@ -164,7 +166,7 @@ class AdmmInterval(click.ParamType):
                    "global batch of --batch-size sentences is split between them. Under torchrun leave it at 1.")
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, gamma, gamma_growth,
-                  gamma_max, admm_interval, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+                  gamma_max, admm_interval, warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
@@ -222,7 +224,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
         method_cfg = MethodConfig(method=method, qset=qset, tying=tying, gamma=gamma, gamma_growth=gamma_growth,
-                                  gamma_max=gamma_max, admm_interval=admm_interval,
+                                  gamma_max=gamma_max, admm_interval=admm_interval, warm_start=warm_start,
                                   extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
                                   projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
                                   act_bits=act_bits, cycles=cycles, precision=plan.pairs if plan else (),

@@ -231,8 +231,11 @@ class AdmmMethod(TrainingMethod):
             alternations = max(alternations, proj.alternations)
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
             q_new = self._dense_q(name)
+            target_old = self.target[name]
             self.lam[name].add_(theta - q_new)  # eq. 21: λ ← λ + Θ − Q
             self._refresh_target(name)
+            if self.cfg.warm_start:  # Θ keeps its offset from the penalty's centre Q − λ
+                params[name].data.add_(self.target[name] - target_old)
             res2 += float(((theta - q_new) ** 2).sum())
             theta2 += float((theta ** 2).sum())
             dual2 += float(((q_new - q_old) ** 2).sum())

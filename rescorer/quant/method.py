@@ -57,6 +57,7 @@ class MethodConfig:
     gamma_growth: float = 1.0
     gamma_max: float = 0.0
     admm_interval: int = 0
+    warm_start: bool = False
     extragradient: str = "past"
     eta1: float = 1.0
     alpha_init: str = "one"
