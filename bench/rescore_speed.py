@@ -3,6 +3,7 @@
     python bench/rescore_speed.py [--threads 1] [--repeats 3] [--full-repeats 1] [--sample-utts 20]
                                   [--synthetic-utts 10] [--synthetic-sample-utts 2] [--naive-hyps 300]
                                   [--lm best.pt] [--nbest data/ptb-tts/test] [--batch-tokens 8192] [--no-full]
+                                  [--no-synthetic] [--kaldi-dir KALDI]
 
 Two n-best sets: the real ptb-tts test 100-best lists (200 utterances, 20,000
 hypotheses, shipped in data/ptb-tts/test), and a synthetic 1000-best set of
@@ -22,10 +23,17 @@ of ``--sample-utts`` utterances, so its ratios compare equal work):
 
 * naive loop — one hypothesis per forward pass (``<s> w1 .. wn`` -> log-softmax
   -> gather), over the sample's first ``--naive-hyps`` hypotheses;
-* per-utterance batch (Kaldi-style) — what Kaldi's
-  ``steps/pytorchnn/compute_sentence_scores.py`` does: one utterance's
-  hypotheses padded into one batch, the output layer and log-softmax over every
-  (padded) position, masked sums; no dedup;
+* Kaldi-like — the baseline the ratios are stated against: what Kaldi's
+  ``steps/pytorchnn/compute_sentence_scores.py`` does, step for step
+  (``bench/baselines.py``: one utterance's hypotheses per batch,
+  ``<s>``-padded, the full output layer and cross entropy at every position,
+  per-word costs written as text, the hidden state carried over from the
+  previous utterance's first hypothesis, which costs one more forward pass);
+  also timed on the whole set.  With ``--kaldi-dir`` (a Kaldi checkout) the
+  real script runs on the whole set too and the stand-in's time must be
+  within 20 % of its wall time (exit status 1 otherwise);
+* per-utterance batch — a leaner version of the same (zero state, masked
+  log-softmax sums, no text, no extra pass), the baseline of earlier runs;
 * batched, no dedup — :class:`NeuralScorer`, plain length-sorted batches of
   ``--batch-tokens`` padded tokens over all hypotheses of many utterances;
 * admmq rescore path, plain — :func:`rescorer.rescore.score_sentences`: dedup,
@@ -60,10 +68,11 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PTB, ROOT, machine, table  # noqa: E402
+from bench.baselines import (kaldi_like_scores, naive_scores, per_utterance_scores,  # noqa: E402
+                             run_kaldi_script, within)
 from rescorer.checkpoint import load_lm, save_checkpoint  # noqa: E402
 from rescorer.corpus import read_sentences  # noqa: E402
 from rescorer.model import LSTMLM, ModelConfig  # noqa: E402
@@ -125,46 +134,6 @@ def synthetic_nbest(utterances: Sequence[Hyps], n: int, seed: int = 0) -> List[H
     return out
 
 
-@torch.no_grad()
-def naive_scores(model, units, sentences, device) -> np.ndarray:
-    """One forward pass per hypothesis: ln P(words </s>)."""
-    out = np.empty(len(sentences))
-    for i, words in enumerate(sentences):
-        ids = units.encode_sentence(words).tolist()
-        x = torch.tensor([[units.bos_id] + ids], device=device)
-        y = torch.tensor(ids + [units.eos_id], device=device)
-        hidden, _ = model(x)
-        logp = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
-        out[i] = logp.gather(1, y[:, None]).sum().item()
-    return out
-
-
-@torch.no_grad()
-def per_utterance_scores(model, units, utterances: Sequence[Hyps], device) -> Tuple[np.ndarray, int]:
-    """Kaldi-style: each utterance's hypotheses as one padded batch, log-softmax at every position.
-
-    Returns ln P(words </s>) per hypothesis and the padded positions computed.
-    """
-    out, positions = [], 0
-    for hyps in utterances:
-        ids = [units.encode_sentence(h) for h in hyps]
-        T = max(len(s) for s in ids) + 1
-        inputs = torch.full((len(ids), T), units.eos_id, dtype=torch.int64)
-        targets = torch.full((len(ids), T), units.eos_id, dtype=torch.int64)
-        mask = torch.zeros(len(ids), T)
-        for b, s in enumerate(ids):
-            inputs[b, 0] = units.bos_id
-            inputs[b, 1: len(s) + 1] = torch.from_numpy(s)
-            targets[b, : len(s)] = torch.from_numpy(s)
-            mask[b, : len(s) + 1] = 1.0
-        hidden, _ = model(inputs.to(device))
-        nll = F.cross_entropy(model.logits(hidden).reshape(-1, model.cfg.output_size), targets.reshape(-1).to(device),
-                              reduction="none").reshape(len(ids), T).cpu()
-        out.append(-(nll * mask).sum(dim=1).double().numpy())
-        positions += len(ids) * T
-    return np.concatenate(out), positions
-
-
 def peak_gflops(device, n: int = 2048, repeats: int = 5) -> float:
     """fp32 matmul throughput on ``device``: a (n, n) @ (n, n) product (8192 on a GPU), the fastest of
     ``repeats`` (GFLOP/s)."""
@@ -213,7 +182,7 @@ def scorer_job(model, units, sents, args, device, **kw):
     return job
 
 
-LABELS = {"batched": "batched, no dedup", "plain": "admmq rescore path, plain (dedup + batched)",
+LABELS = {"kaldi": "Kaldi-like: compute_sentence_scores.py stand-in", "batched": "batched, no dedup", "plain": "admmq rescore path, plain (dedup + batched)",
           "prefix": "admmq rescore path, prefix-shared", "int8": "low-bit CPU: packed ternary, --int8",
           "packed-exact": "packed ternary, dequantized fp32 output layer",
           "packed-codes": "low-bit CPU: packed ternary, exact (integer codes, fp16 GEMM)",
@@ -268,9 +237,12 @@ def wer_table(nb, refs, scores: Dict[str, np.ndarray], labels: Dict[str, str], r
     print(table(["method", "WER %", "utterances choosing another hypothesis than " + ref_key], rows))
 
 
-def timed_fast_paths(model, units, packed, sents, args, device) -> "Runs":
-    """admmq's paths (:func:`fast_jobs`) on ``sents``, ``--full-repeats`` interleaved runs."""
+def timed_fast_paths(model, units, packed, sents, args, device, kaldi: Callable = None) -> "Runs":
+    """admmq's paths (:func:`fast_jobs`) on ``sents`` (and the Kaldi-like baseline ``kaldi`` when given, first),
+    ``--full-repeats`` interleaved runs."""
     runs = Runs()
+    if kaldi is not None:
+        runs.add("kaldi", lambda: kaldi()[:2])  # (scores, LSTM steps): steps in the place of the scorer stats
     for key, job in fast_jobs(model, units, packed, sents, args, device).items():
         runs.add(key, job)
     runs.run(args.full_repeats)
@@ -301,6 +273,7 @@ def run_set(name: str, utterances: List[Hyps], args, model, units, packed, devic
 
     runs = Runs()
     runs.add("naive", lambda: naive_scores(model, units, naive_part, device))
+    runs.add("kaldi", lambda: kaldi_like_scores(model, units, sample, device))
     runs.add("per-utt", lambda: per_utterance_scores(model, units, sample, device))
     runs.add("batched", lambda: (lambda s: (s.score(sents, dedup=False).totals(), s.stats))(
         NeuralScorer(model, units, batch_tokens=args.batch_tokens, device=str(device), prefix_sharing=False)))
@@ -308,34 +281,40 @@ def run_set(name: str, utterances: List[Hyps], args, model, units, packed, devic
         runs.add(key, job)
     runs.run(args.repeats)
 
-    t_naive, t_utt = runs.median("naive"), runs.median("per-utt")
+    t_naive, t_utt, t_kaldi = runs.median("naive"), runs.median("per-utt"), runs.median("kaldi")
     naive_rate = len(naive_part) / t_naive
     utt_lp, utt_positions = runs.results["per-utt"]
     utt_rate = len(sents) / t_utt
+    kaldi_lp, kaldi_steps, _ = runs.results["kaldi"]
 
-    def row(label, n_hyp, n_tok, t, steps, rows):
+    def row(label, n_hyp, n_tok, t, steps, rows, kaldi_rate=len(sents) / t_kaldi):
         gf = (steps * step_flops + rows * row_flops) / t / 1e9
-        return [label, n_hyp, t, n_hyp / t, n_tok / t, n_hyp / t / naive_rate, n_hyp / t / utt_rate, steps, rows,
-                gf, 100 * gf / peak]
+        return [label, n_hyp, t, n_hyp / t, n_tok / t, n_hyp / t / kaldi_rate, n_hyp / t / naive_rate,
+                n_hyp / t / utt_rate, steps, rows, gf, 100 * gf / peak]
 
-    table_rows = [row("naive loop, 1 hypothesis per forward", len(naive_part), naive_tokens, t_naive, naive_tokens,
+    table_rows = [row("Kaldi-like: compute_sentence_scores.py stand-in", len(sents), tokens, t_kaldi, kaldi_steps,
+                      kaldi_steps),
+                  row("naive loop, 1 hypothesis per forward", len(naive_part), naive_tokens, t_naive, naive_tokens,
                       naive_tokens),
-                  row("per-utterance batch (Kaldi-style)", len(sents), tokens, t_utt, utt_positions, utt_positions)]
+                  row("per-utterance batch (lean, zero state)", len(sents), tokens, t_utt, utt_positions,
+                      utt_positions)]
     for key, label in LABELS.items():
-        if key not in runs.jobs:
+        if key not in runs.jobs or key == "kaldi":
             continue
         stats = runs.results[key][1]
         table_rows.append(row(label, len(sents), tokens, runs.median(key), stats.lstm_steps, stats.softmax_rows))
-    header = ["method", "hypotheses", "seconds", "hyp/s", "words/s", "x naive", "x per-utt", "LSTM steps",
-              "softmax rows", "GFLOP/s", "% peak"]
+    header = ["method", "hypotheses", "seconds", "hyp/s", "words/s", "x Kaldi-like", "x naive", "x per-utt",
+              "LSTM steps", "softmax rows", "GFLOP/s", "% peak"]
     print(f"\n## {name}: sample of {k} utterances, {len(sents)} hypotheses ({len(set(sents))} distinct), "
           f"{tokens} words+</s>; median of {args.repeats}")
     print(table(header, table_rows))
     naive_lp = runs.results["naive"]
     plain_lp = runs.results["plain"][0]
-    n = len(naive_part)
+    n, n0 = len(naive_part), len(sample[0])
     print(f"# max |score difference| (nats per hypothesis): naive vs plain {np.abs(naive_lp - plain_lp[:n]).max():.2e}, "
-          f"per-utterance vs plain {np.abs(utt_lp - plain_lp).max():.2e}; " + score_differences(runs, device))
+          f"per-utterance vs plain {np.abs(utt_lp - plain_lp).max():.2e}, Kaldi-like vs plain on the first "
+          f"utterance (zero state; later ones start from the carried state) "
+          f"{np.abs(kaldi_lp[:n0] - plain_lp[:n0]).max():.2e}; " + score_differences(runs, device))
     st_plain, st_prefix = runs.results["plain"][1], runs.results["prefix"][1]
     print(f"# LSTM steps: per-utterance {utt_positions}, plain {st_plain.lstm_steps} (padded; {st_plain.tokens} "
           f"words+</s> of distinct hypotheses), prefix-shared {st_prefix.lstm_steps} "
@@ -345,15 +324,28 @@ def run_set(name: str, utterances: List[Hyps], args, model, units, packed, devic
     if args.full:
         full = [h for u in utterances for h in u]
         ftok = sum(len(s) + 1 for s in full)
-        runs = timed_fast_paths(model, units, packed, full, args, device)
+        runs = timed_fast_paths(model, units, packed, full, args, device,
+                                kaldi=lambda: kaldi_like_scores(model, units, utterances, device))
+        t_kaldi_full = runs.median("kaldi")
         rows = []
         for key in runs.jobs:
             stats = runs.results[key][1]
-            rows.append(row(LABELS[key], len(full), ftok, runs.median(key), stats.lstm_steps, stats.softmax_rows))
+            steps, n_rows = (stats, stats) if key == "kaldi" else (stats.lstm_steps, stats.softmax_rows)
+            rows.append(row(LABELS[key], len(full), ftok, runs.median(key), steps, n_rows,
+                            kaldi_rate=len(full) / t_kaldi_full))
         print(f"\n## {name}, whole set: {len(utterances)} utterances, {len(full)} hypotheses, {ftok} words+</s>; "
-              f"median of {args.full_repeats} (x naive / x per-utt: against the sample's baseline rates)")
+              f"median of {args.full_repeats} (x Kaldi-like: against the Kaldi-like stand-in on the whole set; "
+              f"x naive / x per-utt: against the sample's baseline rates)")
         print(table(header, rows))
         print("# max |score difference| (nats per hypothesis): " + score_differences(runs, device))
+        if args.kaldi_dir and refs is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                t_real = run_kaldi_script(args.kaldi_dir, model, units, utterances, args.threads, Path(tmp))
+            ok = within(t_kaldi_full, t_real)
+            args.kaldi_check_failed |= not ok
+            print(f"# Kaldi's compute_sentence_scores.py ({args.kaldi_dir}) on the whole set: {t_real:.2f} s wall "
+                  f"(Python start and model load included); the stand-in {t_kaldi_full:.2f} s: "
+                  f"{100 * (t_kaldi_full / t_real - 1):+.1f} % — {'within' if ok else 'NOT within'} 20 %")
         if refs is not None:
             for ref_key, key in comparisons(device):
                 wer_table(nb, refs, {k: runs.results[k][0] for k in (ref_key, key)}, LABELS, ref_key)
@@ -390,11 +382,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per method on the samples (median)")
     ap.add_argument("--full-repeats", type=int, default=1, help="timed runs per method on the whole sets")
     ap.add_argument("--no-full", dest="full", action="store_false", help="skip the whole-set tables")
+    ap.add_argument("--no-synthetic", dest="synthetic", action="store_false", help="skip the synthetic 1000-best set")
+    ap.add_argument("--kaldi-dir", default=None,
+                    help="a Kaldi checkout: also run its steps/pytorchnn/compute_sentence_scores.py on the whole "
+                         "n-best set and check that the Kaldi-like stand-in's time is within 20 %% of it")
     ap.add_argument("--hub5-utts", type=int, default=0,
                     help="also score a synthetic set of this many utterances x 100-best (Hub5'00: 4458; for a GPU)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (on the shared, loaded 2-core machine 2 threads were slower for every method)")
     args = ap.parse_args()
+    args.kaldi_check_failed = False
+    if args.kaldi_dir and not args.full:
+        ap.error("--kaldi-dir compares on the whole set: leave out --no-full")
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model, units, what = build_lm(args.lm, device)
@@ -410,18 +409,21 @@ def main() -> None:
     texts = [p for p in (Path(args.nbest) / "text", Path(args.nbest) / "text.gz") if p.exists()]
     refs = read_text(texts[0]) if texts else None
     run_set(f"{args.nbest} (100-best)", utterances, args, model, units, packed, device, peak0, nb, refs)
-    rng = np.random.default_rng(2)
-    pick = sorted(rng.choice(len(utterances), size=min(args.synthetic_utts, len(utterances)), replace=False))
-    synth = synthetic_nbest([utterances[i] for i in pick], 1000)
-    sargs = argparse.Namespace(**{**vars(args), "sample_utts": args.synthetic_sample_utts})
-    run_set(f"synthetic 1000-best ({len(synth)} utterances of {args.nbest})", synth, sargs, model, units, packed,
-            device, peak0)
+    if args.synthetic:
+        rng = np.random.default_rng(2)
+        pick = sorted(rng.choice(len(utterances), size=min(args.synthetic_utts, len(utterances)), replace=False))
+        synth = synthetic_nbest([utterances[i] for i in pick], 1000)
+        sargs = argparse.Namespace(**{**vars(args), "sample_utts": args.synthetic_sample_utts})
+        run_set(f"synthetic 1000-best ({len(synth)} utterances of {args.nbest})", synth, sargs, model, units, packed,
+                device, peak0)
     if args.hub5_utts:
         run_hub5_sized(utterances, args, model, units, packed, device)
     peak1 = peak_gflops(device)
     load1 = os.getloadavg()
     print(f"\n# fp32 peak at the end {peak1:.1f} GFLOP/s (% peak above uses the start's); load average at the end "
           f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    if args.kaldi_check_failed:
+        sys.exit("rescore_speed.py: the Kaldi-like stand-in is not within 20 % of Kaldi's script (above)")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ offsets, which is compact for large corpora and slices cheaply into batches.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,6 +61,38 @@ def read_sentences(path: PathLike, fmt: str = "plain", allow_empty: bool = False
                 raise FormatError(f"utterance id {s.key!r} already used on line {seen[s.key]}", path, s.line)
             seen[s.key] = s.line
     return sents
+
+
+def kaldi_text_notice(path: PathLike, known: Optional[Callable[[str], bool]] = None,
+                      sample: int = 200) -> Optional[str]:
+    """A one-line notice when ``path``, about to be read as plain text, looks like a Kaldi ``text`` file.
+
+    It does when, on most of its first ``sample`` sentences, the first field looks like an utterance id
+    (it holds a digit; no two lines share it) and is not a word of the LM (``known(word)`` false; without
+    ``known``: the word appears nowhere else in those lines).  ``None`` otherwise, and for a file that
+    cannot be read twice (a pipe).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    heads: List[str] = []
+    rest: Counter = Counter()
+    for _, line in iter_lines(p):
+        fields = line.split()
+        if fields:
+            heads.append(fields[0])
+            rest.update(fields[1:])
+            if len(heads) >= sample:
+                break
+    if not heads or len(set(heads)) != len(heads):
+        return None
+    is_known = known if known is not None else (lambda w: w in rest)  # noqa: E731
+    ids = [h for h in heads if any(c.isdigit() for c in h) and not is_known(h)]
+    if 2 * len(ids) <= len(heads):
+        return None
+    return (f"{p}: looks like a Kaldi text file (the first field, e.g. {ids[0]!r}, is an utterance id the LM does "
+            f"not know on {len(ids)} of the first {len(heads)} lines); reading it as plain text with the ids as "
+            f"words: pass --text-format kaldi to drop them, or --text-format plain to keep this reading")
 
 
 @dataclass

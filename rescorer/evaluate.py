@@ -2,8 +2,12 @@
 
 Perplexity is ``exp(-sum log P / tokens)`` where tokens are the words plus one
 ``</s>`` per sentence (the PTB convention: 82,430 tokens on ``ptb.test.txt``).
-Words outside the LM's vocabulary are scored as the unknown word, counted as
-tokens and reported as ``oov``.
+Unknown words follow one default across ``eval``, ``interpolate`` and
+``rescore``, :class:`~rescorer.mixture.OovPolicy` ``share``: a text token
+spelled as the unknown word (``<unk>``, as in PTB) gets the LM's full
+unknown-word probability; a word outside the vocabulary gets that probability
+divided among 10,000 unseen types (``ln P(<unk>|h) - ln 10^4``), is counted as
+a token and reported as ``oov``.
 
 The per-sentence file has one line per sentence, ``<key> <cost>``, with
 ``cost = -ln P(w_1 .. w_n </s> | <s>)`` (natural log, like Kaldi's LM costs);
@@ -12,7 +16,6 @@ the key is the utterance id (Kaldi text) or the line number (plain text).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -20,6 +23,8 @@ from .checkpoint import LoadedLM
 from .corpus import read_sentences
 from .errors import PathLike
 from .fileio import atomic_open, check_writable
+from .mixture import MixtureScorer, OovPolicy
+from .perplexity import format_ppl, perplexity_from
 from .scoring import NeuralScorer
 
 
@@ -42,18 +47,19 @@ class Perplexity:
         return d
 
     def summary(self) -> str:
-        return (f"ppl {self.ppl:.2f}  logprob {self.logprob:.1f}  {self.words} words + {self.sentences} </s> "
-                f"= {self.tokens} tokens  oov {self.oov} ({100 * self.oov_rate:.2f}%)")
-
-
-def perplexity_from(logprob: float, tokens: int) -> float:
-    return math.exp(-logprob / tokens) if tokens else float("nan")
+        return (f"ppl {format_ppl(self.ppl)}  logprob {self.logprob:.1f}  {self.words} words + "
+                f"{self.sentences} </s> = {self.tokens} tokens  oov {self.oov} ({100 * self.oov_rate:.2f}%)")
 
 
 def evaluate_text(lm: LoadedLM, path: PathLike, fmt: str = "plain", batch_tokens: int = 8192,
-                  per_sentence: Optional[PathLike] = None) -> Perplexity:
-    """Perplexity of the text file ``path``; optionally write per-sentence costs."""
-    return evaluate_scorer(NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens), path, fmt, per_sentence)
+                  per_sentence: Optional[PathLike] = None, oov: Optional[OovPolicy] = None) -> Perplexity:
+    """Perplexity of the text file ``path``; optionally write per-sentence costs.
+
+    Unknown words cost what ``oov`` says (default :class:`OovPolicy`: ``share``), as in a mixture.
+    """
+    scorer = MixtureScorer([NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)], [1.0],
+                           oov or OovPolicy(), names=[lm.path], kinds=["lstm"])
+    return evaluate_scorer(scorer, path, fmt, per_sentence)
 
 
 def evaluate_scorer(scorer, path: PathLike, fmt: str = "plain", per_sentence: Optional[PathLike] = None) -> Perplexity:

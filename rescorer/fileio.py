@@ -65,18 +65,30 @@ def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
             raise FormatError(f"cannot read: {exc}", path, lineno + 1) from None
 
 
+def existing_ancestor(path: PathLike) -> Path:
+    """The nearest of ``path`` and its parents that exists (``.`` for a relative path with none)."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists() or q.is_symlink():
+            return q
+    return Path(".")
+
+
 def check_writable(path: PathLike) -> None:
-    """Fail early (before any work) if ``path`` cannot be created or replaced."""
+    """Fail early (before any work) if ``path`` cannot be created or replaced.
+
+    Missing parent directories are fine (the writer creates them, :func:`atomic_path`) when the nearest
+    existing one is a writable directory.
+    """
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise AdmmqError("is a directory, expected an output file name", p)
-    if not parent.exists():
-        raise AdmmqError("output directory does not exist", parent)
-    if not parent.is_dir():
-        raise AdmmqError("is not a directory (expected an output directory)", parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise AdmmqError("output directory is not writable", parent)
+    base = existing_ancestor(parent)
+    if not base.is_dir():
+        raise AdmmqError("is not a directory (expected an output directory)", base)
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise AdmmqError("output directory is not writable", base)
 
 
 def make_output_dir(path: PathLike) -> Path:
@@ -120,12 +132,15 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Give a temporary path beside ``path``; on success rename it over ``path``.
+    """Give a temporary path beside ``path`` (its missing parent directories created); on success rename it
+    over ``path``.
 
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     dest = Path(path)
     check_writable(dest)
+    if str(dest.parent):
+        make_output_dir(dest.parent)  # every -o creates its missing parent directories
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent or "."))
     os.close(fd)
     tmp_path = Path(tmp)

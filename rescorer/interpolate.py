@@ -23,7 +23,6 @@ the perplexity.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
@@ -31,8 +30,8 @@ import numpy as np
 
 from .corpus import read_sentences
 from .errors import AdmmqError, PathLike
-from .evaluate import perplexity_from
 from .mixture import MixtureScorer, OovPolicy, logsumexp0, mix, normalise_weights
+from .perplexity import perplexity_from, ppl_of_nll
 from .progress import say
 from .weightsfile import write_weights
 
@@ -74,7 +73,7 @@ def em_weights(logp: np.ndarray, init: Optional[Sequence[float]] = None, toleran
             return float(logsumexp0(logp + np.log(weights)[:, None]).sum() / T)
 
     def step_of(i: int, weights: np.ndarray, ll: float) -> EmStep:
-        s = EmStep(i, [float(x) for x in weights], ll, float(ppl_of(weights)) if ppl_of else math.exp(-ll))
+        s = EmStep(i, [float(x) for x in weights], ll, float(ppl_of(weights)) if ppl_of else ppl_of_nll(-ll))
         if on_step:
             on_step(s)
         return s

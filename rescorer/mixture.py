@@ -31,8 +31,10 @@ Vocabulary mapping (each component has its own vocabulary):
 Why an explicit OOV cost: scoring the 7,146 ptb-tts test hypotheses that hold a
 word outside PTB's 10k vocabulary with PTB's ``<unk>`` probability (4.8 % of
 training tokens) makes them look likely, and a PTB 4-gram then *raises* WER
-from 27.9 to 29.3; with a small probability (~10^-5.3) the same 4-gram gives
-23.4 (DESIGN.md).  The default, ``share`` over 10,000 types, gives each such
+from 27.9 to 29.3; with a small probability (~10^-5.3: lmplz's own unseen-word
+``<unk>`` after PTB's ``<unk>`` was renamed) the same 4-gram alone gives 23.4
+(LM scale and penalty tuned on ptb-tts dev; measured during development,
+before ``--oov`` existed).  The default, ``share`` over 10,000 types, gives each such
 word ``P(<unk>|h) / 10^4`` — for a PTB 4-gram's ``<unk>`` unigram (10^-1.3 to
 10^-1.75) about 10^-5.3 to 10^-5.75 — and keeps the context dependence of the
 unknown-word class, like Kaldi's ``rnnlm_compute_scores.sh`` (the class

@@ -44,7 +44,9 @@ from .nbest import NBestList
 from .progress import progress_bar
 from .wer import Subsets, WerReport, align_counts, score_utterances, swbd_normalize
 
-HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)"}
+HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)",
+       "default": "default (LM scale 10, Kaldi's usual LMWT; nothing to tune on)"}
+DEFAULT_LM_SCALE = 10.0  # Kaldi's usual LMWT (acoustic scale 0.1), used when nothing is given to tune on
 
 
 def parse_grid(spec: str) -> Tuple[float, ...]:
@@ -351,9 +353,6 @@ def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
     """Fail early when the weights can be neither taken, tuned nor swept."""
     if not 0.0 <= cfg.old_lm_weight <= 1.0:
         raise AdmmqError(f"old LM weight must be in [0, 1], got {cfg.old_lm_weight}")
-    if cfg.lm_scale is None and not has_dev and not has_ref:
-        raise AdmmqError("no LM scale: give --lm-scale (Kaldi's LMWT, e.g. 10), or tune it on a dev set with "
-                         "--dev DIR --dev-ref TEXT, or sweep it on the test references with --ref TEXT")
 
 
 def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tuple[str, ...]]] = None,
@@ -374,6 +373,10 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     lm_scale = cfg.lm_scale
     wip = cfg.wip if cfg.wip is not None else 0.0
     chosen, result_sweep, test_sweep = "given", None, None
+    if lm_scale is None and dev is None and refs is None:  # nothing to tune on
+        lm_scale, chosen = DEFAULT_LM_SCALE, "default"
+        notes.append(f"LM scale {DEFAULT_LM_SCALE:g} (Kaldi's usual LMWT) and insertion penalty {wip:g}: nothing "
+                     f"to tune them on; give --lm-scale/--wip, or --dev DIR --dev-ref TEXT")
     if tuned and dev is not None:
         dev_comp, dev_notes = components(dev[0], scores.logprob[len(nb):], cfg.old_lm_weight)
         notes += dev_notes + dev[0].warnings

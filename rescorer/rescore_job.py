@@ -7,7 +7,8 @@ Outputs in the output directory (each written atomically):
                   (-ln P_LM), ``lmwt.new`` and ``total`` (see :mod:`rescorer.rescore`)
 ``lmwt.new``      ``ark,t`` keyed like the input: lmwt.nolm + LM cost, the new graph/LM cost for
                   ``linear-to-nbest ark:ali ark:words ark:lmwt.new ark:acwt | nbest-to-lattice``
-``summary.json``  command and settings, how the weights were chosen, counts, speed, WER
+``summary.json``  command and settings, how the weights were chosen (and, under ``interpolation``, the
+                  LMs' interpolation weights and their source), counts, speed, WER
 ``sweep.tsv``     errors of every grid point (when tuned or swept) on the set the weights were chosen on
                   (the dev list with ``--dev``, else the test references): columns ``lm_scale wip errors
                   wer``, then ``errors:NAME wer:NAME`` for each WER subset with reference words in that set
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .errors import AdmmqError, PathLike
-from .fileio import atomic_open, check_free_space, check_writable, remove_stale_temps
+from .fileio import atomic_open, check_free_space, check_writable, existing_ancestor, remove_stale_temps
 from .kaldi_archive import SCALAR, write_archive
 from .nbest import read_nbest, write_nbest_file
 from .nbest_shards import shard_nbest
@@ -69,7 +70,9 @@ def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) 
             for name, rep in res.wer.items():
                 fh.write(f"# {name}\n" + "\n".join(rep.lines()) + "\n")
     summary = res.summary()
-    summary["settings"] = settings or {}
+    summary["settings"] = dict(settings or {})
+    if "interpolation" in summary["settings"]:  # how the new LM's interpolation weights were set
+        summary["interpolation"] = summary["settings"].pop("interpolation")
     summary["outputs"] = paths
     with atomic_open(paths["summary.json"]) as fh:
         json.dump(summary, fh, indent=2, sort_keys=True)
@@ -113,7 +116,7 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
     if out.is_dir():
         remove_stale_temps(out, OUTPUTS)  # left by a killed job
     # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
-    check_free_space(out if out.is_dir() else out.parent, 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
+    check_free_space(existing_ancestor(out), 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
     nb = read_nbest(nbest, words_txt)
     if shard is not None:
         nb = shard_nbest(nb, *shard)

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .errors import AdmmqError, FormatError, PathLike
 from .fileio import atomic_open, iter_lines
+from .perplexity import format_ppl
 from .progress import say
 
 LOG_JSONL = "train_log.jsonl"
@@ -70,16 +71,13 @@ def _number(v: Any) -> str:
     return str(v) if isinstance(v, int) else f"{v:.4g}"
 
 
-def _ppl(v: float) -> str:
-    return f"{v:.2f}" if v < 1e6 else f"{v:.3g}"  # a binarized run's latent weights can give 1e50
-
-
 def format_epoch_row(row: Dict[str, Any]) -> str:
     """The one-line progress message of an epoch: every figure of its log row."""
     q = row.get("valid_ppl_q")
     parts = [f"epoch {row['epoch']}: lr {row['lr']:g}",
-             f"train loss {row['train_loss']:.4f} (ppl {row['train_ppl']:.2f})",
-             f"valid ppl {_ppl(row['valid_ppl'])}" + (f" (quantized {_ppl(q)})" if q is not None else "")]
+             f"train loss {row['train_loss']:.4f} (ppl {format_ppl(row['train_ppl'])})",
+             f"valid ppl {format_ppl(row['valid_ppl'])}"
+             + (f" (quantized {format_ppl(q)})" if q is not None else "")]
     extra = [f"{k} {_number(v)}" for k, v in row.items()
              if k not in TRAIN_LOG_COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool)]
     if extra:

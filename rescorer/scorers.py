@@ -6,17 +6,25 @@ n-gram files, their interpolation weights (a weights file, a list, or none for
 a single LM) and the OOV policy, returned as one
 :class:`~rescorer.mixture.MixtureScorer` whose ``.score(sentences)`` gives
 per-word natural-log probabilities.
+
+:func:`load_tuned_scorer` is the same for several LMs given without weights
+(``admmq rescore``/``eval --lm A --ngram G``): the weights are found by EM on
+a text exactly as ``admmq interpolate`` finds them
+(:func:`rescorer.interpolate.interpolate`), or are equal, with a warning, when
+there is no text to tune them on.  :class:`WeightChoice` says which.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from .checkpoint import load_lm
+from .corpus import kaldi_text_notice
 from .errors import AdmmqError, MismatchError, PathLike
+from .interpolate import interpolate
 from .mixture import MixtureScorer, OovPolicy
 from .ngram import NgramScorer
 from .scoring import NeuralOptions, NeuralScorer
@@ -110,6 +118,71 @@ def load_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLik
     comps = load_components(lm_paths, ngram_paths, device, batch_tokens, ngram_backend, ngram_case, quiet, neural)
     return MixtureScorer([c.scorer for c in comps], values, oov or OovPolicy(), names=[c.path for c in comps],
                          kinds=[c.kind for c in comps])
+
+
+@dataclass
+class WeightChoice:
+    """How a scorer's interpolation weights were set.
+
+    ``source``: ``given`` (``--weights``), ``single`` (one LM), ``em`` (EM on
+    ``text``, as ``admmq interpolate``) or ``equal`` (several LMs, nothing to
+    tune on: see :attr:`warning`).  ``em``: the EM result's ``to_dict()``.
+    """
+
+    source: str
+    weights: List[float]
+    names: List[str]
+    text: Optional[str] = None
+    em: dict = field(default_factory=dict)
+    notice: Optional[str] = None  # the tuning text looked like Kaldi text but was read as plain
+
+    @property
+    def warning(self) -> Optional[str]:
+        if self.source != "equal":
+            return None
+        return (f"{len(self.weights)} language models and no --weights: equal interpolation weights; tune them "
+                f"by EM with --valid TEXT (or --dev-ref for rescore), or give --weights FILE|w1,w2,...")
+
+    def describe(self) -> str:
+        """One line: the weights and where they came from."""
+        how = {"given": "given by --weights", "single": "one LM",
+               "equal": "equal, not tuned",
+               "em": f"EM on {self.text}, {len(self.em.get('iterations', [])) - 1} iterations, "
+                     f"ppl {self.em.get('ppl', float('nan')):.2f}"}[self.source]
+        parts = ", ".join(f"{Path(n).name} {w:.4f}" for n, w in zip(self.names, self.weights))
+        return f"interpolation weights: {parts} ({how})"
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "weights": list(self.weights), "components": list(self.names),
+                "text": self.text, "em": self.em or None}
+
+
+def load_tuned_scorer(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (),
+                      weights: WeightsSpec = None, oov: Optional[OovPolicy] = None,
+                      tune_on: Optional[Tuple[PathLike, Optional[str]]] = None, device: str = "cpu",
+                      batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
+                      quiet: bool = True, neural: Optional[NeuralOptions] = None,
+                      tolerance: float = 1e-7, max_iterations: int = 200) -> Tuple[MixtureScorer, WeightChoice]:
+    """:func:`load_scorer`, and for several LMs without ``weights`` their weights by EM on ``tune_on``.
+
+    ``tune_on``: ``(text, format)`` (``plain`` or ``kaldi``; ``None``: plain, with
+    :attr:`WeightChoice.notice` set when the text looks like a Kaldi text file)
+    or ``None``: equal weights (:attr:`WeightChoice.warning` says how to tune them).
+    """
+    n = len(lm_paths) + len(ngram_paths)
+    if weights is not None or n <= 1:
+        scorer = load_scorer(lm_paths, ngram_paths, weights, oov, device, batch_tokens, ngram_backend, ngram_case,
+                             quiet, neural)
+        return scorer, WeightChoice("given" if weights is not None else "single",
+                                    [float(x) for x in scorer.weights], list(scorer.names))
+    scorer = load_scorer(lm_paths, ngram_paths, [1.0] * n, oov, device, batch_tokens, ngram_backend, ngram_case,
+                         quiet, neural)
+    if tune_on is None:
+        return scorer, WeightChoice("equal", [float(x) for x in scorer.weights], list(scorer.names))
+    text, fmt = tune_on
+    notice = None if fmt is not None else kaldi_text_notice(text, lambda w: not scorer.is_oov(w))
+    result = interpolate(scorer, text, fmt or "plain", None, tolerance, max_iterations, quiet)
+    return scorer, WeightChoice("em", list(result.weights), list(scorer.names), str(text), result.to_dict(), notice)
 
 
 def unseen_types(scorer, words: Iterable[str]) -> int:

@@ -12,7 +12,10 @@ stop); the best epoch kept.  ``schedule="plateau"`` halves on each stall but
 never stops early (ADMM's fixed iteration count); ``"constant"`` never halves.
 
 For quantized methods the validation perplexity that selects the best epoch
-and drives the schedule is the *quantized* model's.
+and drives the schedule is the *quantized* model's.  Validation words outside
+the vocabulary cost what ``admmq eval`` charges them by default (the ``share``
+OOV policy of :mod:`rescorer.mixture`), so ``admmq eval --text VALID`` repeats
+the logged perplexity.
 
 Outputs in ``out``: ``last.pt`` (after every epoch, and every ``save_every``
 steps), ``best.pt`` (the best epoch), ``train_log.jsonl`` (one JSON object per
@@ -46,7 +49,9 @@ from .corpus import EncodedCorpus, load_corpus, read_sentences
 from .distributed import SINGLE, Dist, device_for, sharded_sentence_batches
 from .errors import AdmmqError, MismatchError
 from .fileio import check_free_space, make_output_dir, remove_stale_temps
+from .mixture import OovPolicy
 from .model import LSTMLM, ModelConfig
+from .perplexity import OVERFLOW_NATS, format_ppl, ppl_of_nll
 from .progress import progress_bar
 from .runlogs import EpochSink, RunLog
 from .quant import MethodConfig, build_method
@@ -54,6 +59,7 @@ from .quant.method import TrainingMethod, deployed_state_dict
 from .scoring import corpus_nll
 from .subword import units_from_state
 from .train_config import TrainConfig, TrainerState, build_units, pick_device
+
 
 @dataclass
 class TrainResult:
@@ -249,12 +255,14 @@ class Trainer:
 
     # ----------------------------------------------------------- evaluation
     def valid_ppl(self, model: LSTMLM) -> float:
+        """Validation perplexity, unknown words priced as ``admmq eval`` does (the default OOV policy)."""
         nll, tokens = corpus_nll(model, self.valid_part, self.units.bos_id, self.units.eos_id,
                                  self.cfg.eval_batch_tokens, self.device)
         if self.dist.active:
             both = self.dist.sum(torch.tensor([nll, float(tokens)], dtype=torch.float64, device=self.device))
             nll, tokens = float(both[0]), int(both[1])
-        return math.exp(nll / tokens)
+        nll -= self.valid_data.oov * OovPolicy().penalty  # each unknown word (whole text): its share of P(<unk>|h)
+        return ppl_of_nll(nll / tokens)
 
     # --------------------------------------------------------------- loop
     def run(self) -> TrainResult:
@@ -292,23 +300,33 @@ class Trainer:
                 st.loss_tokens += batch.ntokens
                 st.step += 1
                 bar.advance(1)
+                if self.device.type == "cpu":  # (on an accelerator: checked at save points and the epoch's end)
+                    self._check_loss(float(loss), batch.ntokens, f"at batch {st.step}")
                 if st.step % 50 == 0 or st.step == n_batches:
                     lsum = st.loss_sum + float(loss_acc)
-                    bar.update(info=f"lr {st.lr:g} train ppl {math.exp(lsum / max(st.loss_tokens, 1)):.1f}")
-                if self.device.type == "cpu" and not math.isfinite(float(loss)):
-                    self._diverged(f"loss is {float(loss)} at batch {st.step}")
+                    ppl = ppl_of_nll(lsum / max(st.loss_tokens, 1))
+                    bar.update(info=f"lr {st.lr:g} train ppl {format_ppl(ppl)}")
                 if cfg.save_every and st.step % cfg.save_every == 0 and st.step < n_batches:
-                    if not math.isfinite(float(loss_acc)):
-                        self._diverged(f"loss is not finite in batches {st.step - cfg.save_every + 1}.."
-                                       f"{st.step}")
+                    self._check_loss(st.loss_sum + float(loss_acc), st.loss_tokens,
+                                     f"in batches {st.step - cfg.save_every + 1}..{st.step}")
                     st.loss_sum += float(loss_acc)
                     loss_acc.zero_()
                     st.seconds = time.time() - t0
                     self.save_last()
         st.loss_sum += float(loss_acc)
         st.seconds = time.time() - t0
-        if not math.isfinite(st.loss_sum):
-            self._diverged(f"loss is {st.loss_sum}")
+        self._check_loss(st.loss_sum, st.loss_tokens, "in this epoch")
+
+    def _check_loss(self, loss: float, tokens: int, where: str) -> None:
+        """Divergence: a summed loss that is not finite, or whose perplexity is beyond float range.
+
+        The second catches a diverging run whose loss is huge but still finite (on some CPUs it stays
+        finite for a while before turning into NaN); no sane model loses over 709 nats per token.
+        """
+        if not math.isfinite(loss):
+            self._diverged(f"loss is {loss} {where}")
+        if tokens and loss / tokens >= OVERFLOW_NATS:
+            self._diverged(f"loss is {loss / tokens:.3g} nats per token {where} (perplexity beyond float range)")
 
     def _diverged(self, what: str) -> None:
         hint = "lower --lr or --clip" + (f", or --gamma (now {self.method.gamma:g})"
@@ -326,7 +344,7 @@ class Trainer:
         row: Dict[str, Any] = {
             "epoch": st.epoch + 1, "lr": st.lr,
             "train_loss": st.loss_sum / max(st.loss_tokens, 1),
-            "train_ppl": math.exp(st.loss_sum / max(st.loss_tokens, 1)),
+            "train_ppl": ppl_of_nll(st.loss_sum / max(st.loss_tokens, 1)),
             "valid_ppl": valid_fp, "valid_ppl_q": None, "best": False, "seconds": st.seconds,
             "tokens_per_s": st.loss_tokens / st.seconds if st.seconds > 0 else 0.0,
         }

@@ -14,10 +14,10 @@ from rescorer.evaluate import evaluate_text
 from rescorer.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.admm import AdmmMethod
-from rescorer.quant.qsets import parse_qset, project
+from rescorer.quant.qsets import parse_qset
 from rescorer.train import train
 
-from quant_helpers import SMALL, cfg_for, slice_vocab, untrained_ppl
+from quant_helpers import FP_PPL_2_EPOCHS, QUANTIZED_BAR, SMALL, biases_changed, cfg_for, slice_vocab
 
 
 def tiny_setup(ptb_slice, **method_kw):
@@ -31,6 +31,19 @@ def tiny_setup(ptb_slice, **method_kw):
     return model, method, batch
 
 
+def best_pm12_row(x):
+    """min over α > 0 and codes in {±1, ±2} of ‖x − α·codes‖² for one row, by trying every split:
+    the k smallest |x| at ±α, the rest at ±2α, α = (Σ₁|x| + 2Σ₂|x|) / (k + 4(C − k)).  Returns (error, α)."""
+    a = torch.sort(x.abs()).values
+    best = (math.inf, 0.0)
+    for k in range(len(a) + 1):
+        s1, s2 = a[:k], a[k:]
+        alpha = float((s1.sum() + 2 * s2.sum()) / (len(s1) + 4 * len(s2)))
+        err = float(((s1 - alpha) ** 2).sum() + ((s2 - 2 * alpha) ** 2).sum())
+        best = min(best, (err, alpha))
+    return best
+
+
 def test_lambda_update_is_eq21_and_q_is_the_projection_of_theta_plus_lambda(ptb_slice):
     model, method, _ = tiny_setup(ptb_slice, qset="pm12", tying="node")
     params = dict(model.named_parameters())
@@ -40,16 +53,18 @@ def test_lambda_update_is_eq21_and_q_is_the_projection_of_theta_plus_lambda(ptb_
     for n in method.names:
         method.lam[n] = torch.randn_like(method.lam[n]) * 0.01
     lam_before = {n: method.lam[n].clone() for n in method.names}
-    alpha_before = {n: method.alpha[n].clone() for n in method.names}
     figures = method.end_epoch(model, 0)
-    qset = parse_qset("pm12")
     res2 = 0.0
     for n in method.names:
         theta = params[n].detach()
-        expect = project(theta + lam_before[n], qset, "node", alpha_before[n])
-        assert torch.equal(method.codes[n], expect.codes)
-        assert torch.allclose(method.alpha[n], expect.alpha)
         q = method.quantized_matrices(model)[n].dequantize()
+        x = (theta + lam_before[n]).double()
+        for row_x, row_q in zip(x, q.double()):  # eqs. 18-20: the best α·{±1,±2} row, by brute force
+            best_err, best_alpha = best_pm12_row(row_x)
+            assert float(((row_x - row_q) ** 2).sum()) == pytest.approx(best_err, rel=1e-6, abs=1e-12), n
+            mags = row_q.abs()
+            assert bool((torch.isclose(mags, torch.tensor(best_alpha, dtype=mags.dtype), rtol=1e-5)
+                         | torch.isclose(mags, torch.tensor(2 * best_alpha, dtype=mags.dtype), rtol=1e-5)).all()), n
         assert torch.allclose(method.lam[n], lam_before[n] + theta - q, atol=1e-7)  # eq. 21
         assert torch.allclose(method.target[n], q - method.lam[n], atol=1e-7)
         res2 += float(((theta - q) ** 2).sum())
@@ -95,6 +110,31 @@ def test_full_precision_step_follows_eq16_and_eq17(ptb_slice, mode):
         assert torch.allclose(p.detach(), expect, atol=1e-6), (mode, n)
 
 
+def test_clip_applies_to_the_cross_entropy_gradient_before_the_penalty(ptb_slice):
+    gamma, lr = 0.5, 0.3
+    model, method, batch = tiny_setup(ptb_slice, gamma=gamma, extragradient="none")
+    ref = LSTMLM(model.cfg)
+    ref.load_state_dict(model.state_dict())
+    g_ce = manual_grad(ref, batch, method, 0.0)  # ∇F_ce alone, by autograd
+    norm = math.sqrt(sum(float((g ** 2).sum()) for g in g_ce.values()))
+    clip = 0.3 * norm  # the trainer's default is 5; a bound below this batch's norm makes the clip act
+    params = {n: p.detach().clone() for n, p in ref.named_parameters()}
+    expect = {}
+    for n, g in g_ce.items():  # Θ − lr (clip/‖∇F‖ ∇F + γ(Θ − Q + λ)) by hand
+        g = g * (clip / norm)
+        if n in method.names:
+            g = g + gamma * (params[n] - method.target[n])
+        expect[n] = params[n] - lr * g
+    method.train_step(model, torch.optim.SGD(model.parameters(), lr=lr), batch, None, clip=clip)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.detach(), expect[n], atol=1e-6), n
+    # clipping the sum (penalty included) instead would land elsewhere: the check can tell the two apart
+    full = {n: g_ce[n] + (gamma * (params[n] - method.target[n]) if n in method.names else 0) for n in g_ce}
+    full_norm = math.sqrt(sum(float((g ** 2).sum()) for g in full.values()))
+    wrong = params["decoder.weight"] - lr * full["decoder.weight"] * min(1.0, clip / full_norm)
+    assert not torch.allclose(wrong, expect["decoder.weight"], atol=1e-6)
+
+
 def test_penalty_extragradient_is_a_rescaled_step(ptb_slice):
     gamma, lr, eta1 = 0.5, 0.3, 0.7
     model, method, batch = tiny_setup(ptb_slice, gamma=gamma, extragradient="penalty", eta1=eta1)
@@ -108,12 +148,12 @@ def test_penalty_extragradient_is_a_rescaled_step(ptb_slice):
 
 
 @pytest.mark.parametrize("qset,tying", [("pm1", "layer"), ("pm124", "node")])
-def test_admm_run_deploys_a_quantized_model_that_beats_the_untrained_one(ptb_slice, tmp_path, qset, tying):
+def test_admm_run_deploys_a_quantized_model_within_1_5x_of_full_precision(ptb_slice, tmp_path, qset, tying):
     mcfg = MethodConfig(method="admm", qset=qset, tying=tying, gamma=1e-2)
     res = train(tmp_path / "run", cfg_for(ptb_slice, epochs=2), SMALL, mcfg, quiet=True)
     q_ppl = [r["valid_ppl_q"] for r in res.log]
     assert all(math.isfinite(p) for p in q_ppl)
-    assert res.best_valid_ppl == min(q_ppl) < untrained_ppl(ptb_slice, SMALL)
+    assert res.best_valid_ppl == min(q_ppl) < QUANTIZED_BAR * FP_PPL_2_EPOCHS  # measured 183
     rows = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert {"admm_primal", "admm_codes_changed", "admm_dual"} <= set(rows[0])
     lm = load_lm(tmp_path / "run")
@@ -128,7 +168,7 @@ def test_admm_run_deploys_a_quantized_model_that_beats_the_untrained_one(ptb_sli
         rows_table = table.expand(w.shape[0], -1) if table.shape[0] == 1 else table
         dist = (w.unsqueeze(2) - rows_table.unsqueeze(1)).abs().min(2).values
         assert float(dist.max()) < 1e-6, n
-    assert not torch.equal(weights["lstm.bias_ih_l0"], torch.zeros_like(weights["lstm.bias_ih_l0"]))
+    assert biases_changed(lm.model)  # full-precision biases are trained too
 
 
 def same_state(a, b):
@@ -204,7 +244,8 @@ def test_cli_admm_train_then_eval_reports_the_quantized_perplexity(ptb_slice, tm
     d = json.loads(r.output)
     assert d["method"] == "admm"
     assert d["ppl"] == pytest.approx(best["valid_ppl_q"], rel=1e-4)
-    assert abs(d["ppl"] - best["valid_ppl"]) > 1e-3 * d["ppl"]  # not the full-precision Θ
+    # not the full-precision Θ: the gap measured 1.14e-3 relative, float noise in a perplexity is ~1e-6
+    assert abs(d["ppl"] - best["valid_ppl"]) > 1e-4 * d["ppl"], (d["ppl"], best)
     lm = load_lm(out)
     assert evaluate_text(lm, str(ptb_slice / "valid.txt"), "plain", 4096, None).ppl == pytest.approx(d["ppl"])
     r = CliRunner().invoke(cli, ["train", "--train", str(ptb_slice / "train.txt"), "--valid",

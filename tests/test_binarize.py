@@ -10,7 +10,7 @@ from rescorer.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
 from rescorer.train import train
 
-from quant_helpers import SMALL, cfg_for, slice_vocab, untrained_ppl
+from quant_helpers import FP_PPL_2_EPOCHS, QUANTIZED_BAR, SMALL, cfg_for, slice_vocab
 
 
 def model_and_batch(ptb_slice, method_name):
@@ -61,10 +61,10 @@ def test_bin_lin_adds_binary_linear_layers_with_full_precision_scale_and_bias(pt
 
 
 @pytest.mark.parametrize("method", ["bin", "bin-lin"])
-def test_binarized_run_beats_the_untrained_model(ptb_slice, tmp_path, method):
+def test_binarized_run_within_1_5x_of_full_precision(ptb_slice, tmp_path, method):
     res = train(tmp_path / method, cfg_for(ptb_slice, epochs=2), SMALL, MethodConfig(method=method), quiet=True)
     q = [r["valid_ppl_q"] for r in res.log]
-    assert all(math.isfinite(p) for p in q) and min(q) < untrained_ppl(ptb_slice, SMALL)
+    assert all(math.isfinite(p) for p in q) and min(q) < QUANTIZED_BAR * FP_PPL_2_EPOCHS, q  # measured 148, 138
     lm = load_lm(tmp_path / method)
     assert lm.model.cfg.input_linear == (method == "bin-lin")
     for name in lm.model.weight_matrix_names():

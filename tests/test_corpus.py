@@ -47,3 +47,28 @@ def test_encoding_counts_oov():
     c = encode_sentences(v, [["a", "x"], [], ["b"]])
     assert len(c) == 3 and c.words == 3 and c.oov == 1 and c.tokens == 3 + 3
     assert c.sentence(0).tolist() == [v.index("a"), v.unk_id] and c.sentence(1).size == 0
+
+
+def test_kaldi_text_notice_on_real_kaldi_text_and_not_on_plain_text(tmp_path):
+    from rescorer.corpus import kaldi_text_notice
+    from tests.conftest import NBEST_DIR, PTB_DIR
+
+    ptb = PTB_DIR / "ptb.valid.txt.gz"
+    vocab = Vocab.build(s.words for s in read_sentences(PTB_DIR / "ptb.train.txt.gz"))
+    kaldi = NBEST_DIR / "dev" / "text.gz"  # real ptb-tts references: 'rms_d0001 the point is ...'
+    for known in (None, lambda w: w in vocab):
+        note = kaldi_text_notice(kaldi, known)
+        assert note is not None and "'rms_d0001'" in note and "on 120 of the first 120 lines" in note  # all its lines
+        assert "--text-format kaldi" in note and len(note.splitlines()) == 1
+        assert kaldi_text_notice(ptb, known) is None
+    # ids the LM knows, repeated first fields, ids without digits, or only a minority of id-like lines: no notice
+    cases = {"known": "u1 a b\nu2 c d\n", "repeated": "u1 a\nu1 b\n", "no digit": "ua a\nub b\n",
+             "minority": "u1 a\nthe b\nthe c\n"}
+    for name, text in cases.items():
+        p = tmp_path / name.replace(" ", "_")
+        p.write_text(text)
+        known = (lambda w: w in {"u1", "u2"}) if name == "known" else None
+        assert kaldi_text_notice(p, known) is None, name
+    p = tmp_path / "two"
+    p.write_text("u1 a b\nu2 c d\n")
+    assert kaldi_text_notice(p) is not None

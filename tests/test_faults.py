@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from bench.kill_resume import kill_rescore_loop, kill_resume_loop
+from bench.kill_resume import (RESCORE_OUTPUTS, _admmq, _env, fingerprint, finished, prepare, prepare_rescore,
+                               rescore_outputs_ok, run_to_end, same, train_cmd)
 from rescorer.checkpoint import save_checkpoint
 from rescorer.cli import cli
 from rescorer.errors import AdmmqError
@@ -17,18 +23,68 @@ from rescorer.fileio import atomic_open, check_free_space, remove_stale_temps
 from rescorer.model import ModelConfig
 from rescorer.train import TrainConfig, train
 
-
-@pytest.mark.slow
-def test_training_killed_at_random_moments_resumes_to_the_same_model(tmp_path):
-    res = kill_resume_loop(tmp_path, trials=1, kills=1, method="admm", seed=5, sentences=60)
-    assert res["matched"] == res["trials"] == 1, res
-    assert all(d["loadable"] for d in res["details"]), res
+from write_faults import FileWithFault, disk_full
 
 
 @pytest.mark.slow
-def test_rescoring_killed_leaves_outputs_whole_or_absent(tmp_path):
-    res = kill_rescore_loop(tmp_path, trials=1, seed=3, utterances=5)
-    assert res["ok"] == res["trials"] == 1, res
+def test_training_killed_after_a_checkpoint_resumes_from_it_to_the_same_model(tmp_path):
+    data = prepare(tmp_path, 60)
+    ref = tmp_path / "reference"
+    run_to_end(data, ref, "admm")
+    out = tmp_path / "killed"
+    last = out / "last.pt"
+    p = _admmq(train_cmd(data, out, "admm", resume=False))
+    deadline = time.time() + 120
+    while not last.exists():  # kill -9 as soon as the first last.pt is there (written every 3 steps)
+        assert p.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    ck = torch.load(last, map_location="cpu", weights_only=True)  # whole, loadable
+    epoch, step = ck["trainer"]["epoch"], ck["trainer"]["step"]
+    assert not finished(out) and p.returncode == -signal.SIGKILL
+    run_to_end(data, out, "admm")  # resumes: last.pt exists
+    assert f"resumed {last}: epoch {epoch + 1}, step {step}" in (out / "train.log").read_text()
+    assert same(fingerprint(out / "best.pt"), fingerprint(ref / "best.pt"))
+    assert same(fingerprint(out / "last.pt"), fingerprint(ref / "last.pt"))
+
+
+# run `admmq rescore` with the file writes of rescorer.fileio.atomic_open wrapped: after the first write into
+# the temporary file of the output named in argv[1] (its first byte), the process sends itself SIGKILL
+_KILL_MID_WRITE = """
+import os, sys
+import rescorer.fileio as fileio
+from write_faults import FileWithFault, kill_self
+
+def _open(path, *args, **kw):
+    fh = open(path, *args, **kw)
+    return FileWithFault(fh, 1, kill_self) if os.path.basename(str(path)).startswith("." + sys.argv[1] + ".") else fh
+
+fileio.open = _open
+from rescorer.cli import cli
+cli(sys.argv[2:], prog_name="admmq")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["summary.json"])  # text, nbest.txt, lmwt.new, wer.txt are written before
+def test_rescoring_killed_while_writing_leaves_outputs_whole_or_absent(tmp_path, victim):
+    args = prepare_rescore(tmp_path, utterances=5)
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, "-m", "rescorer"] + args + ["-o", str(ref)], check=True, env=_env())
+    out = tmp_path / "out"
+    env = dict(_env(), PYTHONPATH=f"{Path(__file__).parent}{os.pathsep}{_env()['PYTHONPATH']}")  # write_faults
+    p = subprocess.run([sys.executable, "-c", _KILL_MID_WRITE, victim] + args + ["-o", str(out)], env=env)
+    assert p.returncode == -signal.SIGKILL
+    temps = list(out.glob(f".{victim}.*.tmp"))
+    assert len(temps) == 1 and temps[0].stat().st_size > 0  # killed with the output half written
+    assert not (out / victim).exists()
+    before = RESCORE_OUTPUTS[:RESCORE_OUTPUTS.index(victim)]
+    assert all((out / n).read_bytes() == (ref / n).read_bytes() for n in before if n != "wer.txt")
+    assert rescore_outputs_ok(out, ref)  # each output there is whole (byte-equal to the reference)
+    subprocess.run([sys.executable, "-m", "rescorer"] + args + ["-o", str(out)], check=True, env=_env())
+    assert rescore_outputs_ok(out, ref) and not list(out.glob(".*.tmp"))
+    assert all((out / n).exists() for n in RESCORE_OUTPUTS)
 
 
 @pytest.fixture()
@@ -62,6 +118,37 @@ def test_disk_filling_up_while_writing_leaves_nothing(tiny_fs):
             for _ in range(40_000):
                 fh.write("utt-1 some words of a hypothesis\n")
     assert sorted(p.name for p in tiny_fs.iterdir()) == []
+
+
+def test_disk_filling_up_while_writing_leaves_nothing_without_mount_rights(tmp_path, monkeypatch):
+    """The same as the tmpfs test, as any user: the writes themselves fail with ENOSPC after 64 KiB."""
+    import rescorer.fileio as fileio
+
+    real_open, real_save = open, torch.save
+    def full_after_64k(path, *a, **kw):
+        return FileWithFault(real_open(path, *a, **kw), 65536, disk_full)
+
+    monkeypatch.setattr(fileio, "open", full_after_64k, raising=False)
+    monkeypatch.setattr(torch, "save", lambda obj, path: real_save(obj, full_after_64k(path, "wb")))
+    big = {"model": {"w": torch.zeros(200_000)}}  # 800 kB
+    with pytest.raises(AdmmqError, match="disk full|No space"):
+        save_checkpoint(tmp_path / "last.pt", big)
+    with pytest.raises(AdmmqError, match="No space"):
+        with atomic_open(tmp_path / "text") as fh:
+            for _ in range(40_000):
+                fh.write("utt-1 some words of a hypothesis\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_full_disk_before_training_without_mount_rights(ptb_slice, tmp_path, monkeypatch):
+    import rescorer.fileio as fileio
+
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 200_000))
+    cfg = TrainConfig(train=str(ptb_slice / "train.txt"), valid=str(ptb_slice / "valid.txt"), epochs=1,
+                      device="cpu", max_sentences=50)
+    with pytest.raises(AdmmqError, match="not enough free disk space for the checkpoints") as exc:
+        train(tmp_path / "run", cfg, ModelConfig(vocab_size=0, embed_dim=32, hidden_dim=32), quiet=True)
+    assert "0.2 MiB free" in str(exc.value) and not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_free_space_check_and_stale_temporaries(tmp_path):

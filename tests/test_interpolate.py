@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -147,8 +148,31 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.exit_code == 1 and "give --lm, --ngram or --weights" in r.output
 
 
+@pytest.mark.skipif("irstlm" not in TOOLS, reason="irstlm not installed (bin/setup-env as root installs it)")
+def test_make_4gram_auto_without_lmplz_says_irstlm_is_weaker(tmp_path):
+    """--tool auto on a machine without lmplz (empty cache, PATH without it) falls back to irstlm with
+    one line saying the 4-gram is weaker and how to get lmplz; where lmplz is found it says nothing."""
+    text = tmp_path / "t.txt"
+    text.write_text("".join(ptb_lines("train", 200)))
+    path = ":".join(d for d in os.environ["PATH"].split(":") if not (Path(d) / "lmplz").exists())
+    env = dict(os.environ, PATH=path)
+    res = subprocess.run(["bash", str(ROOT / "recipes/common/make_4gram.sh"), "--cache", str(tmp_path / "none"),
+                          str(text), str(tmp_path / "lm.arpa")], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    notes = [ln for ln in res.stderr.splitlines() if "weaker" in ln]
+    assert len(notes) == 1 and "--install-lmplz" in notes[0] and "142.7" in notes[0], res.stderr
+    assert res.stderr.splitlines()[-1].startswith("make_4gram.sh: irstlm, order 4 -> ")
+    assert (tmp_path / "lm.arpa").read_text().rstrip().endswith("\\end\\")
+    assert not (tmp_path / "none").exists()  # nothing was built or downloaded
+    if "lmplz" in TOOLS:  # where lmplz is found, auto takes it and says nothing about irstlm
+        res = subprocess.run(["bash", str(ROOT / "recipes/common/make_4gram.sh"), str(text),
+                              str(tmp_path / "lm2.arpa")], capture_output=True, text=True)
+        assert res.returncode == 0 and "weaker" not in res.stderr, res.stderr
+        assert res.stderr.splitlines()[-1].startswith("make_4gram.sh: lmplz, order 4 -> ")
+
+
 @pytest.mark.parametrize("tool", [pytest.param(t, marks=pytest.mark.skipif(
-    t not in TOOLS, reason=f"{t} not available (bin/setup-env as root installs irstlm; ADMMQ_LMPLZ=1 builds lmplz)"))
+    t not in TOOLS, reason=f"{t} not available (bin/setup-env as root installs irstlm and builds lmplz)"))
     for t in ("lmplz", "irstlm")])
 def test_make_4gram_keeps_the_unk_class(tmp_path, tool):
     """PTB's literal <unk> becomes the ARPA's <unk> with its estimated probability, for either tool."""

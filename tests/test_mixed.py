@@ -166,6 +166,20 @@ def test_cli_sensitivity_then_train_with_precision_auto(ptb_slice, fp_run, tmp_p
     assert ("mixed" in r.output) == (len(set(stored.values())) > 1), r.output
 
 
+def test_cli_hessian_sensitivity_gauss_newton_by_default_and_hutchinson_refused_when_negative(ptb_slice, fp_run):
+    args = ["sensitivity", "--lm", fp_run, "--text", ptb_slice / "valid.txt", "--method", "hessian", "--bits", "1,2",
+            "--max-sentences", 20, "--probes", 8, "--max-probes", 32, "--quiet"]
+    r = run_cli(*args)
+    assert r.exit_code == 0, r.output
+    assert "Tr(G)" in r.output and "Gauss-Newton trace" in r.output
+    traces = [float(ln.split()[-2]) for ln in r.output.splitlines() if ln.split()[0] in PRECISION]
+    assert len(traces) == 4 and all(t > 0 for t in traces), r.output
+    # this one-epoch LM's Hessian trace of lstm.weight_ih_l0: -0.046 ± 0.027 (32 probes): refused, not clipped
+    r = CliRunner().invoke(cli, [str(a) for a in args] + ["--trace", "hutchinson"])
+    assert r.exit_code == 1 and "not significantly positive" in r.output and "Traceback" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
 def test_named_tables_are_candidates_beside_widths(ptb_slice, fp_run, tmp_path):
     assert parse_bits_list("2, 0pm1,1,pow2:1") == (1, "0pm1", 2, "pow2:1")  # by stored bits: 1, 1.6, 2, 2.67
     with pytest.raises(AdmmqError, match="--bits must list widths"):

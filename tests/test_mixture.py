@@ -86,7 +86,14 @@ def test_class_token_is_every_components_unknown_word(tmp_path):
     np.testing.assert_allclose(cs.raw[1], ng.score([["a", "<unk>", "b"]]).logprob, atol=1e-9)
     # a word outside the LSTM's vocabulary but in the n-gram's is the n-gram's alone
     assert mixture.component_scores([["a", "b"]]).complete.all()
-    assert np.isnan(mixture.component_scores([["zz"]]).logprob[:, 0]).sum() == 0  # unseen: both share <unk>
+    # unseen by both: each component scores its own unknown-word token (<UNK> / <unk>), less the same share
+    zz = mixture.component_scores([["zz"]])
+    unk = [neural.score([["<UNK>"]]).logprob[0], ng.score([["<unk>"]]).logprob[0]]
+    np.testing.assert_allclose(zz.raw[:, 0], unk, atol=1e-6)
+    share = zz.raw[:, 0] - zz.logprob[:, 0]
+    assert share[0] > 0 and share[0] == pytest.approx(share[1])
+    mixed = math.log(0.5 * math.exp(zz.logprob[0, 0]) + 0.5 * math.exp(zz.logprob[1, 0]))
+    assert mixture.score([["zz"]]).logprob[0] == pytest.approx(mixed, abs=1e-6)
 
 
 def test_mixture_of_normalised_models_is_normalised(tmp_path):

@@ -300,7 +300,9 @@ def test_bf16_is_opt_in_and_close_tf32_needs_cuda():
     exact = NeuralScorer(m, VOCAB).score(sents).totals()
     bf16 = NeuralScorer(m, VOCAB, precision="bf16").score(sents).totals()
     diff = np.abs(bf16 - exact)
-    assert 0 < diff.max() <= 0.05 * np.abs(exact).max()
+    # measured (2-core EPYC): at most 0.007 nats per sentence (3.3e-4 per token) on scores up to 273 nats;
+    # bar 0.1 nats per sentence, a 14x margin (bf16 has 8 significant bits: 2^-9 relative per product)
+    assert 0 < diff.max() <= 0.1, diff.max()
     with pytest.raises(AdmmqError, match="tf32 applies to CUDA"):
         NeuralScorer(m, VOCAB, precision="tf32")
     with pytest.raises(AdmmqError, match="precision must be one of"):

@@ -1,6 +1,7 @@
 """recipes/common/run.pl and recipes/ptb/run.sh end to end on a slice of PTB and of the ptb-tts n-best lists."""
 
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,63 @@ def _slice_nbest(src, dst, n_utts):
         (dst / f.name[:-3]).write_text("".join(lines))
 
 
+def _edits(ref, hyp):
+    """Word-level Levenshtein distance (substitutions, insertions, deletions all cost 1), by dynamic programming."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def _kaldi_text(path):
+    return {ln.split()[0]: ln.split()[1:] for ln in Path(path).read_text().splitlines() if ln.strip()}
+
+
+def _results_row(results, label, section):
+    """The cells of the row ``label`` in RESULTS.md's section starting with ``## {section}``."""
+    text = results.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def check_wer_and_perplexity_values(tmp_path, exp, results):
+    """RESULTS.md's WER and perplexity figures against an independent recomputation: word edit distances of
+    each rescoring output, the first-pass (rank 1) and oracle (best in list) hypotheses against the references,
+    and `admmq eval` of the trained / exported models on the test text."""
+    from click.testing import CliRunner
+
+    from rescorer.cli import cli
+
+    refs = _kaldi_text(tmp_path / "nbest" / "test" / "text")
+    words = sum(len(r) for r in refs.values())
+    hyps = _kaldi_text(tmp_path / "nbest" / "test" / "words_text")
+    per_utt = {u: [_edits(r, h) for k, h in hyps.items() if k.rsplit("-", 1)[0] == u] for u, r in refs.items()}
+    first = sum(_edits(r, hyps[f"{u}-1"]) for u, r in refs.items())
+    oracle = sum(min(e) for e in per_utt.values())
+    assert oracle < first  # the slice leaves room for rescoring
+    for label, errors in (("first pass (decoder output)", first), ("oracle (best in list)", oracle)):
+        assert float(_results_row(results, label, "WER")[2]) == pytest.approx(100 * errors / words, abs=0.006)
+    for name, label, col in (("4gram", "4-gram alone", 2), ("std", "STD", 2), ("std+4gram", "STD", 4),
+                             ("admm_layer_pm1", "ADMM {±1} layer", 2), ("admm_layer_pm1+4gram", "ADMM {±1} layer", 4)):
+        out = _kaldi_text(exp / "rescore" / name / "text")
+        assert set(out) == set(refs), name
+        assert all(any(out[u] == h for k, h in hyps.items() if k.rsplit("-", 1)[0] == u) for u in refs), name
+        errors = sum(_edits(refs[u], out[u]) for u in refs)
+        assert oracle <= errors, name
+        assert float(_results_row(results, label, "WER")[col]) == pytest.approx(100 * errors / words, abs=0.006)
+        total = next(ln for ln in (exp / "rescore" / name / "wer.txt").read_text().split("# first_pass")[0]
+                     .splitlines() if ln.startswith("total"))
+        assert f"[ {errors} / {words}," in total, (name, total)
+    for lm, label in ((exp / "train" / "std", "STD"), (exp / "export" / "admm_layer_pm1.pt", "ADMM {±1} layer")):
+        r = CliRunner().invoke(cli, ["eval", "--lm", str(lm), "--text", str(tmp_path / "ptb" / "ptb.test.txt"),
+                                     "--json"])
+        assert r.exit_code == 0, r.output
+        assert float(_results_row(results, label, "Perplexity")[5]) == pytest.approx(json.loads(r.output)["ppl"],
+                                                                            abs=0.006), label
+
+
 @needs_perl
 @pytest.mark.slow
 def test_ptb_recipe_end_to_end_on_a_slice(tmp_path):
@@ -93,6 +151,7 @@ def test_ptb_recipe_end_to_end_on_a_slice(tmp_path):
         assert (exp / "rescore" / name / ".done").is_file(), name
         assert (exp / "rescore" / name / "wer.txt").is_file()
     assert "| first pass (decoder output) |" in results
+    check_wer_and_perplexity_values(tmp_path, exp, results)
     assert (exp / "log" / "train_std.log").read_text().rstrip().splitlines()[-1].startswith("# Ended (code 0)")
     # a rerun skips every finished stage: no training, export or rescoring log is rewritten (stage 6 redraws)
     stamp = {p: p.stat().st_mtime_ns for p in (exp / "log").glob("*.log") if p.name != "plots.log"}

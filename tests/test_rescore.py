@@ -1,8 +1,10 @@
 import gzip
 import json
+import math
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from rescorer.checkpoint import load_lm
@@ -172,8 +174,11 @@ def test_lm_scale_sweep_picks_the_minimum():
 
 def test_rescore_errors():
     nb, lm, refs = toy_nbest()
-    with pytest.raises(AdmmqError, match="no LM scale"):
-        rescore(nb, lm, RescoreConfig(), quiet=True)
+    # nothing to tune on: Kaldi's usual LMWT 10, said in a note
+    res = rescore(nb, lm, RescoreConfig(), quiet=True)
+    assert res.chosen_by == "default" and (res.lm_scale, res.wip) == (10.0, 0.0)
+    assert any("nothing to tune" in n for n in res.notes)
+    assert res.best.tolist() == segment_argmin(res.comp.total(1.0, 10.0, 0.0), nb.offsets).tolist()
     with pytest.raises(MismatchError, match="'u3' has no reference"):
         rescore(nb, lm, RescoreConfig(), refs={"u1": ("a",), "u2": ()}, quiet=True)
     nb2 = nb.with_costs({})
@@ -203,6 +208,17 @@ def write_tiny_kaldi_set(d):
     return d, text, hyps
 
 
+def direct_logprob(lm, words):
+    """ln P(words </s>) by one forward pass of the model (not the scorers), each word outside the vocabulary
+    (not the <unk> class token) at P(<unk>|h) / 10^4 (the default OOV policy: share among 10^4 types)."""
+    units = lm.units
+    ids = [units.index(w) for w in words]
+    with torch.no_grad():
+        nll, _ = lm.model.token_nll(torch.tensor([[units.bos_id] + ids]), torch.tensor([ids + [units.eos_id]]))
+    oov = sum(1 for w, i in zip(words, ids) if i == units.unk_id and w not in ("<unk>", "<UNK>"))
+    return -float(nll.double().sum()) - oov * math.log(1e4)
+
+
 def test_end_to_end_kaldi_set_through_cli_to_wer_table(tiny_lm, tmp_path):
     d, text, hyps = write_tiny_kaldi_set(tmp_path / "nbest")
     out = tmp_path / "out"
@@ -216,9 +232,11 @@ def test_end_to_end_kaldi_set_through_cli_to_wer_table(tiny_lm, tmp_path):
     assert summary["chosen_by"] == "test" and summary["hypotheses"] == 9 and summary["utterances"] == 3
     # the new LM costs, keyed like the input: lmwt.nolm + (-ln P_LM)
     new = read_archive(out / "lmwt.new", SCALAR)
-    logp = load_scorer([tiny_lm]).score([w for _, w in hyps]).totals()  # the CLI's LM: LSTM + OOV policy
+    lm = load_lm(tiny_lm)
+    logp = [direct_logprob(lm, w) for _, w in hyps]  # the LSTM run by hand + the OOV share
+    assert any(lm.units.index(w) == lm.units.unk_id and w != "<unk>" for _, ws in hyps for w in ws)  # OOVs in
     assert [e.key for e in new] == [k for k, _ in hyps]
-    assert np.allclose([e.value for e in new], 0.5 - logp, atol=1e-9)
+    assert np.allclose([e.value for e in new], 0.5 - np.array(logp), atol=1e-4)
     # best hypotheses = argmin of the total at the chosen weights, and the WER table = admmq wer on them
     nb = read_nbest(out / "nbest.txt")
     w = summary["weights"]
@@ -241,8 +259,6 @@ def test_end_to_end_kaldi_set_through_cli_to_wer_table(tiny_lm, tmp_path):
 
 def test_cli_rescore_errors_are_one_line(tiny_lm, tmp_path):
     d, text, _ = write_tiny_kaldi_set(tmp_path / "nbest")
-    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "-o", str(tmp_path / "o")])
-    assert r.exit_code == 1 and "no LM scale" in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "-o", str(tmp_path / "o"), "--dev", str(d)])
     assert r.exit_code == 1 and "--dev and --dev-ref go together" in r.output
     (d / "acwt").write_text("utt1-1 1.0\n")
@@ -301,3 +317,197 @@ def test_end_to_end_lstm_and_arpa_interpolated(tiny_lm, ptb_slice, tmp_path):
     new = read_archive(out / "lmwt.new", SCALAR)
     assert np.allclose([e.value for e in new], 0.5 - mix, atol=1e-6)
     assert not np.allclose(mix, lstm, atol=1e-3)  # the n-gram really took part
+
+
+def test_unknown_words_cost_the_same_in_eval_interpolate_and_rescore_by_default(tiny_lm, tmp_path):
+    """One default (--oov share, 10^4 types): an unknown word costs -ln P(<unk>|h) + ln 10^4 everywhere."""
+    unk_lm = load_lm(tiny_lm)
+    known = tuple(unk_lm.units.vocab.symbols[2:5])  # three of its words
+    assert unk_lm.units.vocab.is_oov("zzyzx") and not any(unk_lm.units.vocab.is_oov(w) for w in known)
+    sents = [known + ("zzyzx",), known + ("<unk>",), known]
+    text = tmp_path / "t.txt"
+    text.write_text("".join(" ".join(s) + "\n" for s in sents))
+    per = tmp_path / "per.txt"
+    r = CliRunner().invoke(cli, ["eval", "--lm", str(tiny_lm), "--text", str(text), "--per-sentence", str(per),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.output)
+    assert ev["oov"] == 1 and ev["oov_policy"]["mode"] == "share"
+    eval_cost = [float(line.split()[1]) for line in per.read_text().splitlines()]
+    # the unknown word costs its share of the <unk> class; the text token <unk> the whole class
+    assert eval_cost[0] - eval_cost[1] == pytest.approx(np.log(10000), abs=1e-4)
+    d = tmp_path / "nb"
+    d.mkdir()
+    keys = [f"u{k}-1" for k in range(len(sents))]
+    (d / "words_text").write_text("".join(" ".join((k,) + s) + "\n" for k, s in zip(keys, sents)))
+    (d / "acwt").write_text("".join(f"{k} 10.0\n" for k in keys))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "--lm-scale", "1", "--wip", "0",
+                                 "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    nb = read_nbest(out / "nbest.txt")
+    assert np.allclose(nb.costs["lm.new"], eval_cost, atol=1e-5)
+    r = CliRunner().invoke(cli, ["interpolate", "--lm", str(tiny_lm), "--valid", str(text), "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["ppl"] == pytest.approx(ev["ppl"], rel=1e-6)
+
+
+def interpolate_weights(lms, ngrams, text, fmt="plain"):
+    """The weights `admmq interpolate` finds on ``text``."""
+    args = ["interpolate", "--valid", str(text), "--text-format", fmt, "--json", "--quiet"]
+    args += [x for p in lms for x in ("--lm", str(p))] + [x for p in ngrams for x in ("--ngram", str(p))]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)["weights"]
+
+
+@pytest.fixture
+def ptb_arpa(ptb_slice, tmp_path):
+    sents = [line.split() for line in (ptb_slice / "train.txt").read_text().splitlines()]
+    return write(tmp_path / "lm3.arpa", backoff_arpa(sents, order=3))
+
+
+def warnings_in(r):
+    return [ln for ln in r.stderr.splitlines() if ln.startswith("admmq: warning:")]
+
+
+def test_card_command_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slice, tmp_path):
+    """`admmq rescore NBEST --lm LM --ngram ARPA -o OUT`: equal weights with one warning; EM on --valid
+    or on --dev-ref gives exactly `admmq interpolate`'s weights on that text."""
+    d, text, hyps = write_tiny_kaldi_set(tmp_path / "nbest")
+    card = ["rescore", str(d), "--lm", str(tiny_lm), "--ngram", str(ptb_arpa)]
+    r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "eq"), "--quiet"])  # the card's exact form
+    assert r.exit_code == 0, r.output
+    warn, scale_note = warnings_in(r)
+    assert "equal interpolation weights" in warn and "--valid" in warn and "--weights" in warn
+    assert "LM scale 10" in scale_note and "--dev" in scale_note
+    assert json.loads((tmp_path / "eq" / "summary.json").read_text())["chosen_by"] == "default"
+    assert "(equal, not tuned)" in r.stdout
+    s = json.loads((tmp_path / "eq" / "summary.json").read_text())
+    assert s["interpolation"]["source"] == "equal" and s["interpolation"]["weights"] == [0.5, 0.5]
+    new = read_archive(tmp_path / "eq" / "lmwt.new", SCALAR)
+    mix = load_scorer([tiny_lm], [ptb_arpa], [0.5, 0.5]).score([w for _, w in hyps]).totals()
+    assert np.allclose([e.value for e in new], 0.5 - mix, atol=1e-6)
+    # --valid TEXT: EM as admmq interpolate
+    want = interpolate_weights([tiny_lm], [ptb_arpa], ptb_slice / "valid.txt")
+    r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "v"), "--lm-scale", "10", "--valid",
+                                        str(ptb_slice / "valid.txt"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert not warnings_in(r) and f"EM on {ptb_slice / 'valid.txt'}" in r.stdout
+    s = json.loads((tmp_path / "v" / "summary.json").read_text())["interpolation"]
+    assert s["source"] == "em" and s["text"] == str(ptb_slice / "valid.txt")
+    assert s["weights"] == pytest.approx(want, abs=1e-12) and 0 < want[0] < 1
+    # no --valid but a dev set: EM on its references (Kaldi text)
+    want = interpolate_weights([tiny_lm], [ptb_arpa], text, "kaldi")
+    r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "dv"), "--dev", str(d), "--dev-ref", str(text),
+                                        "--lm-scale-grid", "0:2:1", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)["interpolation"]
+    assert s["source"] == "em" and s["text"] == str(text) and s["weights"] == pytest.approx(want, abs=1e-12)
+    assert json.loads((tmp_path / "dv" / "summary.json").read_text())["interpolation"] == s
+
+
+def test_card_command_on_a_ptb_tts_slice_tunes_on_the_dev_references(tiny_lm, ptb_arpa, tmp_path):
+    d, text = ptb_tts_slice(tmp_path, "test", lines=200)
+    dev, dev_text = ptb_tts_slice(tmp_path, "dev", lines=200)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(d), "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "-o", str(out),
+                                 "--dev", str(dev), "--dev-ref", str(dev_text), "--ref", str(text),
+                                 "--lm-scale-grid", "0:12:4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert not warnings_in(r)
+    s = json.loads((out / "summary.json").read_text())
+    want = interpolate_weights([tiny_lm], [ptb_arpa], dev_text, "kaldi")
+    assert s["interpolation"]["source"] == "em" and s["interpolation"]["text"] == str(dev_text)
+    assert s["interpolation"]["weights"] == pytest.approx(want, abs=1e-12)
+    assert s["chosen_by"] == "dev" and s["hypotheses"] == 200
+
+
+def test_eval_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slice):
+    base = ["eval", "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "--text", str(ptb_slice / "test.txt"), "--json"]
+    r = CliRunner().invoke(cli, base)
+    assert r.exit_code == 0, r.output
+    assert len(warnings_in(r)) == 1 and json.loads(r.stdout)["interpolation"]["source"] == "equal"
+    r = CliRunner().invoke(cli, base + ["--valid", str(ptb_slice / "valid.txt"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    want = interpolate_weights([tiny_lm], [ptb_arpa], ptb_slice / "valid.txt")
+    assert not warnings_in(r) and d["interpolation"]["source"] == "em"
+    assert [c["weight"] for c in d["components"]] == pytest.approx(want, abs=1e-12)
+
+
+def kaldi_copy(src, dest, n=40):
+    """The first ``n`` lines of plain text ``src`` as a Kaldi text file (utterance ids first)."""
+    lines = src.read_text().splitlines()[:n]
+    dest.write_text("".join(f"spk1_utt{k:04d} {line}\n" for k, line in enumerate(lines)))
+    return dest
+
+
+def notices_in(r):
+    return [ln for ln in r.stderr.splitlines() if ln.startswith("admmq: notice:")]
+
+
+def test_kaldi_text_given_as_plain_text_is_noticed(tiny_lm, ptb_arpa, ptb_slice, tmp_path):
+    """--valid/--text holding a Kaldi text file without --text-format: one notice line naming the option,
+    then read as plain text; an explicit --text-format (either) or a plain file: no notice."""
+    ktext = kaldi_copy(ptb_slice / "valid.txt", tmp_path / "text")
+    lms = ["--lm", str(tiny_lm), "--ngram", str(ptb_arpa)]
+    runs = {
+        "interpolate": ["interpolate", *lms, "--valid", str(ktext), "--json", "--quiet"],
+        "eval": ["eval", "--lm", str(tiny_lm), "--text", str(ktext), "--json", "--quiet"],
+    }
+    for name, args in runs.items():
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (name, r.output)
+        (note,) = notices_in(r)
+        assert str(ktext) in note and "Kaldi text" in note and "--text-format kaldi" in note, name
+        assert "'spk1_utt" in note, name
+        for fmt in ("kaldi", "plain"):
+            r = CliRunner().invoke(cli, args + ["--text-format", fmt])
+            assert r.exit_code == 0 and not notices_in(r), (name, fmt, r.output)
+    # read as plain text: the ids are words (unknown ones), as --text-format plain reads them
+    r1 = CliRunner().invoke(cli, runs["eval"])
+    r2 = CliRunner().invoke(cli, runs["eval"] + ["--text-format", "plain"])
+    r3 = CliRunner().invoke(cli, runs["eval"] + ["--text-format", "kaldi"])
+    assert json.loads(r1.stdout)["ppl"] == json.loads(r2.stdout)["ppl"] != json.loads(r3.stdout)["ppl"]
+    assert json.loads(r1.stdout)["words"] == json.loads(r3.stdout)["words"] + 40
+    # eval's --valid and --text (one --text-format for both) are each checked
+    ktest = kaldi_copy(ptb_slice / "test.txt", tmp_path / "test_text")
+    r = CliRunner().invoke(cli, ["eval", *lms, "--valid", str(ktext), "--text", str(ktest), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert [str(ktext) in n and str(ktest) not in n for n in notices_in(r)] == [True, False]
+    # a plain text is not noticed; rescore's --valid is checked too
+    r = CliRunner().invoke(cli, ["eval", "--lm", str(tiny_lm), "--text", str(ptb_slice / "test.txt"), "--quiet"])
+    assert r.exit_code == 0 and not notices_in(r)
+    d, text, _ = write_tiny_kaldi_set(tmp_path / "nbest")
+    r = CliRunner().invoke(cli, ["rescore", str(d), *lms, "--valid", str(ktext), "--lm-scale", "10", "-o",
+                                 str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert len(notices_in(r)) == 1 and not warnings_in(r)
+
+
+def test_every_output_option_creates_missing_parent_directories(tiny_lm, ptb_arpa, ptb_slice, tmp_path):
+    d, text, _ = write_tiny_kaldi_set(tmp_path / "nbest")
+    deep = tmp_path / "new" / "deeper"
+    runs = [
+        (["rescore", str(d), "--lm", str(tiny_lm), "--lm-scale", "10", "-o", str(deep / "rescore" / "out"),
+          "--quiet"], deep / "rescore" / "out" / "summary.json"),
+        (["interpolate", "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "--valid", str(ptb_slice / "valid.txt"),
+          "-o", str(deep / "interp" / "w.json"), "--quiet"], deep / "interp" / "w.json"),
+        (["export", str(tiny_lm), "-o", str(deep / "export" / "lm.admmq"), "--quiet"], deep / "export" / "lm.admmq"),
+        (["eval", "--lm", str(tiny_lm), "--text", str(ptb_slice / "test.txt"), "--per-sentence",
+          str(deep / "eval" / "per.txt")], deep / "eval" / "per.txt"),
+        (["nbest", "merge", str(deep / "merge" / "all.txt"), str(d), "--to", "file"], deep / "merge" / "all.txt"),
+        (["nbest", "split", str(d), str(deep / "split"), "-n", "2"], deep / "split" / "2" / "words_text"),
+    ]
+    for args, made in runs:
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (args[0], r.output)
+        assert made.is_file() and made.stat().st_size > 0, args[0]
+    assert not list(deep.rglob(".*.tmp"))
+    # a parent that is a file is still a one-line error, and nothing is created
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = CliRunner().invoke(cli, ["interpolate", "--lm", str(tiny_lm), "--valid", str(ptb_slice / "valid.txt"),
+                                 "-o", str(blocker / "sub" / "w.json"), "--quiet"])
+    assert r.exit_code == 1 and "is not a directory" in r.output and len(r.output.strip().splitlines()) == 1

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rescorer.checkpoint import load_lm
 from rescorer.cli import cli
+from rescorer.corpus import load_corpus
 from rescorer.errors import AdmmqError, FormatError
 from rescorer.model import ModelConfig
 from rescorer.nbest import read_nbest
@@ -15,6 +17,7 @@ from rescorer.rescore import RescoreConfig, rescore
 from rescorer.runlogs import (TRAIN_LOG_COLUMNS, format_epoch_row, method_label, read_rescore_dir,
                               read_runs, read_sweep_tsv, read_test_ppl, read_train_log)
 from rescorer.scorers import load_scorer
+from rescorer.scoring import corpus_nll
 from rescorer.train import TrainConfig, train
 from rescorer.wer import read_text
 from tests.ngram_fixtures import TINY_ARPA, write
@@ -65,6 +68,19 @@ def test_training_writes_one_row_per_epoch_with_the_documented_columns_and_resum
     # the progress line carries the figures
     text = (run / "train.log").read_text()
     assert "epoch 3: lr 1 | train loss " in text and "+ eval " in text
+
+
+def test_train_loss_is_the_epochs_mean_token_nll(ptb_slice, tmp_path):
+    """With lr 1e-12 the weights stay put: train_loss must equal the saved model's mean NLL per token of the
+    training text, computed by the evaluation code (measured: equal to 4e-8 relative)."""
+    train(tmp_path / "r", tiny_cfg(ptb_slice, epochs=1, lr=1e-12), TINY, quiet=True)
+    row = read_train_log(tmp_path / "r")[0]
+    lm = load_lm(tmp_path / "r")
+    corpus = load_corpus(lm.units, ptb_slice / "train.txt", max_sentences=60)
+    nll, tokens = corpus_nll(lm.model, corpus, lm.units.bos_id, lm.units.eos_id)
+    assert lm.model.cfg.dropout == 0 and tokens == corpus.tokens
+    assert row["train_loss"] == pytest.approx(nll / tokens, rel=1e-5)
+    assert row["train_ppl"] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
 
 
 def test_tensorboard_sink_writes_the_scalars_per_epoch(ptb_slice, tmp_path):

@@ -11,6 +11,8 @@ from rescorer.quant import MethodConfig
 from rescorer.quant.method import TrainingMethod
 from rescorer.train import TrainConfig, Trainer, train
 
+from quant_helpers import untrained_ppl
+
 SMALL = ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16, dropout=0.2)
 
 
@@ -88,7 +90,11 @@ def test_newbob_halves_then_stops(ptb_slice, tmp_path):
 
 def test_streaming_mode_trains(ptb_slice, tmp_path):
     res = train(tmp_path / "bptt", cfg_for(ptb_slice, epochs=2, bptt=20), SMALL, quiet=True)
-    assert res.log[-1]["valid_ppl"] < res.log[0]["valid_ppl"] * 1.05
+    ppl = [row["valid_ppl"] for row in res.log]
+    # measured (2-core EPYC): untrained 1954, after epoch 1 155, after epoch 2 148; bars with margins of 2.5x
+    # (a no-op optimizer leaves 1954) and "epoch 2 improves on epoch 1" (a 5% drop measured)
+    assert ppl[0] < 0.2 * untrained_ppl(ptb_slice, SMALL), ppl
+    assert ppl[1] < ppl[0], ppl
 
 
 def test_refuses_to_overwrite_and_resume_needs_a_run(ptb_slice, tmp_path):
@@ -105,8 +111,75 @@ def test_divergence_is_reported_not_saved(ptb_slice, tmp_path):
     assert not (tmp_path / "d" / "best.pt").exists()
 
 
+@pytest.mark.parametrize("factor", [1e30, math.nan], ids=["huge-finite", "nan"])
+def test_divergence_is_one_line_error_for_huge_or_nan_loss(ptb_slice, tmp_path, monkeypatch, factor):
+    """From batch 3 of epoch 2 the loss is multiplied by ``factor``: 1e30 keeps it finite in float32 (its
+    perplexity is beyond float range, what some CPUs show before NaN), NaN is NaN.  Either way the CLI
+    stops with the one-line divergence error, not a traceback, and epoch 2 saves nothing."""
+    from click.testing import CliRunner
+
+    from rescorer.cli import cli
+
+    out = tmp_path / "run"
+    args = ["train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o", out,
+            "--embed-dim", 16, "--hidden-dim", 16, "--device", "cpu", "--save-every", 5, "--quiet"]
+    r = CliRunner().invoke(cli, [str(a) for a in args + ["--epochs", 1]])
+    assert r.exit_code == 0, r.output
+    before = {n: (out / n).read_bytes() for n in ("last.pt", "best.pt")}
+    log_before = (out / "train_log.jsonl").read_text()
+    real_step, calls = TrainingMethod.train_step, []
+
+    def scaled_step(self, *a, **kw):
+        loss, state = real_step(self, *a, **kw)
+        calls.append(1)
+        return (loss * factor if len(calls) >= 3 else loss), state
+
+    monkeypatch.setattr(TrainingMethod, "train_step", scaled_step)
+    r = CliRunner().invoke(cli, ["train", "--resume", str(out), "--epochs", "2", "--quiet"])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    assert lines[0].startswith("admmq: error: training diverged in epoch 2:") and "at batch 3" in lines[0]
+    assert ("beyond float range" in lines[0]) == (factor == 1e30)
+    assert len(calls) == 3  # stopped at the first bad batch, before save point 5
+    assert {n: (out / n).read_bytes() for n in ("last.pt", "best.pt")} == before
+    assert (out / "train_log.jsonl").read_text() == log_before
+
+
+def test_perplexity_display_never_raises():
+    from rescorer.perplexity import OVERFLOW_NATS, format_ppl, perplexity_from, ppl_of_nll
+    from rescorer.runlogs import format_epoch_row
+
+    assert ppl_of_nll(math.log(150.0)) == pytest.approx(150.0, rel=1e-12)
+    assert ppl_of_nll(1e300) == math.inf and ppl_of_nll(OVERFLOW_NATS) == math.inf
+    assert math.isnan(ppl_of_nll(math.nan)) and ppl_of_nll(-math.inf) == 0.0
+    assert perplexity_from(-1e300, 10) == math.inf and math.isnan(perplexity_from(0.0, 0))
+    assert [format_ppl(x) for x in (123.456, 1.5e50, math.inf, math.nan)] == ["123.46", "1.5e+50", "inf", "nan"]
+    row = {"epoch": 1, "lr": 1.0, "train_loss": 1e300, "train_ppl": ppl_of_nll(1e300), "valid_ppl": math.inf,
+           "valid_ppl_q": math.nan, "seconds": 1.0, "tokens_per_s": 1.0, "eval_seconds": 0.1}
+    assert "(ppl inf)" in format_epoch_row(row) and "quantized nan" in format_epoch_row(row)
+
+
 def test_best_checkpoint_loads_without_flags(ptb_slice, tmp_path):
     train(tmp_path / "r", cfg_for(ptb_slice, epochs=1), SMALL, quiet=True)
     lm = load_lm(tmp_path / "r")
     assert lm.method == "fp" and lm.model.cfg.hidden_dim == 16 and not lm.model.training
     assert lm.units.index("the") != lm.units.unk_id
+
+
+def test_train_notices_a_kaldi_valid_text_given_as_plain(ptb_slice, tmp_path):
+    from click.testing import CliRunner
+
+    from rescorer.cli import cli
+
+    ktext = tmp_path / "text"
+    lines = (ptb_slice / "valid.txt").read_text().splitlines()
+    ktext.write_text("".join(f"spk_{k:04d} {line}\n" for k, line in enumerate(lines)))
+    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ktext), "--embed-dim", "8",
+            "--hidden-dim", "8", "--epochs", "1", "--max-sentences", "50", "--device", "cpu", "--quiet"]
+    r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    notes = [ln for ln in r.stderr.splitlines() if ln.startswith("admmq: notice:")]
+    assert len(notes) == 1 and str(ktext) in notes[0] and "--text-format kaldi" in notes[0]
+    r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "b"), "--text-format", "plain"])
+    assert r.exit_code == 0 and "notice" not in r.stderr, r.output

@@ -9,10 +9,12 @@
 #                ptb-tts dev/test n-best lists (--nbest-dir, else data/ptb-tts) into $data;
 #                with --make-nbest true the n-best lists are made here instead, from PTB valid
 #                (dev) and test (test) text: flite voices + pink noise + pocketsphinx
-#                (admmq nbest synth; needs apt's flite and pip's pocketsphinx; about 1.5 s of
-#                decoding per utterance and job; the defaults regenerate data/ptb-tts exactly)
-#   2 4-gram     ARPA 4-gram from PTB train (recipes/common/make_4gram.sh: lmplz or irstlm),
-#                or --ngram FILE; its test perplexity
+#                (admmq nbest synth; needs apt's flite and pip's pocketsphinx; about 4.6 s per
+#                utterance and job: synthesis, a fresh decoder, decoding (1.5-1.7 s of it) and
+#                the n-best costs (README); the defaults regenerate data/ptb-tts exactly)
+#   2 4-gram     ARPA 4-gram from PTB train (recipes/common/make_4gram.sh: kenlm's lmplz, which
+#                bin/setup-env builds into ~/.cache/admmq/kenlm, else irstlm: weaker, the line
+#                printed says so), or --ngram FILE; its test perplexity
 #   3 train      one LM per --rows entry (below), --nj at a time through $train_cmd
 #   4 export     packed file per quantized row (admmq export --bits auto), sizes (admmq info),
 #                test perplexity, EM-tuned interpolation with the 4-gram on valid
@@ -21,13 +23,14 @@
 #   6 report     figures (admmq plot; needs matplotlib) and $exp/RESULTS.md, printed
 #
 # Rows: std (fp), bin, binlin, admm_notie, admm_{node,layer}_{pm1,0pm1,pm12,pm124}.
-# Full run (default): every row with the paper's epochs (STD 10, the others 50) on all of PTB;
+# Full run (default): the paper's 11 rows (all but admm_notie) with the paper's epochs (STD 10,
+# the others 50) on all of PTB;
 # meant for a GPU (--device auto picks it). --quick: a CPU-sized subset (4 rows, a slice of PTB
 # train, 3 epochs, ADMM rows started from the STD model) that runs in minutes on 2 cores.
 #
 # Options (defaults in brackets):
 #   --quick                          CPU-sized demo [false]
-#   --rows "r1 r2 ..."               rows to train [all; quick: std binlin admm_layer_pm1 admm_node_pm124]
+#   --rows "r1 r2 ..."               rows to train [the 11 above; quick: std binlin admm_layer_pm1 admm_node_pm124]
 #   --epochs N                       epochs of every row [paper; quick: 3]
 #   --max-sentences N                PTB train sentences used for the LSTMs [all; quick: 6000]
 #   --nj N                           training / rescoring jobs at once [2]
@@ -169,6 +172,7 @@ if run_stage 2; then
     if [ -z "$ngram" ]; then
       "$ROOT/recipes/common/make_4gram.sh" "$data/ptb.train.txt" "$arpa" > "$exp/log/make_4gram.log" 2>&1 \
         || { cat "$exp/log/make_4gram.log"; exit 1; }
+      sed -n 's/^make_4gram.sh: /  /p' "$exp/log/make_4gram.log"  # the tool used (and why, for irstlm)
     fi
     "$admmq" eval --ngram "$arpa" --text "$data/ptb.test.txt" --json > "$exp/lm/test_eval.json"
     touch "$exp/lm/.done"

@@ -6,7 +6,7 @@
 #                            [--train-sentences N] [--iters N] [--budget-bits B] [--bits LIST]
 #
 # Stages: 1 data; 2 full-precision LM (skipped with --fp DIR); 3 sensitivity
-#         (kl on 500 validation sentences, hessian with 16 probes on 150);
+#         (kl on 500 validation sentences, hessian (Hutchinson) with 16 probes on 150);
 #         4 ADMM: uniform pm12 (2 bits), mixed by kl, mixed by hessian, each from
 #         the fp LM; 5 test perplexity and sizes (admmq eval, admmq info).
 # RESULTS_mixed.md was measured with this script: first run with its defaults; second with
@@ -56,7 +56,7 @@ if run_stage 3; then
   echo "== stage 3: sensitivity"
   $admmq sensitivity --lm "$fp" --text "$data/valid500.txt" --method kl --bits "$bits" \
     -o "$exp/sens_kl.json" --quiet
-  $admmq sensitivity --lm "$fp" --text "$data/valid150.txt" --method hessian --probes 16 --bits "$bits" \
+  $admmq sensitivity --lm "$fp" --text "$data/valid150.txt" --method hessian --trace hutchinson --probes 16 --bits "$bits" \
     -o "$exp/sens_hessian.json" --quiet
 fi
 

@@ -55,7 +55,7 @@ def cli() -> None:
 
 def _register() -> None:
     from . import cmd_eval, cmd_train  # noqa: F401  (each module adds its command to ``cli``)
-    from . import cmd_export, cmd_info  # noqa: F401
+    from . import cmd_export, cmd_import, cmd_info  # noqa: F401
     from . import cmd_interpolate  # noqa: F401
     from . import cmd_nbest, cmd_rescore, cmd_wer  # noqa: F401
     from . import cmd_plot  # noqa: F401

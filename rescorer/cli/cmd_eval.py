@@ -9,11 +9,13 @@ import click
 from ..checkpoint import load_lm
 from ..errors import AdmmqError
 from ..evaluate import evaluate_scorer, evaluate_text
-from ..scorers import load_scorer
+from ..mixture import OovPolicy
+from ..scorers import load_tuned_scorer
 from ..train import pick_device
 from . import cli
-from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, weights_option
-from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
+from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy, report_choice, weights_option
+from .options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
+                      text_format_option)
 
 
 @cli.command("eval")
@@ -22,6 +24,9 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @weights_option
 @click.option("--text", "text_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Text to score (plain or gzip).")
+@click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Several LMs without --weights: tune their interpolation weights by EM on this text, as "
+                   "'admmq interpolate --valid' does [default: equal weights, with a warning].")
 @text_format_option
 @click.option("--per-sentence", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write '<key> <cost>' per sentence, cost = -ln P(words </s>) (nats).")
@@ -30,30 +35,41 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @device_option
 @json_option
 @quiet_option
-def eval_command(lm_paths, ngram_paths, weights, text_path, text_format, per_sentence, ngram_backend, ngram_case,
+def eval_command(lm_paths, ngram_paths, weights, text_path, valid_path, text_format, per_sentence, ngram_backend, ngram_case,
                  oov_mode, oov_types, oov_logprob, batch_tokens, device, as_json, quiet):
     """Perplexity, word count and OOV rate of TEXT under an LM or an interpolation of LMs.
 
-    With one --lm alone, out-of-vocabulary words are scored as the unknown word
-    (the PTB convention); for a quantized checkpoint this is the quantized
-    model's perplexity.  With --ngram, several LMs or --weights, the text is
-    scored by the mixture sum_k w_k P_k with the OOV policy (--oov; words no LM
-    knows are counted as oov).  Tokens are the words plus one </s> per sentence.
+    With one --lm alone this is that LM's perplexity (for a quantized
+    checkpoint, the quantized model's).  With --ngram, several LMs or
+    --weights, the text is scored by the mixture sum_k w_k P_k; without
+    --weights its weights are found by EM on --valid (as 'admmq interpolate'),
+    or are equal (with a warning) when --valid is not given.  Either way a
+    word no LM knows costs what --oov says (default share, the same as
+    interpolate and rescore) and is counted as oov; a text token <unk> gets the
+    unknown word's full probability.  Tokens are the words plus one </s> per
+    sentence.
     """
     policy = oov_policy(oov_mode, oov_types, oov_logprob)
-    if len(lm_paths) == 1 and not ngram_paths and weights is None and policy is None:
+    if len(lm_paths) == 1 and not ngram_paths and weights is None:
         lm = load_lm(lm_paths[0], device=str(pick_device(device)))
-        result = evaluate_text(lm, text_path, text_format, batch_tokens, per_sentence)
-        extra = {"lm": lm.path, "method": lm.method}
+        policy = policy or OovPolicy()
+        fmt = text_format_for(text_path, text_format, lambda w: not lm.units.is_oov(w))
+        result = evaluate_text(lm, text_path, fmt, batch_tokens, per_sentence, policy)
+        extra = {"lm": lm.path, "method": lm.method, "oov_policy": policy.to_dict()}
     else:
         if not lm_paths and not ngram_paths and weights is None:
             raise AdmmqError("give --lm, --ngram or --weights")
-        scorer = load_scorer(lm_paths, ngram_paths, weights, policy, str(pick_device(device)), batch_tokens,
-                             ngram_backend, ngram_case, quiet)
-        result = evaluate_scorer(scorer, text_path, text_format, per_sentence)
+        scorer, choice = load_tuned_scorer(lm_paths, ngram_paths, weights, policy,
+                                           (valid_path, text_format) if valid_path else None,
+                                           str(pick_device(device)), batch_tokens, ngram_backend, ngram_case, quiet)
+        report_choice(choice)
+        fmt = text_format_for(text_path, text_format, lambda w: not scorer.is_oov(w))
+        result = evaluate_scorer(scorer, text_path, fmt, per_sentence)
         extra = {"components": [{"kind": k, "path": n, "weight": float(w)}
                                 for k, n, w in zip(scorer.kinds, scorer.names, scorer.weights)],
-                 "oov_policy": scorer.oov.to_dict()}
+                 "oov_policy": scorer.oov.to_dict(), "interpolation": choice.to_dict()}
+        if choice.source in ("em", "equal") and not as_json:
+            click.echo(choice.describe())
         if len(scorer.names) == 1:
             extra["lm" if scorer.kinds[0] == "lstm" else "ngram"] = scorer.names[0]
     if as_json:

@@ -15,7 +15,8 @@ from ..scorers import load_components
 from ..train import pick_device
 from . import cli
 from .lm_options import lms_option, lm_scoring_options, ngram_option, oov_policy
-from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
+from .options import (batch_tokens_option, device_option, json_option, quiet_option, text_format_for,
+                      text_format_option)
 
 
 @cli.command("interpolate")
@@ -60,7 +61,8 @@ def interpolate_command(lm_paths, ngram_paths, valid_path, text_format, out_path
     scorer = MixtureScorer([c.scorer for c in comps], start or [1.0] * n,
                            oov_policy(oov_mode, oov_types, oov_logprob) or OovPolicy(),
                            names=[c.path for c in comps], kinds=[c.kind for c in comps])
-    result = interpolate(scorer, valid_path, text_format, start, tolerance, max_iterations, quiet)
+    fmt = text_format_for(valid_path, text_format, lambda w: not scorer.is_oov(w))
+    result = interpolate(scorer, valid_path, fmt, start, tolerance, max_iterations, quiet)
     if out_path:
         save_weights(result, out_path)
     if as_json:

@@ -12,12 +12,12 @@ from ..errors import AdmmqError
 from ..rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
 from ..nbest_shards import parse_shard
 from ..rescore_job import run_rescore
-from ..scorers import load_scorer
+from ..scorers import load_tuned_scorer
 from ..train import pick_device
 from . import cli
 from .lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
-                         oov_policy, weights_option)
-from .options import batch_tokens_option, device_option, json_option, quiet_option
+                         oov_policy, report_choice, weights_option)
+from .options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
 
 
 @cli.command("rescore")
@@ -32,7 +32,12 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
               help="Reference Kaldi text: report WER (and sweep the weights on it when not given or tuned).")
 @click.option("--dev", type=click.Path(exists=True),
               help="Dev n-best list (directory or file) to tune the LM scale / penalty on.")
-@click.option("--dev-ref", type=click.Path(exists=True, dir_okay=False), help="Reference Kaldi text of --dev.")
+@click.option("--dev-ref", type=click.Path(exists=True, dir_okay=False),
+              help="Reference Kaldi text of --dev (also tunes the interpolation weights when --valid is not given).")
+@click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Several LMs without --weights: tune their interpolation weights by EM on this text, as "
+                   "'admmq interpolate --valid' does [default: on --dev-ref, else equal weights].")
+@text_format_option
 @click.option("--words-txt", type=click.Path(exists=True, dir_okay=False),
               help="Symbol table for 'words' id archives (default: words.txt in the n-best directory).")
 @click.option("--acoustic-scale", type=float, default=1.0, show_default=True, help="Weight of acwt.")
@@ -61,7 +66,7 @@ from .options import batch_tokens_option, device_option, json_option, quiet_opti
 @json_option
 @quiet_option
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
-                    oov_logprob, out_dir, ref, dev, dev_ref, words_txt, acoustic_scale, lm_scale, wip,
+                    oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale, wip,
                     old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, shard, batch_tokens,
                     prefix_sharing, int8, precision, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
@@ -75,8 +80,10 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     --old-lm-weight); the lowest total wins. lmwt.nolm is 0 when absent.
 
     The new LM is one LSTM (--lm), one n-gram (--ngram), or their
-    interpolation with --weights (a file from 'admmq interpolate', or
-    numbers). Words no LM knows cost what --oov says (see README).
+    interpolation: with --weights (a file from 'admmq interpolate', or
+    numbers), else weights found by EM as 'admmq interpolate' finds them, on
+    --valid or else on --dev-ref; with neither, equal weights and a warning.
+    Words no LM knows cost what --oov says (see README).
     """
     cfg = RescoreConfig(acoustic_scale=acoustic_scale, lm_scale=lm_scale, wip=wip, old_lm_weight=old_lm_weight,
                         lm_scale_grid=parse_grid(lm_scale_grid), wip_grid=parse_grid(wip_grid),
@@ -85,11 +92,10 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
     dev_name = str(pick_device(device))
     neural = neural_options(prefix_sharing, int8, precision, threads)
-    settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths),
-                "ngram": list(ngram_paths), "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
-                "dev_ref": dev_ref, "device": device, "batch_tokens": batch_tokens, "neural": neural.to_dict(),
-                "threads": threads,
-                "config": config_dict(cfg)}
+    settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths), "ngram": list(ngram_paths),
+                "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
+                "dev_ref": dev_ref, "valid": valid_path, "device": device, "batch_tokens": batch_tokens,
+                "neural": neural.to_dict(), "threads": threads, "config": config_dict(cfg)}
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
     check_tuning(cfg, ref is not None, dev is not None)
@@ -98,13 +104,21 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     say(f"rescore {nbest} with {' '.join(lm_paths + ngram_paths) or weights} (device {dev_name}, "
         f"batch tokens {batch_tokens})", quiet)
 
+    tune_on = (valid_path, text_format) if valid_path else (dev_ref, "kaldi") if dev_ref else None
+    choices = []
+
     def build_lm():
-        return load_scorer(lm_paths, ngram_paths, weights, oov, dev_name, batch_tokens, ngram_backend, ngram_case,
-                           quiet, neural)
+        scorer, choice = load_tuned_scorer(lm_paths, ngram_paths, weights, oov, tune_on, dev_name, batch_tokens,
+                                           ngram_backend, ngram_case, quiet, neural)
+        report_choice(choice)
+        settings["interpolation"] = choice.to_dict()  # into summary.json
+        choices.append(choice)
+        return scorer
 
     res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings,
                              parse_shard(shard) if shard else None)
     summary = res.summary()
+    summary["interpolation"] = choices[0].to_dict()
     for note in summary["notes"]:
         click.echo(f"admmq: warning: {note}", err=True)
     if as_json:
@@ -119,6 +133,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     for w in sc["lm_work"]:
         click.echo(f"LSTM ({w.get('how', '')}): {w['lstm_steps']} LSTM steps, {w['softmax_rows']} softmax rows "
                    f"for {w['tokens']} words+</s> of {w['sentences']} distinct sentences")
+    click.echo(choices[0].describe())
     how = HOW[res.chosen_by] + (f" over {len(res.sweep.errors)} settings" if res.sweep is not None else "")
     click.echo(f"weights: acoustic scale {res.acoustic_scale:g}, LM scale {res.lm_scale:g}, wip {res.wip:g}, "
                f"old LM weight {res.old_lm_weight:g} ({how})")

@@ -18,7 +18,7 @@ from ..train import train
 from ..train_config import SCHEDULES, TrainConfig
 from ..tensorboard_sink import tensorboard_sink
 from . import cli
-from .options import quiet_option, text_format_option
+from .options import quiet_option, text_format_for, text_format_option
 
 
 class AdmmInterval(click.ParamType):
@@ -103,7 +103,8 @@ class AdmmInterval(click.ParamType):
 @click.option("--sensitivity-sentences", type=click.IntRange(min=0), default=0, show_default=True,
               help="--precision auto: measure sensitivity on the first N validation sentences (0 = all).")
 @click.option("--probes", type=click.IntRange(min=2), default=16, show_default=True,
-              help="--sensitivity hessian: Hutchinson probes.")
+              help="--sensitivity hessian: least Gauss-Newton trace samples (more, up to 256, until every "
+                   "standard error is at most 10% of its trace).")
 @click.option("--bits", type=click.IntRange(1, 8), default=2, show_default=True,
               help="multibit: bits per weight.")
 @click.option("--act-bits", type=click.IntRange(0, 8), default=0, show_default=True,
@@ -207,6 +208,8 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         if missing:
             raise AdmmqError(f"missing {', '.join(missing)} (or give --resume DIR)")
         parse_qset(qset)  # a bad set name is an error before any data is read
+        if text_format is None:  # plain, with a notice for a text that looks like Kaldi text
+            text_format = [text_format_for(p, None) for p in (train_path, valid_path)][0]
         plan = None
         if precision is not None:
             if method != "admm":

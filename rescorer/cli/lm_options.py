@@ -81,3 +81,11 @@ def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: in
         import torch
         torch.set_num_threads(threads)
     return NeuralOptions(prefix_sharing=prefix_sharing, int8=int8, precision=precision)
+
+
+def report_choice(choice) -> None:
+    """The notice and warning of a :class:`rescorer.scorers.WeightChoice`, one line each on stderr."""
+    if choice.notice:
+        click.echo(f"admmq: notice: {choice.notice}", err=True)
+    if choice.warning:
+        click.echo(f"admmq: warning: {choice.warning}", err=True)

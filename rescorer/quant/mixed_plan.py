@@ -91,7 +91,8 @@ def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str
         corpus = load_corpus(lm.units, valid, text_format, max_sentences)
         numels = {n: int(p.numel()) for n, p in lm.model.named_parameters() if n in names}
         target = budget_in_bits(numels, budget_bits, budget_mb) / max(1, sum(numels.values()))  # nas aims at it
-        cfg = SensitivityConfig(metric=sensitivity, bits=tuple(bits), probes=probes, budget_bits=target)
+        cfg = SensitivityConfig(metric=sensitivity, bits=tuple(bits), probes=probes, max_probes=max(probes, 256),
+                                budget_bits=target)
         table = measure_sensitivity(lm.model, corpus, lm.units, cfg, names, quiet)
         source = f"{sensitivity} on {valid}"
     else:

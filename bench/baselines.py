@@ -1,0 +1,196 @@
+"""Baselines of ``bench/rescore_speed.py``: a naive loop, a lean per-utterance batch, and what Kaldi
+users run, ``steps/pytorchnn/compute_sentence_scores.py``.
+
+:func:`naive_scores` runs one forward pass per hypothesis; :func:`per_utterance_scores` one padded
+batch per utterance from a zero state (masked log-softmax sums, nothing written).
+:func:`kaldi_like_scores` does per utterance what that script does (Kaldi's
+``egs/wsj/s5/steps/pytorchnn``, called by ``lmrescore_nbest_pytorchnn.sh``):
+
+* one batch per utterance holding all its hypotheses (no dedup), each
+  ``<s> w1 .. wn`` as input and ``w1 .. wn </s>`` as target, padded at the
+  end to the longest with the id of ``<s>`` (Kaldi pads with id 0, which is
+  ``<s>`` in its vocabulary; our output layer has no ``<s>``, so padded targets
+  take ``</s>`` — the same work);
+* the LSTM over the (B, T) batch, the full output layer at every padded
+  position, cross entropy per position (``reduction="none"``), each
+  hypothesis' first n+1 costs kept and written as text with four decimals
+  (``key c1 .. cn+1``), as the script's ``write_scores`` does;
+* the hidden state carried over: the first utterance starts from zeros; each
+  later one from the state the model reaches on the *previous* utterance's
+  first hypothesis (its padded input row, run once more from that
+  utterance's own initial state, output layer included, as the script does),
+  repeated over the batch.
+
+Because of the carried state, a hypothesis' cost differs from the zero-state
+cost admmq computes, except in the first utterance.
+
+:func:`run_kaldi_script` runs the real script from a Kaldi checkout on the
+same n-best list, with a same-shape model (Kaldi's ``RNNModel`` state dict:
+``encoder``, ``rnn``, ``decoder`` with tied input/output embeddings, random
+weights — speed does not depend on them) and our vocabulary with ``<s>``
+first, and returns its wall time.  Only ``bench/rescore_speed.py
+--kaldi-dir`` calls it; without a Kaldi checkout it is never run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Hyps = List[Tuple[str, ...]]
+SCRIPT_DIRS = ("egs/wsj/s5/steps/pytorchnn", "steps/pytorchnn")
+
+
+@torch.no_grad()
+def naive_scores(model, units, sentences, device) -> np.ndarray:
+    """One forward pass per hypothesis: ln P(words </s>)."""
+    out = np.empty(len(sentences))
+    for i, words in enumerate(sentences):
+        ids = units.encode_sentence(words).tolist()
+        x = torch.tensor([[units.bos_id] + ids], device=device)
+        y = torch.tensor(ids + [units.eos_id], device=device)
+        hidden, _ = model(x)
+        logp = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
+        out[i] = logp.gather(1, y[:, None]).sum().item()
+    return out
+
+
+@torch.no_grad()
+def per_utterance_scores(model, units, utterances: Sequence[Hyps], device) -> Tuple[np.ndarray, int]:
+    """Kaldi-style: each utterance's hypotheses as one padded batch, log-softmax at every position.
+
+    Returns ln P(words </s>) per hypothesis and the padded positions computed.
+    """
+    out, positions = [], 0
+    for hyps in utterances:
+        ids = [units.encode_sentence(h) for h in hyps]
+        T = max(len(s) for s in ids) + 1
+        inputs = torch.full((len(ids), T), units.eos_id, dtype=torch.int64)
+        targets = torch.full((len(ids), T), units.eos_id, dtype=torch.int64)
+        mask = torch.zeros(len(ids), T)
+        for b, s in enumerate(ids):
+            inputs[b, 0] = units.bos_id
+            inputs[b, 1: len(s) + 1] = torch.from_numpy(s)
+            targets[b, : len(s)] = torch.from_numpy(s)
+            mask[b, : len(s) + 1] = 1.0
+        hidden, _ = model(inputs.to(device))
+        nll = F.cross_entropy(model.logits(hidden).reshape(-1, model.cfg.output_size), targets.reshape(-1).to(device),
+                              reduction="none").reshape(len(ids), T).cpu()
+        out.append(-(nll * mask).sum(dim=1).double().numpy())
+        positions += len(ids) * T
+    return np.concatenate(out), positions
+
+
+@torch.no_grad()
+def kaldi_like_scores(model, units, utterances: Sequence[Hyps], device) -> Tuple[np.ndarray, int, List[str]]:
+    """Per utterance, as Kaldi's ``compute_sentence_scores.py`` (module docstring).
+
+    Returns ln P(words </s>) per hypothesis (float64, in input order), the LSTM steps (= output rows)
+    computed, and the score lines the script would write (``<utt>-<rank> c1 .. cn+1``).
+    """
+    out, steps, lines = [], 0, []
+    carry = None  # ((L, 1, H), (L, 1, H)) after the previous utterance's first hypothesis
+    for u, hyps in enumerate(utterances):
+        ids = [units.encode_sentence(h) for h in hyps]
+        B, T = len(ids), max(len(s) for s in ids) + 1
+        inputs = torch.full((B, T), units.bos_id, dtype=torch.int64)
+        targets = torch.full((B, T), units.eos_id, dtype=torch.int64)
+        for b, s in enumerate(ids):
+            inputs[b, 1: len(s) + 1] = torch.from_numpy(s)
+            targets[b, : len(s)] = torch.from_numpy(s)
+        inputs, targets = inputs.to(device), targets.to(device)
+        if carry is None:
+            L, H = model.cfg.layers, model.cfg.hidden_dim
+            first = (torch.zeros(L, 1, H, device=device), torch.zeros(L, 1, H, device=device))
+        else:
+            first = carry
+        state = (first[0].repeat(1, B, 1), first[1].repeat(1, B, 1))
+        hidden, _ = model(inputs, state)  # (B, T, H)
+        nll = F.cross_entropy(model.logits(hidden).reshape(B * T, -1), targets.reshape(-1),
+                              reduction="none").reshape(B, T).cpu().numpy()
+        h1, carry = model(inputs[:1], first)  # the first hypothesis again, for the next utterance's state
+        model.logits(h1)  # the script's model computes (and drops) its output layer here too
+        steps += B * T + T
+        for b, s in enumerate(ids):
+            costs = nll[b, : len(s) + 1]
+            lines.append(f"{u}-{b + 1} " + " ".join(f"{c:.4f}" for c in costs))
+            out.append(-costs.astype(np.float64).sum())
+    return np.array(out), steps, lines
+
+
+def script_dir(kaldi_dir: str) -> Path:
+    """The directory of ``compute_sentence_scores.py`` and ``model.py`` in a Kaldi checkout."""
+    for rel in SCRIPT_DIRS:
+        d = Path(kaldi_dir) / rel
+        if (d / "compute_sentence_scores.py").is_file() and (d / "model.py").is_file():
+            return d
+    sys.exit(f"rescore_speed.py: error: --kaldi-dir {kaldi_dir}: no {SCRIPT_DIRS[0]}/compute_sentence_scores.py "
+             f"and model.py there")
+
+
+def kaldi_inputs(model, units, utterances: Sequence[Hyps], tmp: Path) -> Tuple[Path, Path, Path]:
+    """The script's three inputs: hypotheses (``<utt>-<rank> words``), vocabulary (``word index``, ``<s>``
+    first, then our words) and a same-shape ``RNNModel`` state dict (tied embeddings, random weights)."""
+    cfg = model.cfg
+    if cfg.embed_dim != cfg.hidden_dim:
+        sys.exit("rescore_speed.py: error: --kaldi-dir needs embed_dim == hidden_dim (the script ties them)")
+    words = ["<s>"] + [w for w in units.vocab.symbols if w != "<s>"]
+    vocab = tmp / "words.txt"
+    vocab.write_text("".join(f"{w} {i}\n" for i, w in enumerate(words)), encoding="utf-8")
+    infile = tmp / "nbest.txt"
+    infile.write_text("".join(f"{u}-{r} {' '.join(h)}\n" for u, hyps in enumerate(utterances)
+                              for r, h in enumerate(hyps, 1)), encoding="utf-8")
+    g = torch.Generator().manual_seed(0)
+    V, E, H = len(words), cfg.embed_dim, cfg.hidden_dim
+    emb = (torch.rand(V, E, generator=g) - 0.5) * 0.2
+    state = {"encoder.weight": emb, "decoder.weight": emb, "decoder.bias": torch.zeros(V)}
+    for layer in range(cfg.layers):
+        fan_in = E if layer == 0 else H
+        state[f"rnn.weight_ih_l{layer}"] = (torch.rand(4 * H, fan_in, generator=g) - 0.5) * 0.2
+        state[f"rnn.weight_hh_l{layer}"] = (torch.rand(4 * H, H, generator=g) - 0.5) * 0.2
+        state[f"rnn.bias_ih_l{layer}"] = torch.zeros(4 * H)
+        state[f"rnn.bias_hh_l{layer}"] = torch.zeros(4 * H)
+    weights = tmp / "model.pt"
+    torch.save(state, weights)
+    return infile, vocab, weights
+
+
+def run_kaldi_script(kaldi_dir: str, model, units, utterances: Sequence[Hyps], threads: int,
+                     tmp: Path) -> float:
+    """Wall seconds of Kaldi's script scoring ``utterances`` (Python start and model load included), after
+    checking that it wrote one line per hypothesis with one cost per word and ``</s>``."""
+    d = script_dir(kaldi_dir)
+    infile, vocab, weights = kaldi_inputs(model, units, utterances, tmp)
+    outfile = tmp / "scores.txt"
+    cfg = model.cfg
+    env = dict(os.environ, PYTHONPATH=str(d), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, str(d / "compute_sentence_scores.py"), "--infile", str(infile), "--outfile",
+           str(outfile), "--vocabulary", str(vocab), "--model-path", str(weights), "--model", "LSTM",
+           "--emsize", str(cfg.embed_dim), "--nhid", str(cfg.hidden_dim), "--nlayers", str(cfg.layers),
+           "--oov", units.vocab.unk]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    if res.returncode != 0:
+        sys.exit(f"rescore_speed.py: error: Kaldi's script failed (exit {res.returncode}): "
+                 f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.stdout[-300:]}")
+    lines = outfile.read_text(encoding="utf-8").splitlines()
+    expected = [len(h) + 1 for hyps in utterances for h in hyps]
+    got = [len(ln.split()) - 1 for ln in lines]
+    if sorted(got) != sorted(expected):
+        sys.exit(f"rescore_speed.py: error: Kaldi's script wrote {len(lines)} score lines, not one per "
+                 f"hypothesis ({len(expected)}) with one cost per word and </s>")
+    return seconds
+
+
+def within(stand_in: float, real: float, tolerance: float = 0.2) -> bool:
+    """True when the stand-in's time is within ``tolerance`` (relative) of the real script's."""
+    return abs(stand_in - real) <= tolerance * real

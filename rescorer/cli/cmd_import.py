@@ -1,0 +1,37 @@
+"""``admmq import``: an LSTM LM of PyTorch's word_language_model example (or Kaldi's steps/pytorchnn) as a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..import_rnnmodel import import_rnnmodel
+from ..progress import say
+from . import cli
+from .options import json_option, quiet_option
+
+
+@cli.command("import")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False))
+@click.option("--vocab", "vocab_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The model's vocabulary in row order: one word a line (the example's Dictionary.idx2word) or "
+                   "'word index' lines (Kaldi steps/pytorchnn).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="admmq checkpoint to write (atomically).")
+@click.option("--unk-symbol", default=None, help="The vocabulary's unknown word [default: <unk> or <UNK>].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dropout stored in the model config, for 'admmq train --init-from' (scoring ignores it).")
+@json_option
+@quiet_option
+def import_command(weights, vocab_path, out, unk_symbol, dropout, as_json, quiet):
+    """Turn WEIGHTS, the state_dict of an LSTM RNNModel (PyTorch's word_language_model example, Kaldi's
+    steps/pytorchnn), into an admmq checkpoint for eval, rescore, export and train --init-from.
+
+    WEIGHTS is read with torch.load(weights_only=True) (save model.state_dict(), not the pickled model).
+    <eos> (or </s>) is the sentence end and what each sentence starts from (<s> when the vocabulary has
+    it); see README.
+    """
+    say(f"importing {weights} with vocabulary {vocab_path}", quiet)
+    result = import_rnnmodel(weights, vocab_path, out, unk_symbol, dropout)
+    click.echo(json.dumps(result.to_dict(), sort_keys=True) if as_json else result.summary())
