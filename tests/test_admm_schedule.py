@@ -147,3 +147,35 @@ def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tm
         assert torch.equal(full["method_state"][k], cut["method_state"][k]), k
     assert [r["valid_ppl_q"] for r in full["log"]] == [r["valid_ppl_q"] for r in cut["log"]]
     assert [r["admm_updates"] for r in full["log"]] == [r["admm_updates"] for r in cut["log"]]
+
+
+def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
+    """`admmq train --method admm`: the paper's schedule from scratch, the ``trained`` schedule with
+    --init-from; --admm-schedule paper is one option away and explicit settings win."""
+    from click.testing import CliRunner
+
+    from rescorer.cli import cli
+    from rescorer.quant.method import ADMM_SCHEDULES
+
+    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ptb_slice / "valid.txt"),
+            "--epochs", "1", "--max-sentences", "20", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"]
+
+    def method_config(name, *extra):
+        r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+        return read_checkpoint(tmp_path / name / "last.pt")["method_config"]
+
+    method_config("fp")
+    fp = str(tmp_path / "fp" / "best.pt")
+    keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max")
+    scratch = method_config("scratch", "--method", "admm")
+    assert {k: scratch[k] for k in keys} == ADMM_SCHEDULES["paper"]
+    trained = method_config("trained", "--method", "admm", "--init-from", fp)
+    assert {k: trained[k] for k in keys} == ADMM_SCHEDULES["trained"]
+    assert ADMM_SCHEDULES["trained"]["admm_interval"] > 0 and ADMM_SCHEDULES["trained"]["warm_start"]
+    paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
+    assert {k: paper[k] for k in keys} == ADMM_SCHEDULES["paper"]
+    mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
+                          "epoch", "--no-warm-start")
+    assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, False)
+    assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]

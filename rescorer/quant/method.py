@@ -30,6 +30,26 @@ from .qmatrix import QuantizedMatrix
 
 EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
 
+#: ADMM schedules (recipes/ptb/RESULTS_admm.md): ``paper`` = one ADMM iteration per epoch with a fixed γ
+#: (the paper, section 4); ``trained`` = what quantizes an already trained model fastest in our study:
+#: eqs. 18-21 every 100 mini-batches, Θ moved with the penalty's centre after each (warm start), γ 1e-3.
+ADMM_SCHEDULES = {
+    "paper": {"admm_interval": 0, "warm_start": False, "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
+    "trained": {"admm_interval": 100, "warm_start": True, "gamma": 1e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
+}
+
+
+def admm_schedule(name: str, from_trained: bool, **given) -> dict:
+    """The ADMM schedule settings of ``name`` (``auto``: ``trained`` when starting from a trained model,
+    else ``paper``), with the ``given`` (not None) settings taking precedence."""
+    if name == "auto":
+        name = "trained" if from_trained else "paper"
+    if name not in ADMM_SCHEDULES:
+        raise AdmmqError(f"ADMM schedule must be auto, {' or '.join(ADMM_SCHEDULES)}, got {name!r}")
+    out = dict(ADMM_SCHEDULES[name])
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out
+
 
 @dataclass(frozen=True)
 class MethodConfig:
