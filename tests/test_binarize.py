@@ -72,3 +72,43 @@ def test_binarized_run_within_1_5x_of_full_precision(ptb_slice, tmp_path, method
         assert torch.allclose(w.abs(), torch.full(w.shape, 1 / math.sqrt(w.shape[1]))), name  # only ±h
     if method == "bin-lin":
         assert not torch.allclose(lm.model.output_linear.scale, torch.ones(16))  # trained, full precision
+
+
+def test_bin_lin_starts_from_a_full_precision_model_with_the_same_function(ptb_slice, tmp_path):
+    """--init-from an fp LM: the added binary linear layers start orthogonal (Hadamard / √n, which
+    binarization leaves unchanged) and the next matrices absorb their inverse, so the latent model
+    computes the fp model's logits; its binarized linear layers are those same matrices."""
+    from rescorer.quant.binarize import BinLinMethod, hadamard
+
+    for n in (1, 2, 4, 12, 16, 20, 200, 256):  # Sylvester, Paley (q = 11, 19, 199) and products
+        h = hadamard(n)
+        assert set(h.unique().tolist()) <= {-1.0, 1.0}
+        assert torch.equal(h @ h.T, n * torch.eye(n)), n
+    vocab = slice_vocab(ptb_slice)
+    fp = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=16, hidden_dim=12)).eval()
+    method = build_method(MethodConfig(method="bin-lin"))
+    assert isinstance(method, BinLinMethod)
+    cfg = method.adapt_model_config(fp.cfg)
+    started = LSTMLM(cfg).eval()
+    started.load_weights(method.adapt_init_weights(fp.state_dict(), cfg, "fp.pt"))
+    inputs = torch.randint(0, len(vocab), (3, 7))
+    with torch.no_grad():
+        assert torch.allclose(fp.logits(fp(inputs)[0]), started.logits(started(inputs)[0]), atol=1e-5)
+    q = method.quantized_matrices(started)
+    for name in ("input_linear.weight", "output_linear.weight"):
+        assert torch.allclose(q[name].dequantize(), dict(started.named_parameters())[name].detach())
+    # the same through the trainer: a bin-lin run starts from an fp checkpoint
+    train(tmp_path / "fp", cfg_for(ptb_slice, epochs=1), SMALL, MethodConfig(method="fp"), quiet=True)
+    res = train(tmp_path / "bl", cfg_for(ptb_slice, epochs=1, init_from=str(tmp_path / "fp" / "best.pt")), None,
+                MethodConfig(method="bin-lin"), quiet=True)
+    assert res.epochs_run == 1 and math.isfinite(res.best_valid_ppl)
+
+
+def test_bin_lin_init_from_refuses_a_size_without_a_known_hadamard_matrix(ptb_slice):
+    from rescorer.errors import AdmmqError
+
+    vocab = slice_vocab(ptb_slice)
+    fp = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=16, hidden_dim=6))
+    method = build_method(MethodConfig(method="bin-lin"))
+    with pytest.raises(AdmmqError, match="Hadamard matrix of order 6"):
+        method.adapt_init_weights(fp.state_dict(), method.adapt_model_config(fp.cfg), "fp.pt")

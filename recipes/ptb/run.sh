@@ -30,6 +30,13 @@
 #
 # Options (defaults in brackets):
 #   --quick                          CPU-sized demo [false]
+#   --cpu-full                       CPU-sized full PTB: every quantized row (admm_node_pm124
+#                                    admm_layer_0pm1 admm_layer_pm1 binlin) starts from a converged
+#                                    STD (--std-model, else trained here) on all of PTB and runs a few
+#                                    epochs (--epochs 5, --row-epochs), two rows at a time [false]
+#   --std-model FILE                 use this trained fp checkpoint as the std row instead of training
+#                                    it (copied with its logs into $exp/train/std) []
+#   --row-epochs "row=N ..."         epochs of particular rows [cpu-full: "admm_layer_pm1=10 binlin=10"]
 #   --rows "r1 r2 ..."               rows to train [the 11 above; quick: std binlin admm_layer_pm1 admm_node_pm124]
 #   --epochs N                       epochs of every row [paper; quick: 3]
 #   --max-sentences N                PTB train sentences used for the LSTMs [all; quick: 6000]
@@ -47,8 +54,10 @@
 #   --ngram FILE                     use this ARPA instead of estimating one
 #   --exp DIR  --data DIR            [recipes/ptb/exp (quick: exp_quick), recipes/ptb/data]
 #   --extra-train-opts "..."         more admmq train options for every row
-#   --admm-init std|none             ADMM rows start from the trained STD weights (admmq train
-#                                    --init-from), or from scratch as in the paper [none; quick: std]
+#   --admm-init std|none             the quantized rows (ADMM, bin, binlin) start from the trained STD
+#                                    weights (admmq train --init-from: the ADMM settings for a trained
+#                                    model, RESULTS_admm.md), or from scratch as in the paper
+#                                    [none; quick, cpu-full: std]
 set -euo pipefail
 RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$RECIPE/../.." && pwd)"
@@ -56,6 +65,9 @@ ROOT="$(cd "$RECIPE/../.." && pwd)"
 stage=1
 stop_stage=100
 quick=false
+cpu_full=false
+std_model=""
+row_epochs=""
 rows=""
 epochs=""
 max_sentences=""
@@ -86,6 +98,13 @@ if $quick; then
   : "${rows:=std binlin admm_layer_pm1 admm_node_pm124}"
   : "${epochs:=3}"
   : "${max_sentences:=6000}"
+  : "${admm_init:=std}"
+elif $cpu_full; then
+  : "${exp:=$RECIPE/exp_cpufull}"
+  : "${rows:=std admm_node_pm124 admm_layer_0pm1 admm_layer_pm1 binlin}"
+  : "${epochs:=5}"
+  : "${row_epochs:=admm_layer_pm1=10 binlin=10}"
+  : "${max_sentences:=0}"
   : "${admm_init:=std}"
 else
   : "${exp:=$RECIPE/exp}"
@@ -186,10 +205,19 @@ if run_stage 3; then
   # first the rows that start from scratch, then (--admm-init std) the ADMM rows from the STD model
   first=""; second=""
   for r in $rows; do
-    case "$r" in admm_*) if [ "$admm_init" = std ]; then second+=" $r"; else first+=" $r"; fi ;; *) first+=" $r" ;; esac
+    case "$r" in std) first+=" $r" ;; *) if [ "$admm_init" = std ]; then second+=" $r"; else first+=" $r"; fi ;; esac
   done
+  if [ -n "$std_model" ] && [ ! -f "$exp/train/std/.done" ]; then  # a given STD model is the std row
+    mkdir -p "$exp/train/std"
+    cp "$std_model" "$exp/train/std/best.pt"
+    for f in train.log train_log.jsonl; do
+      [ -f "$(dirname "$std_model")/$f" ] && cp "$(dirname "$std_model")/$f" "$exp/train/std/$f"
+    done
+    touch "$exp/train/std/.done"
+    say "  std: the given model $std_model"
+  fi
   if [ -n "$second" ] && [[ " $first " != *" std "* ]] && [ ! -f "$exp/train/std/.done" ]; then
-    echo "run.sh: --admm-init std needs the std row (add it to --rows)" >&2; exit 1
+    echo "run.sh: --admm-init std needs the std row (add it to --rows, or give --std-model)" >&2; exit 1
   fi
   for r in $first WAIT $second; do
     if [ "$r" = WAIT ]; then
@@ -198,8 +226,9 @@ if run_stage 3; then
     fi
     [ -f "$exp/train/$r/.done" ] && continue
     opts="$(row_opts "$r")"
-    if [[ "$r" == admm_* ]] && [ "$admm_init" = std ]; then opts+=" --init-from $exp/train/std/best.pt"; fi
+    if [ "$r" != std ] && [ "$admm_init" = std ]; then opts+=" --init-from $exp/train/std/best.pt"; fi
     ep=""; [ -n "$epochs" ] && ep="--epochs $epochs"
+    for re in $row_epochs; do [ "${re%%=*}" = "$r" ] && ep="--epochs ${re#*=}"; done
     if [ -f "$exp/train/$r/last.pt" ]; then  # killed earlier: continue exactly where it stopped
       args="--resume $exp/train/$r $ep"
     else
@@ -275,7 +304,9 @@ if run_stage 6; then
     { "$admmq" plot sweep "$exp/rescore/$best+4gram" -o "$exp/plots/sweep.png" >> "$exp/log/plots.log" 2>&1 || true; }
   [ -f "$exp/plots/curves.png" ] || say "  figures skipped: $(tail -n 1 "$exp/log/plots.log")"
   if $quick; then
-    note="\`recipes/ptb/run.sh --quick\`: rows trained on the first $max_sentences sentences of PTB train for $epochs epochs, ADMM rows started from the STD row's weights (CPU-sized demo; the paper trains on all of PTB for 10-50 epochs), 4-gram on all of PTB train."
+    note="\`recipes/ptb/run.sh --quick\`: rows trained on the first $max_sentences sentences of PTB train for $epochs epochs, quantized rows started from the STD row's weights (CPU-sized demo; the paper trains on all of PTB for 10-50 epochs), 4-gram on all of PTB train."
+  elif $cpu_full; then
+    note="\`recipes/ptb/run.sh --cpu-full\`: quantized rows started from a converged STD on all of PTB train, $epochs epochs (${row_epochs:-no row exceptions}); the paper trains from scratch for 50 epochs."
   else
     what="all of PTB train"; [ "$max_sentences" = 0 ] || what="the first $max_sentences sentences of PTB train"
     ep_text="the paper's"; [ -z "$epochs" ] || ep_text="$epochs"

@@ -11,7 +11,7 @@ from rescorer.train.parallel import train_parallel
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import EXTRAGRADIENTS
+from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, admm_schedule
 from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
 from rescorer.quant.qsets import parse_qset
@@ -20,6 +20,25 @@ from rescorer.train.config import SCHEDULES, TrainConfig
 from rescorer.train.tensorboard_sink import tensorboard_sink
 from rescorer.cli.group import cli
 from rescorer.cli.options import quiet_option, text_format_for, text_format_option
+
+
+class AdmmInterval(click.ParamType):
+    """``epoch`` (0: once per epoch) or a positive number of mini-batches."""
+
+    name = "N|epoch"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "epoch":
+            return 0
+        try:
+            n = int(value)
+        except ValueError:
+            n = -1
+        if n < 1:
+            self.fail(f"{value!r} is neither 'epoch' nor a positive number of mini-batches", param, ctx)
+        return n
 
 
 @cli.command("train")
@@ -39,10 +58,23 @@ from rescorer.cli.options import quiet_option, text_format_for, text_format_opti
                    "pow2:n {0,±1,…,±2^n}, int:b {0,±1,…,±(2^(b-1)-1)}; each scaled by α.")
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
-@click.option("--gamma", type=click.FloatRange(min=0), default=MethodConfig.gamma, show_default=True,
-              help="admm penalty γ of eq. 14 (the cross entropy is the per-token mean).")
-@click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="admm: multiply γ by this after every ADMM iteration (1 = fixed γ, as in the paper).")
+@click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
+              help="admm: the settings of the five options below, unless given: paper = one ADMM iteration per "
+                   "epoch, γ 3e-3, fixed; trained = every 100 mini-batches, warm start, γ 1e-3 (fastest from a "
+                   "trained model, RESULTS_admm.md); auto = trained with --init-from, else paper.")
+@click.option("--gamma", type=click.FloatRange(min=0), default=None,
+              help="admm penalty γ of eq. 14 [default: the schedule's].")
+@click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="admm: multiply γ by this after every ADMM iteration (1 = fixed γ, as in the paper) "
+                   "[default: the schedule's].")
+@click.option("--gamma-max", type=click.FloatRange(min=0), default=None,
+              help="admm: cap for γ under --gamma-growth (0 = no cap) [default: the schedule's].")
+@click.option("--admm-interval", type=AdmmInterval(), default=None,
+              help="admm: run the quantization and multiplier updates (eqs. 18-21) every N mini-batches, or "
+                   "once per epoch (epoch, the paper) [default: the schedule's].")
+@click.option("--warm-start/--no-warm-start", default=None,
+              help="admm: after each ADMM iteration move Θ with the penalty's centre Q − λ, keeping Θ − (Q − λ) "
+                   "[default: the schedule's].")
 @click.option("--extragradient", type=click.Choice(EXTRAGRADIENTS), default=MethodConfig.extragradient,
               show_default=True,
               help="admm extra-gradient step (eq. 17): past = one pass per batch, look-ahead with the previous "
@@ -141,8 +173,8 @@ from rescorer.cli.options import quiet_option, text_format_for, text_format_opti
               help="Data-parallel processes on this machine (gloo on CPU, nccl on GPUs, one GPU each); each "
                    "global batch of --batch-size sentences is split between them. Under torchrun leave it at 1.")
 @quiet_option
-def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, gamma, gamma_growth,
-                  extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
+                  gamma, gamma_growth, gamma_max, admm_interval, warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
@@ -201,7 +233,10 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             write_plan(os.path.join(out, "precision.txt"), plan)
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
-        method_cfg = MethodConfig(method=method, qset=qset, tying=tying, gamma=gamma, gamma_growth=gamma_growth,
+        schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, gamma=gamma,
+                                     gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
+                                     warm_start=warm_start)
+        method_cfg = MethodConfig(method=method, qset=qset, tying=tying, **schedule_cfg,
                                   extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
                                   projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
                                   act_bits=act_bits, cycles=cycles, precision=plan.pairs if plan else (),

@@ -30,6 +30,12 @@ group) and the scaled multiplier λ (R, C).  One ADMM iteration per epoch:
    (:func:`rescorer.quant.qsets.project`).
 3. multiplier update (eq. 21): λ ← λ + Θ − Q.
 
+Schedule (``MethodConfig.admm_interval``): the paper runs 2-3 once per epoch
+(``0``).  With ``admm_interval = N`` they run after every N-th mini-batch of
+an epoch and once more at the epoch's end (unless its last batch was one), so
+an epoch of B batches holds ⌈B/N⌉ ADMM iterations.  After each iteration γ is
+multiplied by ``gamma_growth``, up to ``gamma_max`` (0: no cap).
+
 Mixed precision (``MethodConfig.precision``, :mod:`.mixed`): each matrix has
 its own table (``qset_of``); every update above is per matrix, so nothing
 else changes.
@@ -70,12 +76,15 @@ class AdmmMethod(TrainingMethod):
         self.quantized = cfg.tying != "none"
         self.gamma = float(cfg.gamma)
         self.iteration = 0
+        self.since_update = 0  # mini-batches since the last ADMM iteration (interval schedule)
+        self.epoch_updates = 0  # ADMM iterations in the epoch so far
         self.names: List[str] = []
         self.codes: Dict[str, torch.Tensor] = {}  # (R, C) uint8: V
         self.alpha: Dict[str, torch.Tensor] = {}  # (G,) float32: α per tying group
         self.lam: Dict[str, torch.Tensor] = {}  # (R, C) float32: λ
         self.target: Dict[str, torch.Tensor] = {}  # (R, C): Q − λ, where the penalty pulls Θ
         self.g_prev: Dict[str, torch.Tensor] = {}  # ``past`` extra-gradient: last gradient, every parameter
+        self.last_figures: Dict[str, float] = {}  # of the latest ADMM iteration in this epoch
 
     # ---------------------------------------------------------------- state
     def qset_of(self, name: str) -> QuantSet:
@@ -119,16 +128,27 @@ class AdmmMethod(TrainingMethod):
 
     # ---------------------------------------------------- full-precision step
     def _gradient(self, model: LSTMLM, optimizer: torch.optim.Optimizer, batch: Batch, state: Optional[State],
-                  clip: float) -> Tuple[torch.Tensor, State]:
-        """∇L at the current parameters into ``.grad``: clipped ∇F_ce plus γ(Θ − Q + λ) (eq. 16)."""
+                  clip: float, at_q: bool = False) -> Tuple[torch.Tensor, State]:
+        """∇L at the current parameters into ``.grad``: clipped ∇F_ce plus γ(Θ − Q + λ) (eq. 16).
+
+        ``at_q``: ∇F_ce is taken at the quantized point (each quantized matrix replaced by Q, the
+        other parameters as they are), the penalty gradient at Θ.
+        """
+        params = dict(model.named_parameters())
+        saved = {}
+        if at_q and self.quantized:
+            for name in self.names:
+                saved[name] = params[name].detach().clone()
+                params[name].data.copy_(self._dense_q(name))
         optimizer.zero_grad(set_to_none=True)
         loss, new_state = self.forward_loss(model, batch, state)
         (loss / batch.norm).backward()
+        for name, theta in saved.items():
+            params[name].data.copy_(theta)
         self.sync_gradients(model)  # data-parallel: the global batch's ∇F_ce, before clip and penalty
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if self.gamma > 0:
-            params = dict(model.named_parameters())
             for name in self.names:
                 p = params[name]
                 p.grad.add_(p.detach(), alpha=self.gamma).sub_(self.target[name], alpha=self.gamma)
@@ -143,7 +163,7 @@ class AdmmMethod(TrainingMethod):
         if mode == "past" and self.g_prev:
             for n, p in named:  # Θ̄ = Θ − η₁ g_prev
                 p.data.add_(self.g_prev[n], alpha=-step)
-        loss, new_state = self._gradient(model, optimizer, batch, state, clip)
+        loss, new_state = self._gradient(model, optimizer, batch, state, clip, at_q=mode == "quantized")
         if mode == "past":
             if self.g_prev:
                 for n, p in named:  # back to Θ; the step below uses ∇L(Θ̄)
@@ -163,17 +183,34 @@ class AdmmMethod(TrainingMethod):
                 params[name].grad.mul_(1.0 - step * self.gamma)
         optimizer.step()  # Θ ← Θ − η₂ ∇L(Θ̄)
         self.after_step(model)
+        self.since_update += 1
+        interval = self.cfg.admm_interval
+        if interval > 0 and self.since_update >= interval:
+            self.last_figures = self.admm_iteration(model)
         return loss.detach(), new_state
 
     # ------------------------------------------------------ ADMM iteration
     def end_epoch(self, model: LSTMLM, epoch: int) -> Dict[str, float]:
+        """The epoch's last ADMM iteration (unless its last batch ran one); returns log figures."""
+        figures = self.admm_iteration(model) if self.since_update > 0 or not self.last_figures \
+            else dict(self.last_figures)
+        figures["admm_updates"] = self.epoch_updates
+        self.epoch_updates = 0
+        self.last_figures = {}
+        return figures
+
+    def admm_iteration(self, model: LSTMLM) -> Dict[str, float]:
         """Quantization update (eqs. 18-20) and multiplier update (eq. 21); returns log figures."""
         self._to_device(model)
         t0 = time.perf_counter()
         params = dict(model.named_parameters())
         gamma_used = self.gamma
         self.iteration += 1
+        self.since_update = 0
+        self.epoch_updates += 1
         self.gamma *= self.cfg.gamma_growth
+        if self.cfg.gamma_max > 0:
+            self.gamma = min(self.gamma, max(self.cfg.gamma_max, gamma_used))
         if not self.quantized:  # NoTie: Q = Θ + λ, λ stays 0; the penalty recentres on Θ
             for name in self.names:
                 self.target[name] = params[name].detach().clone()
@@ -194,8 +231,11 @@ class AdmmMethod(TrainingMethod):
             alternations = max(alternations, proj.alternations)
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
             q_new = self._dense_q(name)
+            target_old = self.target[name]
             self.lam[name].add_(theta - q_new)  # eq. 21: λ ← λ + Θ − Q
             self._refresh_target(name)
+            if self.cfg.warm_start:  # Θ keeps its offset from the penalty's centre Q − λ
+                params[name].data.add_(self.target[name] - target_old)
             res2 += float(((theta - q_new) ** 2).sum())
             theta2 += float((theta ** 2).sum())
             dual2 += float(((q_new - q_old) ** 2).sum())
@@ -226,7 +266,10 @@ class AdmmMethod(TrainingMethod):
         cpu = lambda d: {k: v.detach().cpu().clone() for k, v in d.items()}  # noqa: E731
         return {"iteration": torch.tensor(self.iteration), "gamma": torch.tensor(self.gamma, dtype=torch.float64),
                 "names": list(self.names), "codes": cpu(self.codes), "alpha": cpu(self.alpha), "lam": cpu(self.lam),
-                "anchor": cpu(self.target) if not self.quantized else {}, "g_prev": cpu(self.g_prev)}
+                "anchor": cpu(self.target) if not self.quantized else {}, "g_prev": cpu(self.g_prev),
+                "since_update": torch.tensor(self.since_update), "epoch_updates": torch.tensor(self.epoch_updates),
+                "last_figures": {k: torch.tensor(float(v), dtype=torch.float64)
+                                 for k, v in self.last_figures.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = int(state["iteration"])
@@ -236,6 +279,12 @@ class AdmmMethod(TrainingMethod):
         self.alpha = dict(state["alpha"])
         self.lam = dict(state["lam"])
         self.g_prev = dict(state["g_prev"])
+        self.since_update = int(state.get("since_update", 0))
+        self.epoch_updates = int(state.get("epoch_updates", 0))
+        self.last_figures = {k: float(v) for k, v in state.get("last_figures", {}).items()}
+        for k in ("admm_iter", "admm_codes_changed", "admm_alternations"):
+            if k in self.last_figures:
+                self.last_figures[k] = int(self.last_figures[k])
         if self.quantized:
             for name in self.names:
                 self._refresh_target(name)

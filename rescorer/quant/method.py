@@ -28,7 +28,27 @@ from rescorer.lm.model import LSTMLM, ModelConfig, State
 from rescorer.lm.quantized import QuantizedMatrix
 
 
-EXTRAGRADIENTS = ("none", "penalty", "past", "full")
+EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
+
+#: ADMM schedules (recipes/ptb/RESULTS_admm.md): ``paper`` = one ADMM iteration per epoch with a fixed γ
+#: (the paper, section 4); ``trained`` = what quantizes an already trained model fastest in our study:
+#: eqs. 18-21 every 100 mini-batches, Θ moved with the penalty's centre after each (warm start), γ 1e-3.
+ADMM_SCHEDULES = {
+    "paper": {"admm_interval": 0, "warm_start": False, "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
+    "trained": {"admm_interval": 100, "warm_start": True, "gamma": 1e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
+}
+
+
+def admm_schedule(name: str, from_trained: bool, **given) -> dict:
+    """The ADMM schedule settings of ``name`` (``auto``: ``trained`` when starting from a trained model,
+    else ``paper``), with the ``given`` (not None) settings taking precedence."""
+    if name == "auto":
+        name = "trained" if from_trained else "paper"
+    if name not in ADMM_SCHEDULES:
+        raise AdmmqError(f"ADMM schedule must be auto, {' or '.join(ADMM_SCHEDULES)}, got {name!r}")
+    out = dict(ADMM_SCHEDULES[name])
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out
 
 
 @dataclass(frozen=True)
@@ -37,7 +57,9 @@ class MethodConfig:
 
     ADMM (``admm``): ``qset`` quantization set, ``tying`` layer|node|none,
     ``gamma`` penalty γ (eq. 14; per-token-mean cross entropy), ``gamma_growth``
-    factor applied to γ after each ADMM iteration (1 = the paper's fixed γ),
+    factor applied to γ after each ADMM iteration (1 = the paper's fixed γ) up to
+    ``gamma_max`` (0 = no cap), ``admm_interval`` the quantization and multiplier
+    updates (eqs. 18-21) every that many mini-batches (0 = once per epoch, the paper),
     ``extragradient`` none|penalty|past|full and ``eta1`` its look-ahead step η₁ as
     a multiple of the learning rate (η₂ is the learning rate), ``alpha_init``
     one|mean and ``projection_start`` exact|given (see :mod:`.qsets`).
@@ -53,6 +75,9 @@ class MethodConfig:
     tying: str = "layer"
     gamma: float = 3e-3
     gamma_growth: float = 1.0
+    gamma_max: float = 0.0
+    admm_interval: int = 0
+    warm_start: bool = False
     extragradient: str = "past"
     eta1: float = 1.0
     alpha_init: str = "one"
@@ -74,9 +99,11 @@ class MethodConfig:
             (self.alpha_init in ("one", "mean"), f"alpha init must be one or mean, got {self.alpha_init!r}"),
             (self.projection_start in ("exact", "given"),
              f"projection start must be exact or given, got {self.projection_start!r}"),
-            (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0,
-             f"gamma >= 0, gamma growth > 0 and eta1 >= 0 required (got {self.gamma}, {self.gamma_growth}, "
-             f"{self.eta1})"),
+            (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0 and self.gamma_max >= 0,
+             f"gamma >= 0, gamma growth > 0, gamma max >= 0 and eta1 >= 0 required (got {self.gamma}, "
+             f"{self.gamma_growth}, {self.gamma_max}, {self.eta1})"),
+            (self.admm_interval >= 0, f"admm interval must be >= 0 batches (0 = once per epoch), got "
+                                      f"{self.admm_interval}"),
             (1 <= self.bits <= 8 and 0 <= self.act_bits <= 8 and self.cycles >= 0,
              f"bits must be 1..8, act bits 0..8 and cycles >= 0 (got {self.bits}, {self.act_bits}, "
              f"{self.cycles})"),
@@ -110,6 +137,11 @@ class TrainingMethod:
     def adapt_model_config(self, cfg: ModelConfig) -> ModelConfig:
         """The model shape this method trains (``bin-lin`` adds linear layers)."""
         return cfg
+
+    def adapt_init_weights(self, weights: Dict[str, torch.Tensor], cfg: ModelConfig,
+                           source: str) -> Dict[str, torch.Tensor]:
+        """The ``--init-from`` checkpoint's weights made to fit :meth:`adapt_model_config`'s shape."""
+        return weights
 
     def setup(self, model: LSTMLM) -> None:
         """Initialise the method's state for a fresh run (not called on resume)."""

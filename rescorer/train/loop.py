@@ -166,7 +166,8 @@ class Trainer:
             self.log.line(f"resumed {self.out / LAST}: epoch {self.state.epoch + 1}, step {self.state.step}")
         else:
             if cfg.init_from:
-                self.model.load_weights(init["model"], cfg.init_from)
+                self.model.load_weights(self.method.adapt_init_weights(init["model"], model_cfg, cfg.init_from),
+                                        cfg.init_from)
             dist.broadcast_parameters(self.model)
             self.method.setup(self.model)
             self.state = TrainerState(lr=cfg.lr)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# ADMM convergence study (recipes/ptb/RESULTS_admm.md): quantize a trained full-precision PTB LSTM
+# with several ADMM schedules for a few epochs on a slice of PTB and compare the quantized model's
+# validation perplexity per epoch.
+#
+#   recipes/ptb/run_admm_study.sh --std STD_CHECKPOINT [--settings "A B ..."] [--epochs N]
+#                                 [--train-sentences N] [--valid-sentences N] [--nj N] [--exp DIR]
+#
+# Stages: 1 data slices; 2 one `admmq train --init-from STD` per setting, --nj at a time; 3 table of
+# quantized validation perplexity per epoch (from each run's train.log) and curves (admmq plot).
+# Settings (layer-tied {±1} unless the name says otherwise):
+#   A_paper      the paper: one ADMM iteration per epoch, γ 3e-3, lr 1 (admmq's --admm-interval epoch)
+#   B_i100       eqs. 18-21 every 100 mini-batches
+#   E_i100_lr01_g03  every 100, lr 0.1, γ 0.03
+#   G_qla_i100   every 100, cross-entropy gradient taken at Q (--extragradient quantized)
+#   J_warm_i100  every 100, Θ moved with the penalty's centre after each iteration (--warm-start)
+#   L_i200_g03   every 200, γ 0.03 (Θ-subproblem relaxed: lr·γ·N = 6)
+#   M_warm_i100_g1e-3, O_warm_i100_g3e-4   J with γ 1e-3, 3e-4
+#   N_warm_i20   J every 20 mini-batches
+#   I_binlin_std Bin+Lin (straight-through binarization with partially quantized linear layers)
+# RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
+set -euo pipefail
+RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$RECIPE/../.." && pwd)"
+
+stage=1
+stop_stage=100
+std=""
+settings="A_paper B_i100 E_i100_lr01_g03 G_qla_i100 J_warm_i100 L_i200_g03 M_warm_i100_g1e-3 O_warm_i100_g3e-4 N_warm_i20 I_binlin_std"
+epochs=4
+train_sentences=6000
+valid_sentences=1000
+nj=2
+exp="$RECIPE/exp_admm_study"
+data="$RECIPE/data"
+
+. "$ROOT/recipes/common/parse_options.sh"
+. "$RECIPE/cmd.sh"
+[ -n "$std" ] || { echo "run_admm_study.sh: --std CHECKPOINT (a trained fp PTB LM) is required" >&2; exit 1; }
+
+admmq=admmq
+command -v admmq >/dev/null 2>&1 || admmq="$ROOT/bin/admmq"
+mkdir -p "$exp/log" "$data"
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+setting_opts() {
+  local Q="--method admm --qset pm1 --tying layer"
+  case "$1" in
+    A_paper) echo "$Q" ;;
+    B_i100) echo "$Q --admm-interval 100" ;;
+    E_i100_lr01_g03) echo "$Q --admm-interval 100 --lr 0.1 --gamma 0.03" ;;
+    G_qla_i100) echo "$Q --admm-interval 100 --extragradient quantized" ;;
+    J_warm_i100) echo "$Q --admm-interval 100 --warm-start" ;;
+    L_i200_g03) echo "$Q --admm-interval 200 --gamma 0.03" ;;
+    M_warm_i100_g1e-3) echo "$Q --admm-interval 100 --warm-start --gamma 1e-3" ;;
+    O_warm_i100_g3e-4) echo "$Q --admm-interval 100 --warm-start --gamma 3e-4" ;;
+    N_warm_i20) echo "$Q --admm-interval 20 --warm-start" ;;
+    I_binlin_std) echo "--method bin-lin" ;;
+    *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
+  esac
+}
+for s in $settings; do setting_opts "$s" >/dev/null; done
+
+if run_stage 1; then
+  for s in train valid; do
+    [ -s "$data/ptb.$s.txt" ] || gzip -dc "$ROOT/data/ptb/ptb.$s.txt.gz" > "$data/ptb.$s.txt"
+  done
+  head -n "$train_sentences" "$data/ptb.train.txt" > "$exp/train.txt"
+  head -n "$valid_sentences" "$data/ptb.valid.txt" > "$exp/valid.txt"
+  $admmq eval --lm "$std" --text "$exp/valid.txt" --json > "$exp/std_valid.json"
+fi
+
+if run_stage 2; then
+  pids=()
+  for s in $settings; do
+    [ -f "$exp/$s/.done" ] && continue
+    if [ -f "$exp/$s/last.pt" ]; then args="--resume $exp/$s"; else
+      args="--init-from $std --train $exp/train.txt --valid $exp/valid.txt -o $exp/$s --epochs $epochs $(setting_opts "$s")"
+    fi
+    echo "train $s: admmq train $args"
+    $train_cmd "$exp/log/$s.log" OMP_NUM_THREADS=1 "$admmq" train $args --quiet "&&" touch "$exp/$s/.done" &
+    pids+=($!)
+    if [ "${#pids[@]}" -ge "$nj" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+fi
+
+if run_stage 3; then
+  echo "STD on the validation slice: $(grep -o '"ppl": [0-9.]*' "$exp/std_valid.json")"
+  for s in $settings; do
+    [ -f "$exp/$s/train.log" ] || continue
+    printf '%-22s' "$s"
+    grep ' epoch [0-9]*: ' "$exp/$s/train.log" | sed -E 's/.* epoch ([0-9]+):.*quantized ([0-9.e+]+)\).*/ \1:\2/' | tr -d '\n'
+    echo
+  done
+  if $admmq plot curves $(for s in $settings; do [ -f "$exp/$s/train_log.jsonl" ] && echo "$exp/$s"; done) \
+       -o "$exp/curves.png" 2>"$exp/log/plot.log"; then echo "curves: $exp/curves.png"; else
+    echo "no curves: $(tail -n 1 "$exp/log/plot.log")"; fi
+fi

@@ -1,0 +1,181 @@
+"""ADMM schedules: updates every N mini-batches (--admm-interval), γ growth and cap, the
+quantized-point gradient, and exact resumption under each schedule."""
+
+import pytest
+import torch
+
+from rescorer.lm.batching import make_batch
+from rescorer.pack.checkpoint import read_checkpoint
+from rescorer.lm.corpus import load_corpus
+from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.quant import MethodConfig, build_method
+from rescorer.quant.admm import AdmmMethod
+from rescorer.train.loop import train
+
+from quant_helpers import SMALL, cfg_for, slice_vocab
+
+BATCHES = 40  # the PTB slice's 400 training sentences in batches of 10
+
+
+def update_points(monkeypatch, tmp_path, ptb_slice, interval, epochs=2):
+    """The mini-batch counts (1-based, per epoch) after which an ADMM iteration ran."""
+    seen, count = [], {"batches": 0}
+    real_step, real_iter = AdmmMethod.train_step, AdmmMethod.admm_iteration
+
+    def step(self, *a, **kw):
+        count["batches"] += 1
+        return real_step(self, *a, **kw)
+
+    def iteration(self, model):
+        seen.append(count["batches"])
+        return real_iter(self, model)
+
+    monkeypatch.setattr(AdmmMethod, "train_step", step)
+    monkeypatch.setattr(AdmmMethod, "admm_iteration", iteration)
+    mcfg = MethodConfig(method="admm", qset="pm1", tying="layer", admm_interval=interval)
+    res = train(tmp_path / f"i{interval}", cfg_for(ptb_slice, epochs=epochs), SMALL, mcfg, quiet=True)
+    return seen, res
+
+
+@pytest.mark.parametrize("interval, expect", [
+    (0, [40, 80]),  # once per epoch, after its last batch (the paper)
+    (15, [15, 30, 40, 55, 70, 80]),  # every 15 batches of an epoch, and at its end
+    (20, [20, 40, 60, 80]),  # the last batch of an epoch is an update: none added
+])
+def test_updates_run_at_the_stated_batches(ptb_slice, tmp_path, monkeypatch, interval, expect):
+    seen, res = update_points(monkeypatch, tmp_path, ptb_slice, interval)
+    assert seen == expect, (interval, seen)
+    per_epoch = [r["admm_updates"] for r in res.log]
+    assert per_epoch == [len([s for s in expect if (e - 1) * BATCHES < s <= e * BATCHES]) for e in (1, 2)]
+    assert res.log[-1]["admm_iter"] == len(expect)
+
+
+def test_epoch_schedule_equals_an_interval_of_one_epoch(ptb_slice, tmp_path):
+    """``epoch`` (one iteration after each epoch's last batch, the schedule before intervals existed)
+    and an interval equal to the epoch's batch count run the same updates: identical runs."""
+    out = {}
+    for interval in (0, BATCHES):
+        mcfg = MethodConfig(method="admm", qset="pm12", tying="node", gamma=1e-2, admm_interval=interval)
+        train(tmp_path / str(interval), cfg_for(ptb_slice, epochs=2), SMALL, mcfg, quiet=True)
+        out[interval] = read_checkpoint(tmp_path / str(interval) / "last.pt")
+    for key in ("model", "quantized"):
+        a, b = out[0][key], out[BATCHES][key]
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], torch.Tensor):
+                assert torch.equal(a[k], b[k]), k
+    assert [r["valid_ppl_q"] for r in out[0]["log"]] == [r["valid_ppl_q"] for r in out[BATCHES]["log"]]
+
+
+def test_gamma_grows_per_iteration_up_to_its_cap(ptb_slice):
+    vocab = slice_vocab(ptb_slice)
+    model = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8))
+    method = build_method(MethodConfig(method="admm", gamma=1e-3, gamma_growth=2.0, gamma_max=5e-3))
+    method.setup(model)
+    used = [method.admm_iteration(model)["admm_gamma"] for _ in range(5)]
+    assert used == pytest.approx([1e-3, 2e-3, 4e-3, 5e-3, 5e-3])
+
+
+def test_quantized_extragradient_takes_the_loss_gradient_at_q(ptb_slice):
+    """``extragradient=quantized``: ∇F_ce at the quantized weights (by autograd on a model holding Q),
+    plus the penalty γ(Θ − Q + λ) at Θ (eq. 16)."""
+    vocab = slice_vocab(ptb_slice)
+    corpus = load_corpus(vocab, ptb_slice / "train.txt")
+    model = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8))
+    gamma = 0.05
+    method = build_method(MethodConfig(method="admm", qset="pm1", tying="node", gamma=gamma,
+                                       extragradient="quantized"))
+    method.setup(model)
+    for n in method.names:
+        method.lam[n] = torch.randn_like(method.lam[n]) * 0.01
+        method._refresh_target(n)
+    batch = make_batch(corpus, list(range(6)), vocab.bos_id, vocab.eos_id).normalised("token")
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    q_model = LSTMLM(model.cfg)
+    q_model.load_state_dict(model.state_dict())
+    qm = method.quantized_matrices(model)
+    with torch.no_grad():
+        for n, p in q_model.named_parameters():
+            if n in qm:
+                p.copy_(qm[n].dequantize())
+    loss, _ = q_model.loss(batch.inputs, batch.targets)
+    (loss / batch.ntokens).backward()
+    expect = {}
+    for n, p in q_model.named_parameters():
+        expect[n] = p.grad.clone()
+        if n in method.names:
+            expect[n] += gamma * (theta[n] - method.target[n])
+    lr = 0.5
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    method.train_step(model, opt, batch, None, clip=0.0)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.detach(), theta[n] - lr * expect[n], atol=1e-6), n
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("interval, mode", [(0, "past"), (7, "past"), (1, "quantized")])
+def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tmp_path, monkeypatch, interval,
+                                                                    mode):
+    mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, gamma_growth=1.01,
+                        extragradient=mode, admm_interval=interval)
+    cfg = cfg_for(ptb_slice, epochs=2, save_every=15)
+    train(tmp_path / "full", cfg, SMALL, mcfg, quiet=True)
+    calls = {"n": 0}
+    real = AdmmMethod.train_step
+
+    def dying(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == BATCHES + 18:  # epoch 2, after the save at its step 15
+            raise Killed()
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(AdmmMethod, "train_step", dying)
+    with pytest.raises(Killed):
+        train(tmp_path / "cut", cfg, SMALL, mcfg, quiet=True)
+    monkeypatch.setattr(AdmmMethod, "train_step", real)
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["trainer"]["step"] == 15
+    train(tmp_path / "cut", resume=True, quiet=True)
+    full, cut = read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt")
+    for key in ("model", "quantized"):
+        for k, v in full[key].items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(v, cut[key][k]), (key, k)
+    for k in ("iteration", "gamma", "since_update"):
+        assert torch.equal(full["method_state"][k], cut["method_state"][k]), k
+    assert [r["valid_ppl_q"] for r in full["log"]] == [r["valid_ppl_q"] for r in cut["log"]]
+    assert [r["admm_updates"] for r in full["log"]] == [r["admm_updates"] for r in cut["log"]]
+
+
+def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
+    """`admmq train --method admm`: the paper's schedule from scratch, the ``trained`` schedule with
+    --init-from; --admm-schedule paper is one option away and explicit settings win."""
+    from click.testing import CliRunner
+
+    from rescorer.cli.group import cli
+    from rescorer.quant.method import ADMM_SCHEDULES
+
+    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ptb_slice / "valid.txt"),
+            "--epochs", "1", "--max-sentences", "20", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"]
+
+    def method_config(name, *extra):
+        r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+        return read_checkpoint(tmp_path / name / "last.pt")["method_config"]
+
+    method_config("fp")
+    fp = str(tmp_path / "fp" / "best.pt")
+    keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max")
+    scratch = method_config("scratch", "--method", "admm")
+    assert {k: scratch[k] for k in keys} == ADMM_SCHEDULES["paper"]
+    trained = method_config("trained", "--method", "admm", "--init-from", fp)
+    assert {k: trained[k] for k in keys} == ADMM_SCHEDULES["trained"]
+    assert ADMM_SCHEDULES["trained"]["admm_interval"] > 0 and ADMM_SCHEDULES["trained"]["warm_start"]
+    paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
+    assert {k: paper[k] for k in keys} == ADMM_SCHEDULES["paper"]
+    mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
+                          "epoch", "--no-warm-start")
+    assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, False)
+    assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]
