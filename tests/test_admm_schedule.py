@@ -165,7 +165,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
         assert r.exit_code == 0, r.output
         return read_checkpoint(tmp_path / name / "last.pt")["method_config"]
 
-    method_config("fp")
+    method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
     keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max")
     scratch = method_config("scratch", "--method", "admm")
@@ -179,3 +179,19 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
                           "epoch", "--no-warm-start")
     assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, False)
     assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]
+
+    # --init-from starts at the rate the checkpoint's best epoch was trained with, unless --lr is given
+    assert read_checkpoint(tmp_path / "trained" / "last.pt")["train_config"]["lr"] == 0.5
+    assert read_checkpoint(tmp_path / "scratch" / "last.pt")["train_config"]["lr"] == 1.0
+    method_config("given_lr", "--method", "admm", "--init-from", fp, "--lr", "0.3")
+    assert read_checkpoint(tmp_path / "given_lr" / "last.pt")["train_config"]["lr"] == 0.3
+
+
+def test_finishing_lr_is_the_best_epochs_rate():
+    from rescorer.train.config import finishing_lr
+
+    log = [{"epoch": 1, "lr": 1.0}, {"epoch": 2, "lr": 0.5}, {"epoch": 3, "lr": 0.25}]
+    assert finishing_lr({"trainer": {"best_epoch": 1, "lr": 0.125}, "log": log}) == 0.5
+    assert finishing_lr({"trainer": {"best_epoch": 2}, "log": log}) == 0.25
+    assert finishing_lr({"trainer": {}, "log": log}) is None  # imported models have no log
+    assert finishing_lr({}) is None

@@ -16,7 +16,8 @@ from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
 from rescorer.quant.qsets import parse_qset
 from rescorer.train.loop import train
-from rescorer.train.config import SCHEDULES, TrainConfig
+from rescorer.train.config import SCHEDULES, TrainConfig, finishing_lr
+from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.train.tensorboard_sink import tensorboard_sink
 from rescorer.cli.group import cli
 from rescorer.cli.options import quiet_option, text_format_for, text_format_option
@@ -145,7 +146,9 @@ class AdmmInterval(click.ParamType):
 @click.option("--bptt", type=click.IntRange(min=0), default=0,
               help="0: sentence-level training (each sentence from a zero state, as rescoring scores it); "
                    "N>0: streaming mode, continuous text in chunks of N steps with the state carried.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1.0, help="Initial SGD learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Initial SGD learning rate [default: 1; with --init-from, the rate the checkpoint's best epoch "
+                   "was trained with (1 if its log does not say)].")
 @click.option("--momentum", type=click.FloatRange(min=0), default=0.0, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="L2 weight decay.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")
@@ -233,6 +236,9 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             write_plan(os.path.join(out, "precision.txt"), plan)
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
+        if lr is None:
+            start = finishing_lr(read_checkpoint(resolve_lm_path(init_from))) if init_from else None
+            lr = start if start is not None else 1.0
         schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, gamma=gamma,
                                      gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
                                      warm_start=warm_start)

@@ -102,3 +102,18 @@ def build_units(cfg: TrainConfig, train_sentences):
     if cfg.vocab:
         return Vocab.from_words_txt(cfg.vocab, unk=cfg.unk)
     return Vocab.build(train_sentences, max_size=cfg.vocab_size or None, min_count=cfg.min_count, unk=cfg.unk)
+
+
+def finishing_lr(ckpt: Dict[str, Any]) -> Optional[float]:
+    """The learning rate a checkpoint's best epoch was trained with (from its log), or None.
+
+    ``--init-from`` starts at this rate by default: restarting a converged model at lr 1 (the paper's
+    rate from scratch) throws it out of the minimum its last, smaller rates found (measured in
+    recipes/ptb/RESULTS_admm.md)."""
+    trainer, log = ckpt.get("trainer") or {}, ckpt.get("log") or []
+    best = trainer.get("best_epoch")
+    for row in log:
+        if best is not None and row.get("epoch") == int(best) + 1 and row.get("lr"):
+            return float(row["lr"])
+    return None
+
