@@ -19,7 +19,9 @@
 #   N_warm_i20   J every 20 mini-batches
 #   I_binlin_std Bin+Lin (straight-through binarization with partially quantized linear layers)
 #   P_node_pm124_trained, Q_layer_0pm1_trained   node {±1,±2,±4} and layer {0,±1} with the
-#                `trained` schedule (the --init-from default), 3 epochs
+#                `trained` schedule, 3 epochs; P2_node_pm124_lr025, M2_warm_g1e-3_lr025: P and M at lr 0.25
+# Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
+# finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
 set -euo pipefail
 RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +30,7 @@ ROOT="$(cd "$RECIPE/../.." && pwd)"
 stage=1
 stop_stage=100
 std=""
-settings="A_paper B_i100 E_i100_lr01_g03 G_qla_i100 J_warm_i100 L_i200_g03 M_warm_i100_g1e-3 O_warm_i100_g3e-4 N_warm_i20 I_binlin_std P_node_pm124_trained Q_layer_0pm1_trained"
+settings="A_paper B_i100 E_i100_lr01_g03 G_qla_i100 J_warm_i100 L_i200_g03 M_warm_i100_g1e-3 O_warm_i100_g3e-4 N_warm_i20 I_binlin_std P_node_pm124_trained Q_layer_0pm1_trained P2_node_pm124_lr025 M2_warm_g1e-3_lr025"
 epochs=4
 train_sentences=6000
 valid_sentences=1000
@@ -46,7 +48,7 @@ mkdir -p "$exp/log" "$data"
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 setting_opts() {
-  local Q="--method admm --qset pm1 --tying layer --admm-schedule paper"  # the paper's γ, per-epoch default
+  local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1"  # the paper's γ, per epoch, lr 1
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
@@ -57,9 +59,11 @@ setting_opts() {
     M_warm_i100_g1e-3) echo "$Q --admm-interval 100 --warm-start --gamma 1e-3" ;;
     O_warm_i100_g3e-4) echo "$Q --admm-interval 100 --warm-start --gamma 3e-4" ;;
     N_warm_i20) echo "$Q --admm-interval 20 --warm-start" ;;
-    I_binlin_std) echo "--method bin-lin" ;;
-    P_node_pm124_trained) echo "--method admm --qset pm124 --tying node --admm-schedule trained --epochs 3" ;;
-    Q_layer_0pm1_trained) echo "--method admm --qset 0pm1 --tying layer --admm-schedule trained --epochs 3" ;;
+    I_binlin_std) echo "--method bin-lin --lr 1" ;;
+    P_node_pm124_trained) echo "--method admm --qset pm124 --tying node --admm-schedule trained --lr 1 --epochs 3" ;;
+    Q_layer_0pm1_trained) echo "--method admm --qset 0pm1 --tying layer --admm-schedule trained --lr 1 --epochs 3" ;;
+    P2_node_pm124_lr025) echo "--method admm --qset pm124 --tying node --admm-schedule trained --lr 0.25 --epochs 3" ;;
+    M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac
 }
