@@ -61,3 +61,37 @@ def biases_changed(model) -> bool:
 
 def slice_vocab(ptb_slice) -> Vocab:
     return Vocab.build(line.split() for line in (ptb_slice / "train.txt").read_text().splitlines())
+
+
+class Killed(Exception):
+    """Raised by :func:`admm_run_killed_and_resumed`'s dying train step."""
+
+
+def admm_run_killed_and_resumed(tmp_path, cfg, model_cfg, mcfg, monkeypatch, kill_at: int):
+    """Train ``mcfg`` uninterrupted into ``full``, then again into ``cut`` with the ``kill_at``-th ADMM train
+    step raising :class:`Killed`, and resume ``cut`` from its last.pt; returns both runs' last.pt."""
+    import pytest
+
+    from rescorer.pack.checkpoint import read_checkpoint
+    from rescorer.quant.admm import AdmmMethod
+    from rescorer.train.loop import train
+
+    train(tmp_path / "full", cfg, model_cfg, mcfg, quiet=True)
+    calls = {"n": 0}
+    real = AdmmMethod.train_step
+
+    def dying(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise Killed()
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(AdmmMethod, "train_step", dying)
+    with pytest.raises(Killed):
+        train(tmp_path / "cut", cfg, model_cfg, mcfg, quiet=True)
+    monkeypatch.setattr(AdmmMethod, "train_step", real)
+    killed_at_step = read_checkpoint(tmp_path / "cut" / "last.pt")["trainer"]["step"]
+    train(tmp_path / "cut", resume=True, quiet=True)  # λ, Q, γ and the method's counters come from last.pt
+    return read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt"), \
+        killed_at_step
+

@@ -14,11 +14,11 @@ from rescorer.errors import AdmmqError
 from rescorer.report.evaluate import evaluate_text
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.quant import MethodConfig, build_method
-from rescorer.quant.admm import AdmmMethod
 from rescorer.quant.qsets import parse_qset
 from rescorer.train.loop import train
 
-from quant_helpers import FP_PPL_2_EPOCHS, SMALL, quantized_bar, biases_changed, cfg_for, slice_vocab
+from quant_helpers import (FP_PPL_2_EPOCHS, SMALL, admm_run_killed_and_resumed, biases_changed, cfg_for, quantized_bar,
+                           slice_vocab)
 
 
 def tiny_setup(ptb_slice, **method_kw):
@@ -183,31 +183,13 @@ def same_state(a, b):
         assert a == b
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("mode", ["past", "full"])
 def test_admm_resume_mid_epoch_equals_uninterrupted(ptb_slice, tmp_path, monkeypatch, mode):
     mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, extragradient=mode)
     cfg = cfg_for(ptb_slice, epochs=2, save_every=15)
-    train(tmp_path / "full", cfg, SMALL, mcfg, quiet=True)
-    calls = {"n": 0}
-    real = AdmmMethod.train_step
-
-    def dying(self, *args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 40 + 17:  # epoch 2 (40 batches per epoch), after the save at step 15
-            raise Killed()
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(AdmmMethod, "train_step", dying)
-    with pytest.raises(Killed):
-        train(tmp_path / "cut", cfg, SMALL, mcfg, quiet=True)
-    monkeypatch.setattr(AdmmMethod, "train_step", real)
-    assert read_checkpoint(tmp_path / "cut" / "last.pt")["trainer"]["step"] == 15
-    train(tmp_path / "cut", resume=True, quiet=True)  # λ, Q, γ and the past gradient come from last.pt
-    full, cut = read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt")
+    # killed in epoch 2 (40 batches per epoch), after the save at step 15
+    full, cut, step = admm_run_killed_and_resumed(tmp_path, cfg, SMALL, mcfg, monkeypatch, kill_at=40 + 17)
+    assert step == 15
     same_state(full["model"], cut["model"])
     same_state(full["method_state"], cut["method_state"])
     same_state(full["quantized"], cut["quantized"])

@@ -12,7 +12,7 @@ from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.admm import AdmmMethod
 from rescorer.train.loop import train
 
-from quant_helpers import SMALL, cfg_for, slice_vocab
+from quant_helpers import SMALL, admm_run_killed_and_resumed, cfg_for, slice_vocab
 
 BATCHES = 40  # the PTB slice's 400 training sentences in batches of 10
 
@@ -112,33 +112,15 @@ def test_quantized_extragradient_takes_the_loss_gradient_at_q(ptb_slice):
         assert torch.allclose(p.detach(), theta[n] - lr * expect[n], atol=1e-6), n
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("interval, mode", [(0, "past"), (7, "past"), (1, "quantized")])
 def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tmp_path, monkeypatch, interval,
                                                                     mode):
     mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, gamma_growth=1.01,
                         extragradient=mode, admm_interval=interval)
     cfg = cfg_for(ptb_slice, epochs=2, save_every=15)
-    train(tmp_path / "full", cfg, SMALL, mcfg, quiet=True)
-    calls = {"n": 0}
-    real = AdmmMethod.train_step
-
-    def dying(self, *args, **kw):
-        calls["n"] += 1
-        if calls["n"] == BATCHES + 18:  # epoch 2, after the save at its step 15
-            raise Killed()
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(AdmmMethod, "train_step", dying)
-    with pytest.raises(Killed):
-        train(tmp_path / "cut", cfg, SMALL, mcfg, quiet=True)
-    monkeypatch.setattr(AdmmMethod, "train_step", real)
-    assert read_checkpoint(tmp_path / "cut" / "last.pt")["trainer"]["step"] == 15
-    train(tmp_path / "cut", resume=True, quiet=True)
-    full, cut = read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt")
+    # killed in epoch 2, after the save at its step 15
+    full, cut, step = admm_run_killed_and_resumed(tmp_path, cfg, SMALL, mcfg, monkeypatch, kill_at=BATCHES + 18)
+    assert step == 15
     for key in ("model", "quantized"):
         for k, v in full[key].items():
             if isinstance(v, torch.Tensor):
