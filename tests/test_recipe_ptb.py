@@ -162,6 +162,45 @@ def test_ptb_recipe_end_to_end_on_a_slice(tmp_path):
 
 
 @needs_perl
+def test_cpu_full_mode_starts_quantized_rows_from_the_given_std_model(tmp_path):
+    """--cpu-full --std-model: the given fp checkpoint is the std row (copied, not retrained); every
+    quantized row, Bin+Lin included, starts from it with ADMM's schedule for a trained model and the
+    rate its best epoch was trained with; --row-epochs sets one row's epochs."""
+    from click.testing import CliRunner
+
+    from rescorer.cli.group import cli
+    from rescorer.pack.checkpoint import read_checkpoint
+    from rescorer.quant.method import ADMM_SCHEDULES
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for s, n in (("train", 120), ("valid", 30), ("test", 30)):
+        _slice_text(ROOT / "data" / "ptb" / f"ptb.{s}.txt.gz", data / f"ptb.{s}.txt", n)
+    std = tmp_path / "given_std"
+    r = CliRunner().invoke(cli, ["train", "--train", str(data / "ptb.train.txt"), "--valid", str(data / "ptb.valid.txt"),
+                                 "-o", str(std), "--epochs", "1", "--lr", "0.5", "--embed-dim", "16", "--hidden-dim", "16",
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    exp = tmp_path / "exp"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    res = subprocess.run(["bash", str(ROOT / "recipes" / "ptb" / "run.sh"), "--cpu-full", "--std-model",
+                          str(std / "best.pt"), "--rows", "std admm_node_pm124 binlin", "--epochs", "1",
+                          "--row-epochs", "admm_node_pm124=2", "--exp", str(exp), "--data", str(data),
+                          "--stage", "3", "--stop-stage", "3", "--device", "cpu"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (exp / "train" / "std" / "best.pt").read_bytes() == (std / "best.pt").read_bytes()
+    assert not (exp / "log" / "train_std.log").exists()  # not retrained
+    admm = read_checkpoint(exp / "train" / "admm_node_pm124" / "last.pt")
+    assert admm["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")
+    assert admm["train_config"]["lr"] == 0.5 and len(admm["log"]) == 2
+    assert {k: admm["method_config"][k] for k in ADMM_SCHEDULES["trained"]} == ADMM_SCHEDULES["trained"]
+    binlin = read_checkpoint(exp / "train" / "binlin" / "last.pt")
+    assert binlin["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")
+    assert len(binlin["log"]) == 1
+
+
+@needs_perl
 def test_ptb_recipe_rejects_an_unknown_row(tmp_path):
     res = subprocess.run(["bash", str(ROOT / "recipes" / "ptb" / "run.sh"), "--rows", "std nonsense",
                           "--exp", str(tmp_path / "exp"), "--stage", "3"], capture_output=True, text=True)
