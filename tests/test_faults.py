@@ -109,15 +109,21 @@ def test_full_disk_is_a_clear_error_before_training_starts(ptb_slice, tiny_fs):
     assert "MiB free" in str(exc.value) and not (tiny_fs / "run" / "last.pt").exists()
 
 
-def test_disk_filling_up_while_writing_leaves_nothing(tiny_fs):
-    big = {"model": {"w": torch.zeros(200_000)}}  # 800 kB > 256 KiB
+def writes_fail_and_leave_nothing(d):
+    """An 800 kB checkpoint and a growing text output in ``d`` fail with the one-line disk-full error and
+    leave no file behind (not even a temporary one)."""
+    big = {"model": {"w": torch.zeros(200_000)}}  # 800 kB, more than the space there is
     with pytest.raises(AdmmqError, match="disk full|No space"):
-        save_checkpoint(tiny_fs / "last.pt", big)
+        save_checkpoint(d / "last.pt", big)
     with pytest.raises(AdmmqError, match="No space"):
-        with atomic_open(tiny_fs / "text") as fh:
+        with atomic_open(d / "text") as fh:
             for _ in range(40_000):
                 fh.write("utt-1 some words of a hypothesis\n")
-    assert sorted(p.name for p in tiny_fs.iterdir()) == []
+    assert sorted(p.name for p in d.iterdir()) == []
+
+
+def test_disk_filling_up_while_writing_leaves_nothing(tiny_fs):
+    writes_fail_and_leave_nothing(tiny_fs)
 
 
 def test_disk_filling_up_while_writing_leaves_nothing_without_mount_rights(tmp_path, monkeypatch):
@@ -130,14 +136,7 @@ def test_disk_filling_up_while_writing_leaves_nothing_without_mount_rights(tmp_p
 
     monkeypatch.setattr(fileio, "open", full_after_64k, raising=False)
     monkeypatch.setattr(torch, "save", lambda obj, path: real_save(obj, full_after_64k(path, "wb")))
-    big = {"model": {"w": torch.zeros(200_000)}}  # 800 kB
-    with pytest.raises(AdmmqError, match="disk full|No space"):
-        save_checkpoint(tmp_path / "last.pt", big)
-    with pytest.raises(AdmmqError, match="No space"):
-        with atomic_open(tmp_path / "text") as fh:
-            for _ in range(40_000):
-                fh.write("utt-1 some words of a hypothesis\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    writes_fail_and_leave_nothing(tmp_path)
 
 
 def test_full_disk_before_training_without_mount_rights(ptb_slice, tmp_path, monkeypatch):
