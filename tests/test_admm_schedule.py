@@ -112,11 +112,46 @@ def test_quantized_extragradient_takes_the_loss_gradient_at_q(ptb_slice):
         assert torch.allclose(p.detach(), theta[n] - lr * expect[n], atol=1e-6), n
 
 
-@pytest.mark.parametrize("interval, mode", [(0, "past"), (7, "quantized")])
+@pytest.mark.parametrize("warm", ["none", "centre", "quantized"])
+def test_warm_start_modes_move_theta_as_stated(ptb_slice, warm):
+    """After eqs. 18-21: ``quantized`` puts Θ on Q and leaves Θ + λ (what eq. 18 projects) where it
+    was; ``centre`` keeps Θ's offset from the centre Q − λ; ``none`` leaves Θ alone."""
+    vocab = slice_vocab(ptb_slice)
+    torch.manual_seed(3)
+    model = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8))
+    method = build_method(MethodConfig(method="admm", qset="pm124", tying="node", warm_start=warm))
+    method.setup(model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n in method.names:  # a Θ and λ away from the first projection, as after some training
+            method.lam[n] = torch.randn_like(method.lam[n]) * 0.02
+            method._refresh_target(n)
+            params[n].add_(torch.randn_like(params[n]) * 0.05)
+    before = {n: (params[n].detach().clone(), method.lam[n].clone(), method.target[n].clone()) for n in method.names}
+    figures = method.admm_iteration(model)
+    assert figures["admm_codes_changed"] > 0, figures
+    for n, (theta, lam, centre) in before.items():
+        now = params[n].detach()
+        if warm == "quantized":
+            assert torch.equal(now, method._dense_q(n)), n
+            assert torch.allclose(now + method.lam[n], theta + lam, atol=1e-6), n
+        elif warm == "centre":
+            assert torch.allclose(now - method.target[n], theta - centre, atol=1e-6), n
+        else:
+            assert torch.equal(now, theta), n
+        assert torch.allclose(method.lam[n], lam + theta - method._dense_q(n), atol=1e-6), n  # eq. 21
+
+
+def test_checkpoints_from_before_the_warm_start_modes_still_load():
+    assert MethodConfig.from_dict({"method": "admm", "warm_start": True}).warm_start == "centre"
+    assert MethodConfig.from_dict({"method": "admm", "warm_start": False}).warm_start == "none"
+
+
+@pytest.mark.parametrize("interval, mode, warm", [(0, "past", "none"), (7, "quantized", "quantized")])
 def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tmp_path, monkeypatch, interval,
-                                                                    mode):
+                                                                    mode, warm):
     mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, gamma_growth=1.01,
-                        extragradient=mode, admm_interval=interval)
+                        extragradient=mode, admm_interval=interval, warm_start=warm)
     cfg = cfg_for(ptb_slice, epochs=2, save_every=15)
     # killed in epoch 2, after the save at its step 15
     full, cut, step = admm_run_killed_and_resumed(tmp_path, cfg, SMALL, mcfg, monkeypatch, kill_at=BATCHES + 18)
@@ -154,12 +189,12 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert {k: scratch[k] for k in keys} == ADMM_SCHEDULES["paper"]
     trained = method_config("trained", "--method", "admm", "--init-from", fp)
     assert {k: trained[k] for k in keys} == ADMM_SCHEDULES["trained"]
-    assert ADMM_SCHEDULES["trained"]["admm_interval"] > 0 and ADMM_SCHEDULES["trained"]["warm_start"]
+    assert ADMM_SCHEDULES["trained"]["admm_interval"] > 0 and ADMM_SCHEDULES["trained"]["warm_start"] == "quantized"
     paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
     assert {k: paper[k] for k in keys} == ADMM_SCHEDULES["paper"]
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
-                          "epoch", "--no-warm-start")
-    assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, False)
+                          "epoch", "--warm-start", "none")
+    assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
     assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]
 
     # --init-from starts at the rate the checkpoint's best epoch was trained with, unless --lr is given
@@ -177,3 +212,30 @@ def test_finishing_lr_is_the_best_epochs_rate():
     assert finishing_lr({"trainer": {"best_epoch": 2}, "log": log}) == 0.25
     assert finishing_lr({"trainer": {}, "log": log}) is None  # imported models have no log
     assert finishing_lr({}) is None
+
+
+def test_cli_dropout_default_with_init_from(ptb_slice, tmp_path):
+    """Dropout: 0 from scratch; with --init-from the checkpoint's own, raised to 0.3 for a quantized
+    method (the checkpoint's shape stays); an explicit --dropout wins."""
+    from click.testing import CliRunner
+
+    from rescorer.cli.group import cli
+    from rescorer.train.config import QUANTIZED_INIT_DROPOUT
+
+    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ptb_slice / "valid.txt"),
+            "--epochs", "1", "--max-sentences", "20", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"]
+
+    def model_config(name, *extra):
+        r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+        return read_checkpoint(tmp_path / name / "last.pt")["model_config"]
+
+    assert model_config("fp")["dropout"] == 0.0
+    fp = str(tmp_path / "fp" / "best.pt")
+    assert model_config("refit", "--init-from", fp)["dropout"] == 0.0
+    admm = model_config("admm", "--method", "admm", "--init-from", fp, "--embed-dim", "16")
+    assert (admm["dropout"], admm["embed_dim"]) == (QUANTIZED_INIT_DROPOUT, 8)
+    assert model_config("binlin", "--method", "bin-lin", "--init-from", fp)["dropout"] == QUANTIZED_INIT_DROPOUT
+    assert model_config("given", "--method", "admm", "--init-from", fp, "--dropout", "0.1")["dropout"] == 0.1
+    dropped = str(tmp_path / "given" / "best.pt")  # a checkpoint with dropout 0.1 of its own
+    assert model_config("own", "--init-from", dropped)["dropout"] == 0.1

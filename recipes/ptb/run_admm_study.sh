@@ -19,7 +19,17 @@
 #   N_warm_i20   J every 20 mini-batches
 #   I_binlin_std Bin+Lin (straight-through binarization with partially quantized linear layers)
 #   P_node_pm124_trained, Q_layer_0pm1_trained   node {±1,±2,±4} and layer {0,±1} with the
-#                `trained` schedule, 3 epochs; P2_node_pm124_lr025, M2_warm_g1e-3_lr025: P and M at lr 0.25
+#                `trained` schedule as it was then (Θ moved with the centre), 3 epochs;
+#                P2_node_pm124_lr025, M2_warm_g1e-3_lr025: P and M at lr 0.25
+#   (all of the above without dropout, as measured for RESULTS_admm.md §1)
+# Section 4 of RESULTS_admm.md (one epoch on 20,000 sentences, all of PTB valid:
+#   --train-sentences 20000 --valid-sentences 0 --epochs 1), every 100 mini-batches, γ 1e-3, constant lr:
+#   R_node_centre_lr002           node {±1,±2,±4}, Θ moved with the centre (the drift), lr 0.02
+#   S_node_q_lr002, S_node_q_lr005  Θ ← Q after each iteration (--warm-start quantized), lr 0.02 / 0.05
+#   U_node_q_lr005_i10            S at lr 0.05, every 10 mini-batches
+#   T_node_q_lr005_d03, T_node_q_lr025_d03, T_node_q_lr01_d05   with dropout 0.3 / 0.3 / 0.5
+#   V_l0_q_lr025, V_l0_q_lr1, V_l0_q_lr025_i20, V_l0_q_lr025_d03   layer {0,±1}
+#   W_l1_q_lr025, W_l1_q_lr025_d03   layer {±1}
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -48,22 +58,36 @@ mkdir -p "$exp/log" "$data"
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 setting_opts() {
-  local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1"  # the paper's γ, per epoch, lr 1
+  local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
+  local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized"  # section 4
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
     E_i100_lr01_g03) echo "$Q --admm-interval 100 --lr 0.1 --gamma 0.03" ;;
     G_qla_i100) echo "$Q --admm-interval 100 --extragradient quantized" ;;
-    J_warm_i100) echo "$Q --admm-interval 100 --warm-start" ;;
+    J_warm_i100) echo "$Q --admm-interval 100 --warm-start centre" ;;
     L_i200_g03) echo "$Q --admm-interval 200 --gamma 0.03" ;;
-    M_warm_i100_g1e-3) echo "$Q --admm-interval 100 --warm-start --gamma 1e-3" ;;
-    O_warm_i100_g3e-4) echo "$Q --admm-interval 100 --warm-start --gamma 3e-4" ;;
-    N_warm_i20) echo "$Q --admm-interval 20 --warm-start" ;;
-    I_binlin_std) echo "--method bin-lin --lr 1" ;;
-    P_node_pm124_trained) echo "--method admm --qset pm124 --tying node --admm-schedule trained --lr 1 --epochs 3" ;;
-    Q_layer_0pm1_trained) echo "--method admm --qset 0pm1 --tying layer --admm-schedule trained --lr 1 --epochs 3" ;;
-    P2_node_pm124_lr025) echo "--method admm --qset pm124 --tying node --admm-schedule trained --lr 0.25 --epochs 3" ;;
-    M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start --gamma 1e-3 --lr 0.25 --epochs 3" ;;
+    M_warm_i100_g1e-3) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3" ;;
+    O_warm_i100_g3e-4) echo "$Q --admm-interval 100 --warm-start centre --gamma 3e-4" ;;
+    N_warm_i20) echo "$Q --admm-interval 20 --warm-start centre" ;;
+    I_binlin_std) echo "--method bin-lin --lr 1 --dropout 0" ;;
+    P_node_pm124_trained) echo "--method admm --qset pm124 --tying node --admm-schedule trained --warm-start centre --dropout 0 --lr 1 --epochs 3" ;;
+    Q_layer_0pm1_trained) echo "--method admm --qset 0pm1 --tying layer --admm-schedule trained --warm-start centre --dropout 0 --lr 1 --epochs 3" ;;
+    P2_node_pm124_lr025) echo "--method admm --qset pm124 --tying node --admm-schedule trained --warm-start centre --dropout 0 --lr 0.25 --epochs 3" ;;
+    R_node_centre_lr002) echo "$T --qset pm124 --tying node --warm-start centre --dropout 0 --lr 0.02" ;;
+    S_node_q_lr002) echo "$T --qset pm124 --tying node --dropout 0 --lr 0.02" ;;
+    S_node_q_lr005) echo "$T --qset pm124 --tying node --dropout 0 --lr 0.05" ;;
+    U_node_q_lr005_i10) echo "$T --qset pm124 --tying node --dropout 0 --lr 0.05 --admm-interval 10" ;;
+    T_node_q_lr005_d03) echo "$T --qset pm124 --tying node --dropout 0.3 --lr 0.05" ;;
+    T_node_q_lr025_d03) echo "$T --qset pm124 --tying node --dropout 0.3 --lr 0.25" ;;
+    T_node_q_lr01_d05) echo "$T --qset pm124 --tying node --dropout 0.5 --lr 0.1" ;;
+    V_l0_q_lr025) echo "$T --qset 0pm1 --tying layer --dropout 0 --lr 0.25" ;;
+    V_l0_q_lr1) echo "$T --qset 0pm1 --tying layer --dropout 0 --lr 1" ;;
+    V_l0_q_lr025_i20) echo "$T --qset 0pm1 --tying layer --dropout 0 --lr 0.25 --admm-interval 20" ;;
+    V_l0_q_lr025_d03) echo "$T --qset 0pm1 --tying layer --dropout 0.3 --lr 0.25" ;;
+    W_l1_q_lr025) echo "$T --qset pm1 --tying layer --dropout 0 --lr 0.25" ;;
+    W_l1_q_lr025_d03) echo "$T --qset pm1 --tying layer --dropout 0.3 --lr 0.25" ;;
+    M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac
 }
@@ -73,8 +97,10 @@ if run_stage 1; then
   for s in train valid; do
     [ -s "$data/ptb.$s.txt" ] || gzip -dc "$ROOT/data/ptb/ptb.$s.txt.gz" > "$data/ptb.$s.txt"
   done
-  head -n "$train_sentences" "$data/ptb.train.txt" > "$exp/train.txt"
-  head -n "$valid_sentences" "$data/ptb.valid.txt" > "$exp/valid.txt"
+  for s in train valid; do  # the first N sentences (0: all)
+    n=$train_sentences; [ $s = train ] || n=$valid_sentences
+    if [ "$n" -gt 0 ]; then head -n "$n" "$data/ptb.$s.txt" > "$exp/$s.txt"; else cp "$data/ptb.$s.txt" "$exp/$s.txt"; fi
+  done
   $admmq eval --lm "$std" --text "$exp/valid.txt" --json > "$exp/std_valid.json"
 fi
 

@@ -11,12 +11,12 @@ from rescorer.train.parallel import train_parallel
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, admm_schedule
+from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS, admm_schedule
 from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
 from rescorer.quant.qsets import parse_qset
 from rescorer.train.loop import train
-from rescorer.train.config import SCHEDULES, TrainConfig, finishing_lr
+from rescorer.train.config import SCHEDULES, TrainConfig, finishing_lr, init_dropout
 from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.train.tensorboard_sink import tensorboard_sink
 from rescorer.cli.group import cli
@@ -73,8 +73,9 @@ class AdmmInterval(click.ParamType):
 @click.option("--admm-interval", type=AdmmInterval(), default=None,
               help="admm: run the quantization and multiplier updates (eqs. 18-21) every N mini-batches, or "
                    "once per epoch (epoch, the paper) [default: the schedule's].")
-@click.option("--warm-start/--no-warm-start", default=None,
-              help="admm: after each ADMM iteration move Θ with the penalty's centre Q − λ, keeping Θ − (Q − λ) "
+@click.option("--warm-start", type=click.Choice(WARM_STARTS), default=None,
+              help="admm: after each ADMM iteration set Θ to Q, λ keeping Θ + λ (quantized), move Θ with the "
+                   "penalty's centre Q − λ (centre: drifts, for the study), or leave it (none) "
                    "[default: the schedule's].")
 @click.option("--extragradient", type=click.Choice(EXTRAGRADIENTS), default=MethodConfig.extragradient,
               show_default=True,
@@ -136,7 +137,9 @@ class AdmmInterval(click.ParamType):
 @click.option("--embed-dim", type=click.IntRange(min=1), default=200, help="Embedding size.")
 @click.option("--hidden-dim", type=click.IntRange(min=1), default=200, help="LSTM units per layer.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, help="LSTM layers.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, help="Dropout rate.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Dropout rate [default: 0; with --init-from, the checkpoint's, at least 0.3 when quantizing "
+                   "(RESULTS_admm.md)].")
 @click.option("--tie-embeddings", is_flag=True, help="Share the embedding and output matrices.")
 # optimisation
 @click.option("--epochs", type=click.IntRange(min=0), default=None,
@@ -236,9 +239,12 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             write_plan(os.path.join(out, "precision.txt"), plan)
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
+        init_ckpt = read_checkpoint(resolve_lm_path(init_from)) if init_from else None
         if lr is None:
-            start = finishing_lr(read_checkpoint(resolve_lm_path(init_from))) if init_from else None
+            start = finishing_lr(init_ckpt) if init_ckpt is not None else None
             lr = start if start is not None else 1.0
+        if dropout is None:
+            dropout = init_dropout(init_ckpt, METHODS[method].quantized) if init_ckpt is not None else 0.0
         schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, gamma=gamma,
                                      gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
                                      warm_start=warm_start)

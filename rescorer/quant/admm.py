@@ -36,6 +36,14 @@ an epoch and once more at the epoch's end (unless its last batch was one), so
 an epoch of B batches holds ⌈B/N⌉ ADMM iterations.  After each iteration γ is
 multiplied by ``gamma_growth``, up to ``gamma_max`` (0: no cap).
 
+Warm start (``MethodConfig.warm_start``), after each iteration: ``quantized``
+sets Θ ← Q; with eq. 21's λ the sum Θ + λ (the "shadow" weights eq. 18
+projects) is unchanged, the next cross-entropy gradients are taken next to the
+deployed model, and the penalty γ(Θ − Q + λ) pulls Θ + λ towards its
+projection.  ``centre`` moves Θ by the change of the centre Q − λ, which makes
+Θ + λ jump by the change of Q at each iteration: every α change feeds back
+into the next projection and α creeps up (RESULTS_admm.md §4).
+
 Mixed precision (``MethodConfig.precision``, :mod:`.mixed`): each matrix has
 its own table (``qset_of``); every update above is per matrix, so nothing
 else changes.
@@ -234,12 +242,14 @@ class AdmmMethod(TrainingMethod):
             target_old = self.target[name]
             self.lam[name].add_(theta - q_new)  # eq. 21: λ ← λ + Θ − Q
             self._refresh_target(name)
-            if self.cfg.warm_start:  # Θ keeps its offset from the penalty's centre Q − λ
-                params[name].data.add_(self.target[name] - target_old)
-            res2 += float(((theta - q_new) ** 2).sum())
+            res2 += float(((theta - q_new) ** 2).sum())  # before the warm start: ``theta`` is a view of Θ
             theta2 += float((theta ** 2).sum())
             dual2 += float(((q_new - q_old) ** 2).sum())
             lam2 += float((self.lam[name] ** 2).sum())
+            if self.cfg.warm_start == "quantized":  # Θ ← Q: Θ + λ, what eq. 18 projects next, is unchanged
+                params[name].data.copy_(q_new)
+            elif self.cfg.warm_start == "centre":  # Θ keeps its offset from the penalty's centre Q − λ
+                params[name].data.add_(self.target[name] - target_old)
         return {
             "admm_iter": self.iteration,
             "admm_gamma": gamma_used,

@@ -30,12 +30,19 @@ from rescorer.lm.quantized import QuantizedMatrix
 
 EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
 
+#: What happens to Θ after each ADMM iteration (``--warm-start``): ``none`` = nothing (the paper);
+#: ``centre`` = Θ moved by the change of the penalty's centre Q − λ (drifts: Θ + λ, which eq. 18
+#: projects, then jumps by the change of Q, so α creeps up; kept to reproduce RESULTS_admm.md §1);
+#: ``quantized`` = Θ ← Q, eq. 21's λ absorbing the difference, so Θ + λ is unchanged.
+WARM_STARTS = ("none", "centre", "quantized")
+
 #: ADMM schedules (recipes/ptb/RESULTS_admm.md): ``paper`` = one ADMM iteration per epoch with a fixed γ
 #: (the paper, section 4); ``trained`` = what quantizes an already trained model fastest in our study:
-#: eqs. 18-21 every 100 mini-batches, Θ moved with the penalty's centre after each (warm start), γ 1e-3.
+#: eqs. 18-21 every 100 mini-batches, Θ set to Q after each (warm start ``quantized``), γ 1e-3.
 ADMM_SCHEDULES = {
-    "paper": {"admm_interval": 0, "warm_start": False, "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
-    "trained": {"admm_interval": 100, "warm_start": True, "gamma": 1e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
+    "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0},
+    "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
+                "gamma_max": 0.0},
 }
 
 
@@ -60,6 +67,7 @@ class MethodConfig:
     factor applied to γ after each ADMM iteration (1 = the paper's fixed γ) up to
     ``gamma_max`` (0 = no cap), ``admm_interval`` the quantization and multiplier
     updates (eqs. 18-21) every that many mini-batches (0 = once per epoch, the paper),
+    ``warm_start`` what happens to Θ after each of them (:data:`WARM_STARTS`),
     ``extragradient`` none|penalty|past|full and ``eta1`` its look-ahead step η₁ as
     a multiple of the learning rate (η₂ is the learning rate), ``alpha_init``
     one|mean and ``projection_start`` exact|given (see :mod:`.qsets`).
@@ -77,7 +85,7 @@ class MethodConfig:
     gamma_growth: float = 1.0
     gamma_max: float = 0.0
     admm_interval: int = 0
-    warm_start: bool = False
+    warm_start: str = "none"
     extragradient: str = "past"
     eta1: float = 1.0
     alpha_init: str = "one"
@@ -91,9 +99,12 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_fp", tuple(self.keep_fp))
+        if isinstance(self.warm_start, bool):  # checkpoints of admmq before the modes: True was ``centre``
+            object.__setattr__(self, "warm_start", "centre" if self.warm_start else "none")
         object.__setattr__(self, "precision", tuple((str(n), str(q)) for n, q in self.precision))
         checks = [
             (self.tying in ("layer", "node", "none"), f"tying must be layer, node or none, got {self.tying!r}"),
+            (self.warm_start in WARM_STARTS, f"warm start must be one of {WARM_STARTS}, got {self.warm_start!r}"),
             (self.extragradient in EXTRAGRADIENTS,
              f"extragradient must be one of {EXTRAGRADIENTS}, got {self.extragradient!r}"),
             (self.alpha_init in ("one", "mean"), f"alpha init must be one or mean, got {self.alpha_init!r}"),

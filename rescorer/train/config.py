@@ -104,6 +104,19 @@ def build_units(cfg: TrainConfig, train_sentences):
     return Vocab.build(train_sentences, max_size=cfg.vocab_size or None, min_count=cfg.min_count, unk=cfg.unk)
 
 
+#: Least dropout when a quantized method starts from a trained model (``--init-from``): the fine-tuning
+#: runs on text the model has memorised (the PTB STD: training perplexity 44, validation 126), and
+#: without dropout the quantized model re-fits it and generalises worse (recipes/ptb/RESULTS_admm.md §4).
+QUANTIZED_INIT_DROPOUT = 0.3
+
+
+def init_dropout(ckpt: Dict[str, Any], quantized: bool) -> float:
+    """Default dropout of an ``--init-from`` run: the checkpoint's own, raised to
+    :data:`QUANTIZED_INIT_DROPOUT` when the new run quantizes."""
+    own = float((ckpt.get("model_config") or {}).get("dropout", 0.0))
+    return max(own, QUANTIZED_INIT_DROPOUT) if quantized else own
+
+
 def finishing_lr(ckpt: Dict[str, Any]) -> Optional[float]:
     """The learning rate a checkpoint's best epoch was trained with (from its log), or None.
 

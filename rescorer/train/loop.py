@@ -122,7 +122,7 @@ class Trainer:
             init = read_checkpoint(resolve_lm_path(cfg.init_from)) if cfg.init_from else None
             if init is not None:  # its vocabulary and model shape; Θ is loaded below
                 self.units = units_from_state(init["units"])
-                model_cfg = ModelConfig.from_dict(init["model_config"])
+                model_cfg = replace(ModelConfig.from_dict(init["model_config"]), dropout=model_cfg.dropout)
             else:
                 self.units = build_units(cfg, (s.words for s in train_sents))
         if cfg.max_sentences > 0:
