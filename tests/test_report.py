@@ -67,6 +67,16 @@ def test_rows_in_paper_order_with_what_each_stage_wrote(exp):
     assert admm.paper().ppl == 121.8 and std.paper().ppl == 114.4 and binlin.paper().ppl == 121.5
 
 
+def test_a_run_the_recipe_does_not_make_is_named_not_taken_for_a_row(exp):
+    """An extra fp run left in EXP/train (a side experiment) is labelled with its directory, so the
+    table never shows two STD rows."""
+    _run(exp, "fp_dropout03", {"method": "fp"}, 1)
+    rows = read_rows(exp)
+    labels = [r.label for r in rows]
+    assert labels.count("STD") == 1 and "STD (fp_dropout03)" in labels, labels
+    assert rows[-1].name == "fp_dropout03" and rows[-1].paper().ppl == 114.4
+
+
 def test_markdown_tables_hold_our_numbers_beside_the_paper(exp, tmp_path):
     out = tmp_path / "RESULTS.md"
     text = write_results(exp, out, title="PTB results", note="quick run")

@@ -79,7 +79,10 @@ def read_model_row(exp: Path, name: str) -> ModelRow:
     """Everything the stages wrote about row ``name`` of experiment directory ``exp``."""
     run = exp / "train" / name
     method, model = run_configs(run)
-    row = ModelRow(name, method_label(method, model) or name)
+    label = method_label(method, model) or name
+    if name not in ROW_ORDER and label != name:  # a run the recipe does not make: say which one
+        label = f"{label} ({name})"
+    row = ModelRow(name, label)
     log = read_train_log(run / "train_log.jsonl") if (run / "train_log.jsonl").is_file() else []
     if log:
         row.epochs = len(log)
