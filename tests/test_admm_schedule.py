@@ -166,21 +166,27 @@ def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tm
     assert [r["admm_updates"] for r in full["log"]] == [r["admm_updates"] for r in cut["log"]]
 
 
-def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
-    """`admmq train --method admm`: the paper's schedule from scratch, the ``trained`` schedule with
-    --init-from; --admm-schedule paper is one option away and explicit settings win."""
+def tiny_cli_run(ptb_slice, out, *extra):
+    """`admmq train` of a tiny model on 20 slice sentences into ``out``; its last.pt."""
     from click.testing import CliRunner
 
     from rescorer.cli.group import cli
+
+    args = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ptb_slice / "valid.txt"),
+            "--epochs", "1", "--max-sentences", "20", "--embed-dim", "8", "--hidden-dim", "8", "--quiet",
+            "-o", str(out), *extra]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    return read_checkpoint(out / "last.pt")
+
+
+def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
+    """`admmq train --method admm`: the paper's schedule from scratch, the ``trained`` schedule with
+    --init-from; --admm-schedule paper is one option away and explicit settings win."""
     from rescorer.quant.method import ADMM_SCHEDULES
 
-    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ptb_slice / "valid.txt"),
-            "--epochs", "1", "--max-sentences", "20", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"]
-
     def method_config(name, *extra):
-        r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / name), *extra])
-        assert r.exit_code == 0, r.output
-        return read_checkpoint(tmp_path / name / "last.pt")["method_config"]
+        return tiny_cli_run(ptb_slice, tmp_path / name, *extra)["method_config"]
 
     method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
@@ -217,18 +223,10 @@ def test_finishing_lr_is_the_best_epochs_rate():
 def test_cli_dropout_default_with_init_from(ptb_slice, tmp_path):
     """Dropout: 0 from scratch; with --init-from the checkpoint's own, raised to 0.3 for a quantized
     method (the checkpoint's shape stays); an explicit --dropout wins."""
-    from click.testing import CliRunner
-
-    from rescorer.cli.group import cli
     from rescorer.train.config import QUANTIZED_INIT_DROPOUT
 
-    base = ["train", "--train", str(ptb_slice / "train.txt"), "--valid", str(ptb_slice / "valid.txt"),
-            "--epochs", "1", "--max-sentences", "20", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"]
-
     def model_config(name, *extra):
-        r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / name), *extra])
-        assert r.exit_code == 0, r.output
-        return read_checkpoint(tmp_path / name / "last.pt")["model_config"]
+        return tiny_cli_run(ptb_slice, tmp_path / name, *extra)["model_config"]
 
     assert model_config("fp")["dropout"] == 0.0
     fp = str(tmp_path / "fp" / "best.pt")
