@@ -147,12 +147,15 @@ def test_checkpoints_from_before_the_warm_start_modes_still_load():
     assert MethodConfig.from_dict({"method": "admm", "warm_start": False}).warm_start == "none"
 
 
-@pytest.mark.parametrize("interval, mode, warm", [(0, "past", "none"), (7, "quantized", "quantized")])
+@pytest.mark.parametrize("interval, mode, warm, optimizer", [(0, "past", "none", "sgd"),
+                                                            (7, "quantized", "quantized", "sgd"),
+                                                            (7, "past", "quantized", "adam")])
 def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tmp_path, monkeypatch, interval,
-                                                                    mode, warm):
+                                                                    mode, warm, optimizer):
     mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, gamma_growth=1.01,
                         extragradient=mode, admm_interval=interval, warm_start=warm)
-    cfg = cfg_for(ptb_slice, epochs=2, save_every=15)
+    lr = {"sgd": 1.0, "adam": 5e-3}[optimizer]
+    cfg = cfg_for(ptb_slice, epochs=2, save_every=15, optimizer=optimizer, lr=lr)
     # killed in epoch 2, after the save at its step 15
     full, cut, step = admm_run_killed_and_resumed(tmp_path, cfg, SMALL, mcfg, monkeypatch, kill_at=BATCHES + 18)
     assert step == 15
@@ -162,6 +165,12 @@ def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tm
                 assert torch.equal(v, cut[key][k]), (key, k)
     for k in ("iteration", "gamma", "since_update"):
         assert torch.equal(full["method_state"][k], cut["method_state"][k]), k
+    assert full["train_config"]["optimizer"] == optimizer
+    moments = [s for s in full["optimizer"]["state"].values() if "exp_avg_sq" in s]
+    assert len(moments) == (len(full["model"]) if optimizer == "adam" else 0)  # Adam's moments are saved
+    for i, st in full["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(v, cut["optimizer"]["state"][i][k]), (i, k)
     assert [r["valid_ppl_q"] for r in full["log"]] == [r["valid_ppl_q"] for r in cut["log"]]
     assert [r["admm_updates"] for r in full["log"]] == [r["admm_updates"] for r in cut["log"]]
 
@@ -184,6 +193,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     """`admmq train --method admm`: the paper's schedule from scratch, the ``trained`` schedule with
     --init-from; --admm-schedule paper is one option away and explicit settings win."""
     from rescorer.quant.method import ADMM_SCHEDULES
+    from rescorer.train.config import ADAM_LR
 
     def method_config(name, *extra):
         return tiny_cli_run(ptb_slice, tmp_path / name, *extra)["method_config"]
@@ -191,23 +201,39 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
     keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max")
+
+    def schedule(name):
+        return {k: v for k, v in ADMM_SCHEDULES[name].items() if k != "optimizer"}
+
     scratch = method_config("scratch", "--method", "admm")
-    assert {k: scratch[k] for k in keys} == ADMM_SCHEDULES["paper"]
+    assert {k: scratch[k] for k in keys} == schedule("paper")
     trained = method_config("trained", "--method", "admm", "--init-from", fp)
-    assert {k: trained[k] for k in keys} == ADMM_SCHEDULES["trained"]
+    assert {k: trained[k] for k in keys} == schedule("trained")
     assert ADMM_SCHEDULES["trained"]["admm_interval"] > 0 and ADMM_SCHEDULES["trained"]["warm_start"] == "quantized"
     paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
-    assert {k: paper[k] for k in keys} == ADMM_SCHEDULES["paper"]
+    assert {k: paper[k] for k in keys} == schedule("paper")
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
                           "epoch", "--warm-start", "none")
     assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
     assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]
 
-    # --init-from starts at the rate the checkpoint's best epoch was trained with, unless --lr is given
-    assert read_checkpoint(tmp_path / "trained" / "last.pt")["train_config"]["lr"] == 0.5
-    assert read_checkpoint(tmp_path / "scratch" / "last.pt")["train_config"]["lr"] == 1.0
-    method_config("given_lr", "--method", "admm", "--init-from", fp, "--lr", "0.3")
-    assert read_checkpoint(tmp_path / "given_lr" / "last.pt")["train_config"]["lr"] == 0.3
+    # the optimizer: Adam at ADAM_LR under the trained schedule; SGD otherwise, which with --init-from
+    # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win
+    def optimisation(name, *extra):
+        if extra:
+            method_config(name, *extra)
+        tc = read_checkpoint(tmp_path / name / "last.pt")["train_config"]
+        return tc["optimizer"], tc["lr"]
+
+    assert optimisation("trained") == ("adam", ADAM_LR) and ADMM_SCHEDULES["trained"]["optimizer"] == "adam"
+    assert optimisation("scratch") == ("sgd", 1.0)
+    assert optimisation("paper") == ("sgd", 0.5)
+    assert optimisation("given_lr", "--method", "admm", "--init-from", fp, "--lr", "0.3") == ("adam", 0.3)
+    assert optimisation("sgd", "--method", "admm", "--init-from", fp, "--optimizer", "sgd") == ("sgd", 0.5)
+    assert optimisation("binlin", "--method", "bin-lin", "--init-from", fp) == ("sgd", 0.5)
+    assert optimisation("fp_adam", "--init-from", fp, "--optimizer", "adam") == ("adam", ADAM_LR)
+    trained_ckpt = read_checkpoint(tmp_path / "trained" / "last.pt")
+    assert all("exp_avg" in st for st in trained_ckpt["optimizer"]["state"].values())  # Adam really ran
 
 
 def test_finishing_lr_is_the_best_epochs_rate():
@@ -237,3 +263,20 @@ def test_cli_dropout_default_with_init_from(ptb_slice, tmp_path):
     assert model_config("given", "--method", "admm", "--init-from", fp, "--dropout", "0.1")["dropout"] == 0.1
     dropped = str(tmp_path / "given" / "best.pt")  # a checkpoint with dropout 0.1 of its own
     assert model_config("own", "--init-from", dropped)["dropout"] == 0.1
+
+
+def test_optimizer_setting_is_checked_and_old_configs_mean_sgd(ptb_slice):
+    from rescorer.errors import AdmmqError
+    from rescorer.train.config import TrainConfig
+
+    with pytest.raises(AdmmqError, match="optimizer must be one of"):
+        cfg_for(ptb_slice, optimizer="rmsprop")
+    with pytest.raises(AdmmqError, match="momentum 0.9 is an SGD setting"):
+        cfg_for(ptb_slice, optimizer="adam", momentum=0.9)
+    old = cfg_for(ptb_slice).to_dict()
+    del old["optimizer"]  # a checkpoint from before --optimizer
+    assert TrainConfig.from_dict(old).optimizer == "sgd"
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert isinstance(cfg_for(ptb_slice, optimizer="adam", lr=0.01).build_optimizer(params), torch.optim.Adam)
+    sgd = cfg_for(ptb_slice, momentum=0.5).build_optimizer(params)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.5

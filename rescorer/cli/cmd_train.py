@@ -16,7 +16,7 @@ from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
 from rescorer.quant.qsets import parse_qset
 from rescorer.train.loop import train
-from rescorer.train.config import SCHEDULES, TrainConfig, finishing_lr, init_dropout
+from rescorer.train.config import ADAM_LR, OPTIMIZERS, SCHEDULES, TrainConfig, finishing_lr, init_dropout
 from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.train.tensorboard_sink import tensorboard_sink
 from rescorer.cli.group import cli
@@ -60,9 +60,10 @@ class AdmmInterval(click.ParamType):
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
-              help="admm: the settings of the five options below, unless given: paper = one ADMM iteration per "
-                   "epoch, γ 3e-3, fixed; trained = every 100 mini-batches, warm start, γ 1e-3 (fastest from a "
-                   "trained model, RESULTS_admm.md); auto = trained with --init-from, else paper.")
+              help="admm: the settings of the five options below and --optimizer, unless given: paper = one ADMM "
+                   "iteration per epoch, γ 3e-3, fixed, SGD; trained = every 50 mini-batches, warm start, γ 1e-3, "
+                   "Adam (fastest from a trained model, RESULTS_admm.md); auto = trained with --init-from, else "
+                   "paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -149,9 +150,12 @@ class AdmmInterval(click.ParamType):
 @click.option("--bptt", type=click.IntRange(min=0), default=0,
               help="0: sentence-level training (each sentence from a zero state, as rescoring scores it); "
                    "N>0: streaming mode, continuous text in chunks of N steps with the state carried.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="Full-precision step: sgd (the paper) or adam [default: the admm schedule's (adam under "
+                   "trained), else sgd].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Initial SGD learning rate [default: 1; with --init-from, the rate the checkpoint's best epoch "
-                   "was trained with (1 if its log does not say)].")
+              help=f"Initial learning rate [default: adam {ADAM_LR:g}; sgd 1, with --init-from the rate the "
+                   f"checkpoint's best epoch was trained with (1 if its log does not say)].")
 @click.option("--momentum", type=click.FloatRange(min=0), default=0.0, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="L2 weight decay.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")
@@ -184,8 +188,8 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
-                  hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, lr, momentum, weight_decay,
-                  clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
+                  hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
+                  weight_decay, clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
                   eval_batch_tokens, nproc, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
@@ -240,14 +244,18 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
         init_ckpt = read_checkpoint(resolve_lm_path(init_from)) if init_from else None
-        if lr is None:
+        schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, gamma=gamma,
+                                     gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
+                                     warm_start=warm_start, optimizer=optimizer)
+        schedule_optimizer = schedule_cfg.pop("optimizer")  # a training setting; the schedule's for admm only
+        optimizer = schedule_optimizer if method == "admm" else optimizer or "sgd"
+        if lr is None and optimizer == "adam":
+            lr = ADAM_LR
+        elif lr is None:
             start = finishing_lr(init_ckpt) if init_ckpt is not None else None
             lr = start if start is not None else 1.0
         if dropout is None:
             dropout = init_dropout(init_ckpt, METHODS[method].quantized) if init_ckpt is not None else 0.0
-        schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, gamma=gamma,
-                                     gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
-                                     warm_start=warm_start)
         method_cfg = MethodConfig(method=method, qset=qset, tying=tying, **schedule_cfg,
                                   extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
                                   projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
@@ -260,7 +268,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             train=train_path, valid=valid_path, text_format=text_format, units=units, vocab=vocab_path,
             vocab_size=vocab_size, min_count=min_count, unk=unk_symbol, spm_model=spm_model,
             spm_vocab_size=spm_vocab_size, epochs=epochs, batch_size=batch_size,
-            bptt=bptt, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm,
+            bptt=bptt, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm,
             schedule=schedule or factory.default_schedule,
             lr_decay=lr_decay, min_improvement=min_improvement, seed=seed, max_sentences=max_sentences,
             save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens, init_from=init_from)

@@ -8,12 +8,19 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
+import torch
+
 from rescorer.errors import AdmmqError
 from rescorer.settings import settings_from_dict
 from rescorer.lm.subword import SubwordUnits
 from rescorer.lm.vocab import Vocab
 
 SCHEDULES = ("newbob", "plateau", "constant")
+
+#: Optimizers of the full-precision step: ``sgd`` (the paper; ``momentum``, ``weight_decay``) and ``adam``
+#: (per-weight step sizes; what quantizes a trained model fastest, recipes/ptb/RESULTS_admm.md §6).
+OPTIMIZERS = ("sgd", "adam")
+ADAM_LR = 5e-3  #: default Adam learning rate (recipes/ptb/RESULTS_admm.md §6)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class TrainConfig:
     batch_size: int = 10
     bptt: int = 0
     lr: float = 1.0
+    optimizer: str = "sgd"
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip: float = 5.0
@@ -52,6 +60,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise AdmmqError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise AdmmqError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.optimizer == "adam" and self.momentum > 0:
+            raise AdmmqError(f"momentum {self.momentum:g} is an SGD setting; adam keeps its own moments")
         if self.loss_norm not in ("sentence", "token"):
             raise AdmmqError(f"loss_norm must be 'sentence' or 'token', got {self.loss_norm!r}")
         if self.units not in ("word", "spm"):
@@ -66,6 +78,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         return settings_from_dict(cls, d, "training")
+
+
+    def build_optimizer(self, params) -> torch.optim.Optimizer:
+        """The optimizer of ``params`` at the starting learning rate (Adam: PyTorch's default betas)."""
+        params = list(params)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 @dataclass

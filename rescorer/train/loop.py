@@ -141,8 +141,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = LSTMLM(model_cfg).to(self.device)
         self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = cfg.build_optimizer(self.model.parameters())
         self.stream_state = None
         if ckpt is not None:
             self.model.load_weights(ckpt["model"], str(self.out / LAST))
