@@ -190,8 +190,9 @@ def tiny_cli_run(ptb_slice, out, *extra):
 
 
 def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
-    """`admmq train --method admm`: the paper's schedule from scratch, the ``trained`` schedule with
-    --init-from; --admm-schedule paper is one option away and explicit settings win."""
+    """`admmq train --method admm`: the paper's schedule from scratch; with --init-from ``trained-adam``
+    for a {±1} table and ``trained`` for larger ones; --admm-schedule paper is one option away and
+    explicit settings win."""
     from rescorer.quant.method import ADMM_SCHEDULES
     from rescorer.train.config import ADAM_LR
 
@@ -207,9 +208,14 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
 
     scratch = method_config("scratch", "--method", "admm")
     assert {k: scratch[k] for k in keys} == schedule("paper")
-    trained = method_config("trained", "--method", "admm", "--init-from", fp)
-    assert {k: trained[k] for k in keys} == schedule("trained")
-    assert ADMM_SCHEDULES["trained"]["admm_interval"] > 0 and ADMM_SCHEDULES["trained"]["warm_start"] == "quantized"
+    trained = method_config("trained", "--method", "admm", "--init-from", fp)  # --qset pm1, the default
+    assert {k: trained[k] for k in keys} == schedule("trained-adam")
+    for qset, tying in (("pm124", "node"), ("0pm1", "layer")):
+        larger = method_config(f"larger_{qset}", "--method", "admm", "--init-from", fp, "--qset", qset, "--tying",
+                               tying)
+        assert {k: larger[k] for k in keys} == schedule("trained"), qset
+    for name in ("trained", "trained-adam"):
+        assert ADMM_SCHEDULES[name]["admm_interval"] > 0 and ADMM_SCHEDULES[name]["warm_start"] == "quantized"
     paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
     assert {k: paper[k] for k in keys} == schedule("paper")
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
@@ -217,7 +223,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
     assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]
 
-    # the optimizer: Adam at ADAM_LR under the trained schedule; SGD otherwise, which with --init-from
+    # the optimizer: Adam at ADAM_LR under trained-adam; SGD otherwise, which with --init-from
     # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win
     def optimisation(name, *extra):
         if extra:
@@ -225,7 +231,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
         tc = read_checkpoint(tmp_path / name / "last.pt")["train_config"]
         return tc["optimizer"], tc["lr"]
 
-    assert optimisation("trained") == ("adam", ADAM_LR) and ADMM_SCHEDULES["trained"]["optimizer"] == "adam"
+    assert optimisation("trained") == ("adam", ADAM_LR) and ADMM_SCHEDULES["trained-adam"]["optimizer"] == "adam"
+    assert optimisation("larger_pm124") == optimisation("larger_0pm1") == ("sgd", 0.5)
     assert optimisation("scratch") == ("sgd", 1.0)
     assert optimisation("paper") == ("sgd", 0.5)
     assert optimisation("given_lr", "--method", "admm", "--init-from", fp, "--lr", "0.3") == ("adam", 0.3)

@@ -171,7 +171,6 @@ def test_cpu_full_mode_starts_quantized_rows_from_the_given_std_model(tmp_path):
     from rescorer.cli.group import cli
     from rescorer.pack.checkpoint import read_checkpoint
     from rescorer.quant.method import ADMM_SCHEDULES
-    from rescorer.train.config import ADAM_LR
 
     data = tmp_path / "data"
     data.mkdir()
@@ -194,7 +193,7 @@ def test_cpu_full_mode_starts_quantized_rows_from_the_given_std_model(tmp_path):
     assert not (exp / "log" / "train_std.log").exists()  # not retrained
     admm = read_checkpoint(exp / "train" / "admm_node_pm124" / "last.pt")
     assert admm["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")
-    assert (admm["train_config"]["optimizer"], admm["train_config"]["lr"]) == ("adam", ADAM_LR)
+    assert (admm["train_config"]["optimizer"], admm["train_config"]["lr"]) == ("sgd", 0.5)  # the STD's rate
     assert len(admm["log"]) == 2
     settings = {**admm["method_config"], "optimizer": admm["train_config"]["optimizer"]}
     assert {k: settings[k] for k in ADMM_SCHEDULES["trained"]} == ADMM_SCHEDULES["trained"]

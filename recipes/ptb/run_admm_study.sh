@@ -30,6 +30,16 @@
 #   T_node_q_lr005_d03, T_node_q_lr025_d03, T_node_q_lr01_d05   with dropout 0.3 / 0.3 / 0.5
 #   V_l0_q_lr025, V_l0_q_lr1, V_l0_q_lr025_i20, V_l0_q_lr025_d03   layer {0,±1}
 #   W_l1_q_lr025, W_l1_q_lr025_d03   layer {±1}
+#   (SGD and every 100 mini-batches pinned: the `trained` schedule of then)
+# Section 6 (the `trained-adam` schedule: Adam, every 50 mini-batches, γ 1e-3, Θ ← Q):
+#   on all of PTB (--train-sentences 20000 --valid-sentences 0 --epochs 1):
+#   X_l1_adam_lr5e3 (the default), X_l1_adam_lr2e3   layer {±1}, Adam at lr 5e-3 / 2e-3
+#   on the demo's slice from the demo's STD (--std recipes/ptb/exp_quick/train/std/best.pt
+#   --train-sentences 6000 --valid-sentences 0 --epochs 3), layer {±1} unless named:
+#   Y_l1_sgd_i100                 the §4 default: SGD at the STD's rate (1), every 100
+#   Y_l1_adam_lr3e4_i100, Y_l1_adam_lr1e3_i100, Y_l1_adam_lr3e3_i100, Y_l1_adam_lr1e2_i100   Adam, every 100
+#   Y_l1_adam_lr3e3_i100_d05      dropout 0.5;  Y_l1_adam_lr1e2_i20   every 20 mini-batches
+#   Y_l1_adam_lr5e3_i50 (the default), Y_node_adam_lr5e3_i50   layer {±1}, node {±1,±2,±4}
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -59,7 +69,8 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 setting_opts() {
   local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
-  local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized"  # section 4
+  local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized --optimizer sgd --admm-interval 100"  # section 4
+  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # section 6
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
@@ -71,9 +82,9 @@ setting_opts() {
     O_warm_i100_g3e-4) echo "$Q --admm-interval 100 --warm-start centre --gamma 3e-4" ;;
     N_warm_i20) echo "$Q --admm-interval 20 --warm-start centre" ;;
     I_binlin_std) echo "--method bin-lin --lr 1 --dropout 0" ;;
-    P_node_pm124_trained) echo "--method admm --qset pm124 --tying node --admm-schedule trained --warm-start centre --dropout 0 --lr 1 --epochs 3" ;;
-    Q_layer_0pm1_trained) echo "--method admm --qset 0pm1 --tying layer --admm-schedule trained --warm-start centre --dropout 0 --lr 1 --epochs 3" ;;
-    P2_node_pm124_lr025) echo "--method admm --qset pm124 --tying node --admm-schedule trained --warm-start centre --dropout 0 --lr 0.25 --epochs 3" ;;
+    P_node_pm124_trained) echo "--method admm --qset pm124 --tying node --admm-schedule trained --warm-start centre --dropout 0 --lr 1 --epochs 3 --optimizer sgd --admm-interval 100" ;;
+    Q_layer_0pm1_trained) echo "--method admm --qset 0pm1 --tying layer --admm-schedule trained --warm-start centre --dropout 0 --lr 1 --epochs 3 --optimizer sgd --admm-interval 100" ;;
+    P2_node_pm124_lr025) echo "--method admm --qset pm124 --tying node --admm-schedule trained --warm-start centre --dropout 0 --lr 0.25 --epochs 3 --optimizer sgd --admm-interval 100" ;;
     R_node_centre_lr002) echo "$T --qset pm124 --tying node --warm-start centre --dropout 0 --lr 0.02" ;;
     S_node_q_lr002) echo "$T --qset pm124 --tying node --dropout 0 --lr 0.02" ;;
     S_node_q_lr005) echo "$T --qset pm124 --tying node --dropout 0 --lr 0.05" ;;
@@ -87,6 +98,17 @@ setting_opts() {
     V_l0_q_lr025_d03) echo "$T --qset 0pm1 --tying layer --dropout 0.3 --lr 0.25" ;;
     W_l1_q_lr025) echo "$T --qset pm1 --tying layer --dropout 0 --lr 0.25" ;;
     W_l1_q_lr025_d03) echo "$T --qset pm1 --tying layer --dropout 0.3 --lr 0.25" ;;
+    X_l1_adam_lr5e3) echo "$X --schedule constant" ;;
+    X_l1_adam_lr2e3) echo "$X --schedule constant --lr 0.002" ;;
+    Y_l1_sgd_i100) echo "$X --optimizer sgd --admm-interval 100" ;;
+    Y_l1_adam_lr3e4_i100) echo "$X --lr 0.0003 --admm-interval 100" ;;
+    Y_l1_adam_lr1e3_i100) echo "$X --lr 0.001 --admm-interval 100" ;;
+    Y_l1_adam_lr3e3_i100) echo "$X --lr 0.003 --admm-interval 100" ;;
+    Y_l1_adam_lr1e2_i100) echo "$X --lr 0.01 --admm-interval 100" ;;
+    Y_l1_adam_lr3e3_i100_d05) echo "$X --lr 0.003 --admm-interval 100 --dropout 0.5" ;;
+    Y_l1_adam_lr1e2_i20) echo "$X --lr 0.01 --admm-interval 20" ;;
+    Y_l1_adam_lr5e3_i50) echo "$X" ;;
+    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac

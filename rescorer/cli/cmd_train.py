@@ -61,9 +61,9 @@ class AdmmInterval(click.ParamType):
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
               help="admm: the settings of the five options below and --optimizer, unless given: paper = one ADMM "
-                   "iteration per epoch, γ 3e-3, fixed, SGD; trained = every 50 mini-batches, warm start, γ 1e-3, "
-                   "Adam (fastest from a trained model, RESULTS_admm.md); auto = trained with --init-from, else "
-                   "paper.")
+                   "iteration per epoch, γ 3e-3, fixed, SGD; trained = every 100 mini-batches, warm start, γ 1e-3, "
+                   "SGD; trained-adam = every 50, Adam (fastest from a trained model, RESULTS_admm.md); auto = "
+                   "with --init-from trained-adam for {±1} tables, trained for larger ones; else paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -152,7 +152,7 @@ class AdmmInterval(click.ParamType):
                    "N>0: streaming mode, continuous text in chunks of N steps with the state carried.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="Full-precision step: sgd (the paper) or adam [default: the admm schedule's (adam under "
-                   "trained), else sgd].")
+                   "trained-adam), else sgd].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"Initial learning rate [default: adam {ADAM_LR:g}; sgd 1, with --init-from the rate the "
                    f"checkpoint's best epoch was trained with (1 if its log does not say)].")
@@ -244,7 +244,9 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         elif budget_bits is not None or budget_mb is not None:
             raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
         init_ckpt = read_checkpoint(resolve_lm_path(init_from)) if init_from else None
-        schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, gamma=gamma,
+        tables = [qset, *(spec for _, spec in (plan.pairs if plan else ()))]
+        binary = all(len(parse_qset(t).levels) == 2 for t in tables)
+        schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, binary, gamma=gamma,
                                      gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
                                      warm_start=warm_start, optimizer=optimizer)
         schedule_optimizer = schedule_cfg.pop("optimizer")  # a training setting; the schedule's for admm only

@@ -37,25 +37,38 @@ EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
 WARM_STARTS = ("none", "centre", "quantized")
 
 #: ADMM schedules (recipes/ptb/RESULTS_admm.md): ``paper`` = one ADMM iteration per epoch with a fixed γ
-#: (the paper, section 4) and SGD; ``trained`` = what quantizes an already trained model fastest in our
-#: study: eqs. 18-21 every 50 mini-batches, Θ set to Q after each (warm start ``quantized``), γ 1e-3, and
-#: Adam for the full-precision step (its per-weight steps flip the codes of rarely seen words' rows too;
-#: RESULTS_admm.md §6).  ``optimizer`` is a training setting (:class:`rescorer.train.config.TrainConfig`).
+#: and SGD (the paper, section 4); ``trained`` = what quantizes an already trained model fastest into a
+#: table of three or more levels (§4-5): eqs. 18-21 every 100 mini-batches, Θ set to Q after each (warm
+#: start ``quantized``), γ 1e-3, SGD (at the trained model's own last rate); ``trained-adam`` = the same
+#: with Adam and every 50 mini-batches, what a two-level table ({±1}) needs (§6): its codes change only
+#: when a weight crosses 0, and Adam's per-weight steps move the rarely seen words' rows too (on all of
+#: PTB Adam set a {±1,±2,±4} model back instead).  ``optimizer`` is a training setting
+#: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
               "optimizer": "sgd"},
-    "trained": {"admm_interval": 50, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
-                "gamma_max": 0.0, "optimizer": "adam"},
+    "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
+                "gamma_max": 0.0, "optimizer": "sgd"},
+    "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
+                     "gamma_max": 0.0, "optimizer": "adam"},
 }
 
 
-def admm_schedule(name: str, from_trained: bool, **given) -> dict:
-    """The ADMM schedule settings of ``name`` (``auto``: ``trained`` when starting from a trained model,
-    else ``paper``), with the ``given`` (not None) settings taking precedence."""
+def auto_schedule(from_trained: bool, binary: bool) -> str:
+    """``auto``'s schedule: ``paper`` from scratch; from a trained model ``trained-adam`` when every
+    table has two levels, else ``trained``."""
+    if not from_trained:
+        return "paper"
+    return "trained-adam" if binary else "trained"
+
+
+def admm_schedule(name: str, from_trained: bool, binary: bool = False, **given) -> dict:
+    """The ADMM schedule settings of ``name`` (``auto``: :func:`auto_schedule`), with the ``given``
+    (not None) settings taking precedence."""
     if name == "auto":
-        name = "trained" if from_trained else "paper"
+        name = auto_schedule(from_trained, binary)
     if name not in ADMM_SCHEDULES:
-        raise AdmmqError(f"ADMM schedule must be auto, {' or '.join(ADMM_SCHEDULES)}, got {name!r}")
+        raise AdmmqError(f"ADMM schedule must be auto, {', '.join(ADMM_SCHEDULES)}, got {name!r}")
     out = dict(ADMM_SCHEDULES[name])
     out.update({k: v for k, v in given.items() if v is not None})
     return out
