@@ -193,7 +193,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     """`admmq train --method admm`: the paper's schedule from scratch; with --init-from ``trained-adam``
     for a {±1} table and ``trained`` for larger ones; --admm-schedule paper is one option away and
     explicit settings win."""
-    from rescorer.quant.method import ADMM_SCHEDULES
+    from rescorer.quant.method import ADMM_SCHEDULES, TRAINING_KEYS
     from rescorer.train.config import ADAM_LR
 
     def method_config(name, *extra):
@@ -204,7 +204,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max")
 
     def schedule(name):
-        return {k: v for k, v in ADMM_SCHEDULES[name].items() if k != "optimizer"}
+        return {k: v for k, v in ADMM_SCHEDULES[name].items() if k not in TRAINING_KEYS}
 
     scratch = method_config("scratch", "--method", "admm")
     assert {k: scratch[k] for k in keys} == schedule("paper")
@@ -239,6 +239,15 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert optimisation("sgd", "--method", "admm", "--init-from", fp, "--optimizer", "sgd") == ("sgd", 0.5)
     assert optimisation("binlin", "--method", "bin-lin", "--init-from", fp) == ("sgd", 0.5)
     assert optimisation("fp_adam", "--init-from", fp, "--optimizer", "adam") == ("adam", ADAM_LR)
+    # trained-adam halves Adam's rate when an epoch gains under 1 %; the others keep 0.3 %; --min-improvement wins
+    def stall(name, *extra):
+        if extra:
+            method_config(name, *extra)
+        return read_checkpoint(tmp_path / name / "last.pt")["train_config"]["min_improvement"]
+
+    assert stall("trained") == ADMM_SCHEDULES["trained-adam"]["min_improvement"] == 0.01
+    assert stall("larger_pm124") == stall("paper") == stall("binlin") == 0.003
+    assert stall("given_stall", "--method", "admm", "--init-from", fp, "--min-improvement", "0.05") == 0.05
     trained_ckpt = read_checkpoint(tmp_path / "trained" / "last.pt")
     assert all("exp_avg" in st for st in trained_ckpt["optimizer"]["state"].values())  # Adam really ran
 

@@ -195,7 +195,7 @@ def test_cpu_full_mode_starts_quantized_rows_from_the_given_std_model(tmp_path):
     assert admm["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")
     assert (admm["train_config"]["optimizer"], admm["train_config"]["lr"]) == ("sgd", 0.5)  # the STD's rate
     assert len(admm["log"]) == 2
-    settings = {**admm["method_config"], "optimizer": admm["train_config"]["optimizer"]}
+    settings = {**admm["method_config"], **{k: admm["train_config"][k] for k in ("optimizer", "min_improvement")}}
     assert {k: settings[k] for k in ADMM_SCHEDULES["trained"]} == ADMM_SCHEDULES["trained"]
     binlin = read_checkpoint(exp / "train" / "binlin" / "last.pt")
     assert binlin["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")

@@ -11,12 +11,13 @@ from rescorer.train.parallel import train_parallel
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS, admm_schedule
+from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, TRAINING_KEYS, WARM_STARTS, admm_schedule
 from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
 from rescorer.quant.qsets import parse_qset
 from rescorer.train.loop import train
-from rescorer.train.config import ADAM_LR, OPTIMIZERS, SCHEDULES, TrainConfig, finishing_lr, init_dropout
+from rescorer.train.config import (ADAM_LR, DEFAULT_MIN_IMPROVEMENT, OPTIMIZERS, SCHEDULES, TrainConfig,
+                                   finishing_lr, init_dropout)
 from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.train.tensorboard_sink import tensorboard_sink
 from rescorer.cli.group import cli
@@ -166,8 +167,9 @@ class AdmmInterval(click.ParamType):
                    "plateau: halve at each stall, never stop early; constant: never halve "
                    "[default: newbob for fp, plateau for the quantized methods].")
 @click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.5, help="LR factor at a stall.")
-@click.option("--min-improvement", type=click.FloatRange(min=0), default=0.003,
-              help="Relative validation-perplexity improvement below which the epoch counts as a stall.")
+@click.option("--min-improvement", type=click.FloatRange(min=0), default=None,
+              help="Relative validation-perplexity improvement below which the epoch counts as a stall "
+                   "[default: 0.003; the admm schedule's (0.01 under trained-adam)].")
 @click.option("--seed", type=int, default=1, help="Random seed (initialisation, sentence order, dropout).")
 @click.option("--max-sentences", type=click.IntRange(min=0), default=0,
               help="Train on the first N sentences only (0 = all).")
@@ -248,9 +250,11 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         binary = all(len(parse_qset(t).levels) == 2 for t in tables)
         schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, binary, gamma=gamma,
                                      gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
-                                     warm_start=warm_start, optimizer=optimizer)
-        schedule_optimizer = schedule_cfg.pop("optimizer")  # a training setting; the schedule's for admm only
-        optimizer = schedule_optimizer if method == "admm" else optimizer or "sgd"
+                                     warm_start=warm_start, optimizer=optimizer, min_improvement=min_improvement)
+        training = {k: schedule_cfg.pop(k) for k in TRAINING_KEYS}  # training settings; the schedule's for admm only
+        optimizer = training["optimizer"] if method == "admm" else optimizer or "sgd"
+        if min_improvement is None:
+            min_improvement = training["min_improvement"] if method == "admm" else DEFAULT_MIN_IMPROVEMENT
         if lr is None and optimizer == "adam":
             lr = ADAM_LR
         elif lr is None:

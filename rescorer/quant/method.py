@@ -42,16 +42,19 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: start ``quantized``), γ 1e-3, SGD (at the trained model's own last rate); ``trained-adam`` = the same
 #: with Adam and every 50 mini-batches, what a two-level table ({±1}) needs (§6): its codes change only
 #: when a weight crosses 0, and Adam's per-weight steps move the rarely seen words' rows too (on all of
-#: PTB Adam set a {±1,±2,±4} model back instead).  ``optimizer`` is a training setting
+#: PTB Adam set a {±1,±2,±4} model back instead), halving its rate when an epoch gains under 1 % (Adam at a
+#: fixed rate stalls at its noise floor).  ``optimizer`` and ``min_improvement`` are training settings
 #: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
-              "optimizer": "sgd"},
+              "optimizer": "sgd", "min_improvement": 0.003},
     "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
-                "gamma_max": 0.0, "optimizer": "sgd"},
+                "gamma_max": 0.0, "optimizer": "sgd", "min_improvement": 0.003},
     "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
-                     "gamma_max": 0.0, "optimizer": "adam"},
+                     "gamma_max": 0.0, "optimizer": "adam", "min_improvement": 0.01},
 }
+#: The schedule entries that are training settings, not :class:`MethodConfig` fields.
+TRAINING_KEYS = ("optimizer", "min_improvement")
 
 
 def auto_schedule(from_trained: bool, binary: bool) -> str:

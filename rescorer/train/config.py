@@ -21,6 +21,7 @@ SCHEDULES = ("newbob", "plateau", "constant")
 #: (per-weight step sizes; what quantizes a trained model fastest, recipes/ptb/RESULTS_admm.md §6).
 OPTIMIZERS = ("sgd", "adam")
 ADAM_LR = 5e-3  #: default Adam learning rate (recipes/ptb/RESULTS_admm.md §6)
+DEFAULT_MIN_IMPROVEMENT = 0.003  #: relative validation gain below which an epoch is a stall
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class TrainConfig:
     loss_norm: str = "sentence"
     schedule: str = "newbob"
     lr_decay: float = 0.5
-    min_improvement: float = 0.003
+    min_improvement: float = DEFAULT_MIN_IMPROVEMENT
     min_lr: float = 1e-5
     seed: int = 1
     max_sentences: int = 0
