@@ -251,10 +251,11 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, binary, gamma=gamma,
                                      gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
                                      warm_start=warm_start, optimizer=optimizer, min_improvement=min_improvement)
-        training = {k: schedule_cfg.pop(k) for k in TRAINING_KEYS}  # training settings; the schedule's for admm only
-        optimizer = training["optimizer"] if method == "admm" else optimizer or "sgd"
-        if min_improvement is None:
-            min_improvement = training["min_improvement"] if method == "admm" else DEFAULT_MIN_IMPROVEMENT
+        training = {k: schedule_cfg.pop(k, None) for k in TRAINING_KEYS}  # the schedule's apply to admm only
+        if method != "admm":
+            training = {"optimizer": optimizer, "min_improvement": min_improvement}
+        optimizer = training["optimizer"] or "sgd"
+        min_improvement = DEFAULT_MIN_IMPROVEMENT if training["min_improvement"] is None else training["min_improvement"]
         if lr is None and optimizer == "adam":
             lr = ADAM_LR
         elif lr is None:

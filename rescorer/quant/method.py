@@ -47,13 +47,14 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
-              "optimizer": "sgd", "min_improvement": 0.003},
+              "optimizer": "sgd"},
     "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
-                "gamma_max": 0.0, "optimizer": "sgd", "min_improvement": 0.003},
+                "gamma_max": 0.0, "optimizer": "sgd"},
     "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
                      "gamma_max": 0.0, "optimizer": "adam", "min_improvement": 0.01},
 }
-#: The schedule entries that are training settings, not :class:`MethodConfig` fields.
+#: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
+#: ``min_improvement`` leaves the trainer's default).
 TRAINING_KEYS = ("optimizer", "min_improvement")
 
 
