@@ -221,7 +221,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
                           "epoch", "--warm-start", "none")
     assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
-    assert mixed["gamma_growth"] == ADMM_SCHEDULES["trained"]["gamma_growth"]
+    assert (mixed["gamma_growth"], mixed["gamma_max"]) == (ADMM_SCHEDULES["trained-adam"]["gamma_growth"],
+                                                    ADMM_SCHEDULES["trained-adam"]["gamma_max"])  # pm1
 
     # the optimizer: Adam at ADAM_LR under trained-adam; SGD otherwise, which with --init-from
     # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win
@@ -250,6 +251,13 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert stall("given_stall", "--method", "admm", "--init-from", fp, "--min-improvement", "0.05") == 0.05
     trained_ckpt = read_checkpoint(tmp_path / "trained" / "last.pt")
     assert all("exp_avg" in st for st in trained_ckpt["optimizer"]["state"].values())  # Adam really ran
+    # trained-adam's penalty starts loose and grows per ADMM iteration up to a cap (RESULTS_admm.md §7)
+    sched, admm_state = ADMM_SCHEDULES["trained-adam"], trained_ckpt["method_state"]
+    assert sched["gamma_growth"] > 1 and sched["gamma_max"] > sched["gamma"], sched
+    iterations = int(admm_state["iteration"])
+    assert iterations >= 1, iterations
+    assert float(admm_state["gamma"]) == pytest.approx(
+        min(sched["gamma"] * sched["gamma_growth"] ** iterations, sched["gamma_max"])), (admm_state["gamma"], iterations)
 
 
 def test_finishing_lr_is_the_best_epochs_rate():

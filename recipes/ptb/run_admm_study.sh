@@ -33,13 +33,14 @@
 #   (SGD and every 100 mini-batches pinned: the `trained` schedule of then)
 # Section 6 (the `trained-adam` schedule: Adam, every 50 mini-batches, γ 1e-3, Θ ← Q):
 #   on all of PTB (--train-sentences 20000 --valid-sentences 0 --epochs 1):
-#   X_l1_adam_lr5e3 (the default), X_l1_adam_lr2e3   layer {±1}, Adam at lr 5e-3 / 2e-3
+#   X_l1_adam_lr5e3 (the default then), X_l1_adam_lr2e3   layer {±1}, Adam at lr 5e-3 / 2e-3
 #   on the demo's slice from the demo's STD (--std recipes/ptb/exp_quick/train/std/best.pt
 #   --train-sentences 6000 --valid-sentences 0 --epochs 3), layer {±1} unless named:
 #   Y_l1_sgd_i100                 the §4 default: SGD at the STD's rate (1), every 100
 #   Y_l1_adam_lr3e4_i100, Y_l1_adam_lr1e3_i100, Y_l1_adam_lr3e3_i100, Y_l1_adam_lr1e2_i100   Adam, every 100
 #   Y_l1_adam_lr3e3_i100_d05      dropout 0.5;  Y_l1_adam_lr1e2_i20   every 20 mini-batches
-#   Y_l1_adam_lr5e3_i50 (the default), Y_node_adam_lr5e3_i50   layer {±1}, node {±1,±2,±4}
+#   Y_l1_adam_lr5e3_i50 (the default then), Y_node_adam_lr5e3_i50   layer {±1}, node {±1,±2,±4}
+#   (γ pinned at 1e-3, fixed: the `trained-adam` schedule of then; section 7 added the γ warm-up)
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -70,7 +71,7 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 setting_opts() {
   local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
   local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized --optimizer sgd --admm-interval 100"  # section 4
-  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # section 6
+  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-growth 1 --gamma-max 0"  # section 6 (γ fixed then)
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
@@ -108,7 +109,7 @@ setting_opts() {
     Y_l1_adam_lr3e3_i100_d05) echo "$X --lr 0.003 --admm-interval 100 --dropout 0.5" ;;
     Y_l1_adam_lr1e2_i20) echo "$X --lr 0.01 --admm-interval 20" ;;
     Y_l1_adam_lr5e3_i50) echo "$X" ;;
-    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node" ;;
+    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node --gamma-growth 1 --gamma-max 0" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac
