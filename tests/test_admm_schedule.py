@@ -221,8 +221,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
                           "epoch", "--warm-start", "none")
     assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
-    assert (mixed["gamma_growth"], mixed["gamma_max"]) == (ADMM_SCHEDULES["trained-adam"]["gamma_growth"],
-                                                    ADMM_SCHEDULES["trained-adam"]["gamma_max"])  # pm1
+    assert {k: mixed[k] for k in ("gamma_growth", "gamma_max")} == \
+        {k: schedule("trained-adam")[k] for k in ("gamma_growth", "gamma_max")}  # pm1: trained-adam's γ growth
 
     # the optimizer: Adam at ADAM_LR under trained-adam; SGD otherwise, which with --init-from
     # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win

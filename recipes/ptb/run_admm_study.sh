@@ -41,6 +41,10 @@
 #   Y_l1_adam_lr3e3_i100_d05      dropout 0.5;  Y_l1_adam_lr1e2_i20   every 20 mini-batches
 #   Y_l1_adam_lr5e3_i50 (the default then), Y_node_adam_lr5e3_i50   layer {±1}, node {±1,±2,±4}
 #   (γ pinned at 1e-3, fixed: the `trained-adam` schedule of then; section 7 added the γ warm-up)
+# Section 7 (γ growing per ADMM iteration to 1e-2 under `trained-adam`), on all of PTB
+#   (--train-sentences 0 --valid-sentences 0 --epochs 10):
+#   Z_l1_g1e3_x105, Z_l1_g1e3_x102, Z_l1_g1e3_x1005   γ from 1e-3, ×1.05 / ×1.02 / ×1.005 per iteration
+#   Z_l1_g5e4_x10075              γ from 5e-4, ×1.0075 (the default)
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -72,6 +76,7 @@ setting_opts() {
   local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
   local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized --optimizer sgd --admm-interval 100"  # section 4
   local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-growth 1 --gamma-max 0"  # section 6 (γ fixed then)
+  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-max 0.01"  # section 7
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
@@ -110,6 +115,10 @@ setting_opts() {
     Y_l1_adam_lr1e2_i20) echo "$X --lr 0.01 --admm-interval 20" ;;
     Y_l1_adam_lr5e3_i50) echo "$X" ;;
     Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node --gamma-growth 1 --gamma-max 0" ;;
+    Z_l1_g1e3_x105) echo "$Z --gamma 1e-3 --gamma-growth 1.05" ;;
+    Z_l1_g1e3_x102) echo "$Z --gamma 1e-3 --gamma-growth 1.02" ;;
+    Z_l1_g1e3_x1005) echo "$Z --gamma 1e-3 --gamma-growth 1.005" ;;
+    Z_l1_g5e4_x10075) echo "$Z --gamma 5e-4 --gamma-growth 1.0075" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac
