@@ -44,7 +44,11 @@
 # Section 7 (γ growing per ADMM iteration to 1e-2 under `trained-adam`), on all of PTB
 #   (--train-sentences 0 --valid-sentences 0 --epochs 10):
 #   Z_l1_g1e3_x105, Z_l1_g1e3_x102, Z_l1_g1e3_x1005   γ from 1e-3, ×1.05 / ×1.02 / ×1.005 per iteration
-#   Z_l1_g5e4_x10075              γ from 5e-4, ×1.0075 (the default)
+#   Z_l1_g5e4_x10075              γ from 5e-4, ×1.0075 (the default of §7)
+#   Z_l1_g5e4_x10075_cap3e3, Z_l1_g5e4_x10075_cap5e3, Z_l1_g5e4_x10075_cap3e2   the same, γ capped at
+#                                 3e-3 / 5e-3 / 3e-2 instead of 1e-2 (3e-2: the default since §8)
+#   Z_l1_g5e4_x10075_mi003        the default with the rate halved only when an epoch gains under 0.3 %
+#                                 (Bin+Lin's rule) instead of 1 %
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -119,6 +123,10 @@ setting_opts() {
     Z_l1_g1e3_x102) echo "$Z --gamma 1e-3 --gamma-growth 1.02" ;;
     Z_l1_g1e3_x1005) echo "$Z --gamma 1e-3 --gamma-growth 1.005" ;;
     Z_l1_g5e4_x10075) echo "$Z --gamma 5e-4 --gamma-growth 1.0075" ;;
+    Z_l1_g5e4_x10075_cap3e3) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.003" ;;
+    Z_l1_g5e4_x10075_cap5e3) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.005" ;;
+    Z_l1_g5e4_x10075_cap3e2) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03" ;;
+    Z_l1_g5e4_x10075_mi003) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --min-improvement 0.003" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac
