@@ -43,10 +43,10 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: with Adam and every 50 mini-batches, what a two-level table ({±1}) needs (§6): its codes change only
 #: when a weight crosses 0, and Adam's per-weight steps move the rarely seen words' rows too (on all of
 #: PTB Adam set a {±1,±2,±4} model back instead), halving its rate when an epoch gains under 1 % (Adam at a
-#: fixed rate stalls at its noise floor), and growing γ by 0.75 % per iteration from 5e-4 to 3e-2 (§7-8: the
+#: fixed rate stalls at its noise floor), and growing γ by 0.75 % per iteration from 5e-4 to 3e-2 (§7–8: the
 #: codes need a loose penalty while they move far from the trained model's projection and a tight one
-#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 / 5e-3 / 1e-2 end worse).  ``optimizer`` and ``min_improvement``
-#: are training settings (:class:`rescorer.train.config.TrainConfig`).
+#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 / 5e-3 / 1e-2 end worse).
+#: ``optimizer`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
               "optimizer": "sgd"},
