@@ -47,9 +47,12 @@
 #   Z_l1_g5e4_x10075              γ from 5e-4, ×1.0075 (the default of §7)
 # Section 8 (the cap of that γ; all of PTB, 10 epochs as in section 7):
 #   Z_l1_g5e4_x10075_cap3e3, Z_l1_g5e4_x10075_cap5e3, Z_l1_g5e4_x10075_cap3e2   γ from 5e-4, ×1.0075,
-#                                 capped at 3e-3 / 5e-3 / 3e-2 instead of 1e-2 (3e-2: the default now)
+#                                 capped at 3e-3 / 5e-3 / 3e-2 instead of 1e-2 (3e-2: the default of §8)
 #   Z_l1_g5e4_x10075_mi003        §7's default with the rate halved only when an epoch gains under 0.3 %
 #                                 (Bin+Lin's rule) instead of 1 %
+# Section 9 (§8's default, cap 3e-2, with one change; all of PTB, 10 epochs):
+#   Z_l1_g5e4_x10075_cap3e2_d0, Z_l1_g5e4_x10075_cap3e2_d05   dropout 0 / 0.5 instead of --init-from's 0.3
+#   Z_l1_g5e4_x10075_cap1e1       γ capped at 1e-1 (the default now)
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -127,6 +130,9 @@ setting_opts() {
     Z_l1_g5e4_x10075_cap3e3) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.003" ;;
     Z_l1_g5e4_x10075_cap5e3) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.005" ;;
     Z_l1_g5e4_x10075_cap3e2) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03" ;;
+    Z_l1_g5e4_x10075_cap3e2_d0) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03 --dropout 0" ;;
+    Z_l1_g5e4_x10075_cap1e1) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.1" ;;
+    Z_l1_g5e4_x10075_cap3e2_d05) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03 --dropout 0.5" ;;
     Z_l1_g5e4_x10075_mi003) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --min-improvement 0.003 --gamma-max 0.01" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;

@@ -43,9 +43,9 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: with Adam and every 50 mini-batches, what a two-level table ({±1}) needs (§6): its codes change only
 #: when a weight crosses 0, and Adam's per-weight steps move the rarely seen words' rows too (on all of
 #: PTB Adam set a {±1,±2,±4} model back instead), halving its rate when an epoch gains under 1 % (Adam at a
-#: fixed rate stalls at its noise floor), and growing γ by 0.75 % per iteration from 5e-4 to 3e-2 (§7–8: the
+#: fixed rate stalls at its noise floor), and growing γ by 0.75 % per iteration from 5e-4 to 1e-1 (§7–9: the
 #: codes need a loose penalty while they move far from the trained model's projection and a tight one
-#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 / 5e-3 / 1e-2 end worse).
+#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 … 3e-2 end worse).
 #: ``optimizer`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
@@ -53,7 +53,7 @@ ADMM_SCHEDULES = {
     "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
                 "gamma_max": 0.0, "optimizer": "sgd"},
     "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 5e-4, "gamma_growth": 1.0075,
-                     "gamma_max": 3e-2, "optimizer": "adam", "min_improvement": 0.01},
+                     "gamma_max": 1e-1, "optimizer": "adam", "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
 #: ``min_improvement`` leaves the trainer's default).
