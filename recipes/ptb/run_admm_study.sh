@@ -84,7 +84,8 @@ setting_opts() {
   local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
   local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized --optimizer sgd --admm-interval 100"  # section 4
   local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-growth 1 --gamma-max 0"  # section 6 (γ fixed then)
-  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # sections 7-8 (each names its cap)
+  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # sections 7-9 (each names its cap)
+  local Z5="$Z --gamma 5e-4 --gamma-growth 1.0075"  # §7's warm-up, the base of sections 8-9
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
@@ -126,14 +127,14 @@ setting_opts() {
     Z_l1_g1e3_x105) echo "$Z --gamma 1e-3 --gamma-growth 1.05 --gamma-max 0.01" ;;
     Z_l1_g1e3_x102) echo "$Z --gamma 1e-3 --gamma-growth 1.02 --gamma-max 0.01" ;;
     Z_l1_g1e3_x1005) echo "$Z --gamma 1e-3 --gamma-growth 1.005 --gamma-max 0.01" ;;
-    Z_l1_g5e4_x10075) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.01" ;;
-    Z_l1_g5e4_x10075_cap3e3) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.003" ;;
-    Z_l1_g5e4_x10075_cap5e3) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.005" ;;
-    Z_l1_g5e4_x10075_cap3e2) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03" ;;
-    Z_l1_g5e4_x10075_cap3e2_d0) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03 --dropout 0" ;;
-    Z_l1_g5e4_x10075_cap1e1) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.1" ;;
-    Z_l1_g5e4_x10075_cap3e2_d05) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --gamma-max 0.03 --dropout 0.5" ;;
-    Z_l1_g5e4_x10075_mi003) echo "$Z --gamma 5e-4 --gamma-growth 1.0075 --min-improvement 0.003 --gamma-max 0.01" ;;
+    Z_l1_g5e4_x10075) echo "$Z5 --gamma-max 0.01" ;;
+    Z_l1_g5e4_x10075_cap3e3) echo "$Z5 --gamma-max 0.003" ;;
+    Z_l1_g5e4_x10075_cap5e3) echo "$Z5 --gamma-max 0.005" ;;
+    Z_l1_g5e4_x10075_cap3e2) echo "$Z5 --gamma-max 0.03" ;;
+    Z_l1_g5e4_x10075_mi003) echo "$Z5 --min-improvement 0.003 --gamma-max 0.01" ;;
+    Z_l1_g5e4_x10075_cap3e2_d0) echo "$Z5 --gamma-max 0.03 --dropout 0" ;;
+    Z_l1_g5e4_x10075_cap3e2_d05) echo "$Z5 --gamma-max 0.03 --dropout 0.5" ;;
+    Z_l1_g5e4_x10075_cap1e1) echo "$Z5 --gamma-max 0.1" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac
