@@ -63,9 +63,10 @@ class AdmmInterval(click.ParamType):
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
               help="admm: the settings of the seven options below and --optimizer, unless given: paper = one ADMM "
                    "iteration per epoch, γ 3e-3, fixed, SGD; trained = every 100 mini-batches, warm start, γ 1e-3, "
-                   "SGD; trained-adam = every 50, Adam, γ from 5e-4 growing 0.75 % per iteration to 1e-1, started again "
-                   "after 510 iterations at 2 % per iteration (fastest from a trained model, RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, "
-                   "trained for larger ones; else paper.")
+                   "SGD; trained-adam = every 50, Adam, γ from 5e-4 growing 0.75 % per iteration to 1e-1, "
+                   "started again after 510 iterations at 2 % per iteration (fastest from a trained model, "
+                   "RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, trained for larger "
+                   "ones; else paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,
