@@ -4,6 +4,7 @@ quantized-point gradient, and exact resumption under each schedule."""
 import pytest
 import torch
 
+from rescorer.errors import AdmmqError
 from rescorer.lm.batching import make_batch
 from rescorer.pack.checkpoint import read_checkpoint
 from rescorer.lm.corpus import load_corpus
@@ -74,6 +75,22 @@ def test_gamma_grows_per_iteration_up_to_its_cap(ptb_slice):
     method.setup(model)
     used = [method.admm_iteration(model)["admm_gamma"] for _ in range(5)]
     assert used == pytest.approx([1e-3, 2e-3, 4e-3, 5e-3, 5e-3])
+
+
+@pytest.mark.parametrize("restart_growth, expect", [
+    (3.0, [1e-3, 2e-3, 4e-3, 1e-3, 3e-3, 5e-3, 5e-3]),  # after iteration 3: from γ again, ×3, same cap
+    (0.0, [1e-3, 2e-3, 4e-3, 1e-3, 2e-3, 4e-3, 5e-3]),  # 0: the first warm-up's growth
+])
+def test_gamma_restarts_once_after_the_stated_iteration(ptb_slice, restart_growth, expect):
+    vocab = slice_vocab(ptb_slice)
+    model = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8))
+    method = build_method(MethodConfig(method="admm", gamma=1e-3, gamma_growth=2.0, gamma_max=5e-3,
+                                       gamma_restart_after=3, gamma_restart_growth=restart_growth))
+    method.setup(model)
+    used = [method.admm_iteration(model)["admm_gamma"] for _ in range(len(expect))]
+    assert used == pytest.approx(expect)
+    with pytest.raises(AdmmqError, match="gamma restart"):
+        MethodConfig(method="admm", gamma_restart_after=-1)
 
 
 def test_quantized_extragradient_takes_the_loss_gradient_at_q(ptb_slice):
@@ -147,13 +164,17 @@ def test_checkpoints_from_before_the_warm_start_modes_still_load():
     assert MethodConfig.from_dict({"method": "admm", "warm_start": False}).warm_start == "none"
 
 
-@pytest.mark.parametrize("interval, mode, warm, optimizer", [(0, "past", "none", "sgd"),
-                                                            (7, "quantized", "quantized", "sgd"),
-                                                            (7, "past", "quantized", "adam")])
+@pytest.mark.parametrize("interval, mode, warm, optimizer, restart", [(0, "past", "none", "sgd", 0),
+                                                                     (7, "quantized", "quantized", "sgd", 0),
+                                                                     (7, "past", "quantized", "adam", 0),
+                                                                     (7, "past", "quantized", "adam", 9)])
 def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tmp_path, monkeypatch, interval,
-                                                                    mode, warm, optimizer):
+                                                                    mode, warm, optimizer, restart):
+    """``restart`` 9: γ's second warm-up starts after the 9th ADMM iteration (epoch 2's 3rd, after its
+    21st batch), i.e. in the resumed part of the run."""
     mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, gamma_growth=1.01,
-                        extragradient=mode, admm_interval=interval, warm_start=warm)
+                        extragradient=mode, admm_interval=interval, warm_start=warm, gamma_restart_after=restart,
+                        gamma_restart_growth=1.05)
     lr = {"sgd": 1.0, "adam": 5e-3}[optimizer]
     cfg = cfg_for(ptb_slice, epochs=2, save_every=15, optimizer=optimizer, lr=lr)
     # killed in epoch 2, after the save at its step 15
@@ -165,6 +186,9 @@ def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tm
                 assert torch.equal(v, cut[key][k]), (key, k)
     for k in ("iteration", "gamma", "since_update"):
         assert torch.equal(full["method_state"][k], cut["method_state"][k]), k
+    if restart:  # 12 iterations: 9 at ×1.01, then from 1e-2 again for 3 at ×1.05
+        assert int(full["method_state"]["iteration"]) == 12
+        assert float(full["method_state"]["gamma"]) == pytest.approx(1e-2 * 1.05 ** 3)
     assert full["train_config"]["optimizer"] == optimizer
     moments = [s for s in full["optimizer"]["state"].values() if "exp_avg_sq" in s]
     assert len(moments) == (len(full["model"]) if optimizer == "adam" else 0)  # Adam's moments are saved
@@ -201,10 +225,14 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
 
     method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
-    keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max")
+    keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max", "gamma_restart_after",
+            "gamma_restart_growth")
 
-    def schedule(name):
-        return {k: v for k, v in ADMM_SCHEDULES[name].items() if k not in TRAINING_KEYS}
+    def schedule(name):  # a schedule without a setting leaves MethodConfig's default
+        out = {k: getattr(MethodConfig(), k) for k in keys}
+        out.update({k: v for k, v in ADMM_SCHEDULES[name].items() if k not in TRAINING_KEYS})
+        assert set(out) == set(keys), (name, sorted(out))
+        return out
 
     scratch = method_config("scratch", "--method", "admm")
     assert {k: scratch[k] for k in keys} == schedule("paper")
@@ -255,7 +283,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     sched, admm_state = ADMM_SCHEDULES["trained-adam"], trained_ckpt["method_state"]
     assert sched["gamma_growth"] > 1 and sched["gamma_max"] > sched["gamma"], sched
     iterations = int(admm_state["iteration"])
-    assert iterations >= 1, iterations
+    assert 1 <= iterations < sched["gamma_restart_after"], iterations  # before the second warm-up
     assert float(admm_state["gamma"]) == pytest.approx(
         min(sched["gamma"] * sched["gamma_growth"] ** iterations, sched["gamma_max"])), (admm_state["gamma"], iterations)
 

@@ -52,7 +52,10 @@
 #                                 (Bin+Lin's rule) instead of 1 %
 # Section 9 (§8's default, cap 3e-2, with one change; all of PTB, 10 epochs):
 #   Z_l1_g5e4_x10075_cap3e2_d0, Z_l1_g5e4_x10075_cap3e2_d05   dropout 0 / 0.5 instead of --init-from's 0.3
-#   Z_l1_g5e4_x10075_cap1e1       γ capped at 1e-1 (the default now)
+#   Z_l1_g5e4_x10075_cap1e1       γ capped at 1e-1 (the default of §9)
+# Section 10 (§9's default with a second γ warm-up; all of PTB, 10 epochs):
+#   Z_l1_g5e4_x10075_cap1e1_r510  γ from 5e-4 again after 510 ADMM iterations (6 epochs), ×1.02 from then
+#                                 on, to 1e-1 (the default now; sections 6-9 pin --gamma-restart-after 0)
 # Every setting gives its learning rate (lr 1 unless named): --init-from's own default is the STD's
 # finishing rate (0.25 for the shared STD).
 # RESULTS_admm.md: --std ../shared/models/ptb-std-1x200/best.pt (converged on all of PTB), the defaults.
@@ -83,9 +86,9 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 setting_opts() {
   local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
   local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized --optimizer sgd --admm-interval 100"  # section 4
-  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-growth 1 --gamma-max 0"  # section 6 (γ fixed then)
-  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # sections 7-9 (each names its cap)
-  local Z5="$Z --gamma 5e-4 --gamma-growth 1.0075"  # §7's warm-up, the base of sections 8-9
+  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-growth 1 --gamma-max 0 --gamma-restart-after 0"  # section 6 (γ fixed then)
+  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # sections 7-10 (each names its cap)
+  local Z5="$Z --gamma 5e-4 --gamma-growth 1.0075"  # §7's warm-up, the base of sections 8-10
   case "$1" in
     A_paper) echo "$Q" ;;
     B_i100) echo "$Q --admm-interval 100" ;;
@@ -123,18 +126,19 @@ setting_opts() {
     Y_l1_adam_lr3e3_i100_d05) echo "$X --lr 0.003 --admm-interval 100 --dropout 0.5" ;;
     Y_l1_adam_lr1e2_i20) echo "$X --lr 0.01 --admm-interval 20" ;;
     Y_l1_adam_lr5e3_i50) echo "$X" ;;
-    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node --gamma-growth 1 --gamma-max 0" ;;
-    Z_l1_g1e3_x105) echo "$Z --gamma 1e-3 --gamma-growth 1.05 --gamma-max 0.01" ;;
-    Z_l1_g1e3_x102) echo "$Z --gamma 1e-3 --gamma-growth 1.02 --gamma-max 0.01" ;;
-    Z_l1_g1e3_x1005) echo "$Z --gamma 1e-3 --gamma-growth 1.005 --gamma-max 0.01" ;;
-    Z_l1_g5e4_x10075) echo "$Z5 --gamma-max 0.01" ;;
-    Z_l1_g5e4_x10075_cap3e3) echo "$Z5 --gamma-max 0.003" ;;
-    Z_l1_g5e4_x10075_cap5e3) echo "$Z5 --gamma-max 0.005" ;;
-    Z_l1_g5e4_x10075_cap3e2) echo "$Z5 --gamma-max 0.03" ;;
-    Z_l1_g5e4_x10075_mi003) echo "$Z5 --min-improvement 0.003 --gamma-max 0.01" ;;
-    Z_l1_g5e4_x10075_cap3e2_d0) echo "$Z5 --gamma-max 0.03 --dropout 0" ;;
-    Z_l1_g5e4_x10075_cap3e2_d05) echo "$Z5 --gamma-max 0.03 --dropout 0.5" ;;
-    Z_l1_g5e4_x10075_cap1e1) echo "$Z5 --gamma-max 0.1" ;;
+    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node --gamma-growth 1 --gamma-max 0 --gamma-restart-after 0" ;;
+    Z_l1_g1e3_x105) echo "$Z --gamma 1e-3 --gamma-growth 1.05 --gamma-max 0.01 --gamma-restart-after 0" ;;
+    Z_l1_g1e3_x102) echo "$Z --gamma 1e-3 --gamma-growth 1.02 --gamma-max 0.01 --gamma-restart-after 0" ;;
+    Z_l1_g1e3_x1005) echo "$Z --gamma 1e-3 --gamma-growth 1.005 --gamma-max 0.01 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075) echo "$Z5 --gamma-max 0.01 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap3e3) echo "$Z5 --gamma-max 0.003 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap5e3) echo "$Z5 --gamma-max 0.005 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap3e2) echo "$Z5 --gamma-max 0.03 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_mi003) echo "$Z5 --min-improvement 0.003 --gamma-max 0.01 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap3e2_d0) echo "$Z5 --gamma-max 0.03 --dropout 0 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap3e2_d05) echo "$Z5 --gamma-max 0.03 --dropout 0.5 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap1e1) echo "$Z5 --gamma-max 0.1 --gamma-restart-after 0" ;;
+    Z_l1_g5e4_x10075_cap1e1_r510) echo "$Z5 --gamma-max 0.1 --gamma-restart-after 510 --gamma-restart-growth 1.02" ;;
     M2_warm_g1e-3_lr025) echo "$Q --admm-interval 100 --warm-start centre --gamma 1e-3 --lr 0.25 --epochs 3" ;;
     *) echo "run_admm_study.sh: unknown setting '$1'" >&2; return 1 ;;
   esac

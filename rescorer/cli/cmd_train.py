@@ -61,11 +61,12 @@ class AdmmInterval(click.ParamType):
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
-              help="admm: the settings of the five options below and --optimizer, unless given: paper = one ADMM "
+              help="admm: the settings of the seven options below and --optimizer, unless given: paper = one ADMM "
                    "iteration per epoch, γ 3e-3, fixed, SGD; trained = every 100 mini-batches, warm start, γ 1e-3, "
-                   "SGD; trained-adam = every 50, Adam, γ from 5e-4 growing 0.75 % per iteration to 1e-1 (fastest "
-                   "from a trained model, RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, "
-                   "trained for larger ones; else paper.")
+                   "SGD; trained-adam = every 50, Adam, γ from 5e-4 growing 0.75 % per iteration to 1e-1, "
+                   "started again after 510 iterations at 2 % per iteration (fastest from a trained model, "
+                   "RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, trained for larger "
+                   "ones; else paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -73,6 +74,11 @@ class AdmmInterval(click.ParamType):
                    "[default: the schedule's].")
 @click.option("--gamma-max", type=click.FloatRange(min=0), default=None,
               help="admm: cap for γ under --gamma-growth (0 = no cap) [default: the schedule's].")
+@click.option("--gamma-restart-after", type=click.IntRange(min=0), default=None,
+              help="admm: after this many ADMM iterations start γ again from --gamma (once; 0 = never), "
+                   "growing by --gamma-restart-growth from then on [default: the schedule's].")
+@click.option("--gamma-restart-growth", type=click.FloatRange(min=0), default=None,
+              help="admm: γ's growth factor after the restart (0 = --gamma-growth) [default: the schedule's].")
 @click.option("--admm-interval", type=AdmmInterval(), default=None,
               help="admm: run the quantization and multiplier updates (eqs. 18-21) every N mini-batches, or "
                    "once per epoch (epoch, the paper) [default: the schedule's].")
@@ -187,7 +193,8 @@ class AdmmInterval(click.ParamType):
                    "global batch of --batch-size sentences is split between them. Under torchrun leave it at 1.")
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
-                  gamma, gamma_growth, gamma_max, admm_interval, warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+                  gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
+                  warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
@@ -250,7 +257,9 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         tables = [qset, *(spec for _, spec in (plan.pairs if plan else ()))]
         binary = all(len(parse_qset(t).levels) == 2 for t in tables)
         schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, binary, gamma=gamma,
-                                     gamma_growth=gamma_growth, gamma_max=gamma_max, admm_interval=admm_interval,
+                                     gamma_growth=gamma_growth, gamma_max=gamma_max,
+                                     gamma_restart_after=gamma_restart_after,
+                                     gamma_restart_growth=gamma_restart_growth, admm_interval=admm_interval,
                                      warm_start=warm_start, optimizer=optimizer, min_improvement=min_improvement)
         training = {k: schedule_cfg.pop(k, None) for k in TRAINING_KEYS}  # the schedule's apply to admm only
         if method != "admm":

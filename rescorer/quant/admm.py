@@ -34,7 +34,9 @@ Schedule (``MethodConfig.admm_interval``): the paper runs 2-3 once per epoch
 (``0``).  With ``admm_interval = N`` they run after every N-th mini-batch of
 an epoch and once more at the epoch's end (unless its last batch was one), so
 an epoch of B batches holds ⌈B/N⌉ ADMM iterations.  After each iteration γ is
-multiplied by ``gamma_growth``, up to ``gamma_max`` (0: no cap).
+multiplied by ``gamma_growth``, up to ``gamma_max`` (0: no cap); after iteration
+``gamma_restart_after`` (0: never) it starts again from ``gamma`` and grows by
+``gamma_restart_growth`` from then on (a second warm-up, once).
 
 Warm start (``MethodConfig.warm_start``), after each iteration: ``quantized``
 sets Θ ← Q; with eq. 21's λ the sum Θ + λ (the "shadow" weights eq. 18
@@ -207,6 +209,21 @@ class AdmmMethod(TrainingMethod):
         self.last_figures = {}
         return figures
 
+    def _next_gamma(self, gamma_used: float) -> float:
+        """γ for the iteration after ``self.iteration`` (just counted): γ·growth up to the cap, or
+        the warm-up started again from ``gamma`` after iteration ``gamma_restart_after``."""
+        cfg = self.cfg
+        restart = cfg.gamma_restart_after
+        if restart > 0 and self.iteration == restart:  # a second warm-up (RESULTS_admm.md §10)
+            return float(cfg.gamma)
+        growth = cfg.gamma_growth
+        if restart > 0 and self.iteration > restart and cfg.gamma_restart_growth > 0:
+            growth = cfg.gamma_restart_growth
+        gamma = gamma_used * growth
+        if cfg.gamma_max > 0:
+            gamma = min(gamma, max(cfg.gamma_max, gamma_used))
+        return gamma
+
     def admm_iteration(self, model: LSTMLM) -> Dict[str, float]:
         """Quantization update (eqs. 18-20) and multiplier update (eq. 21); returns log figures."""
         self._to_device(model)
@@ -216,9 +233,7 @@ class AdmmMethod(TrainingMethod):
         self.iteration += 1
         self.since_update = 0
         self.epoch_updates += 1
-        self.gamma *= self.cfg.gamma_growth
-        if self.cfg.gamma_max > 0:
-            self.gamma = min(self.gamma, max(self.cfg.gamma_max, gamma_used))
+        self.gamma = self._next_gamma(gamma_used)
         if not self.quantized:  # NoTie: Q = Θ + λ, λ stays 0; the penalty recentres on Θ
             for name in self.names:
                 self.target[name] = params[name].detach().clone()

@@ -45,7 +45,10 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: PTB Adam set a {±1,±2,±4} model back instead), halving its rate when an epoch gains under 1 % (Adam at a
 #: fixed rate stalls at its noise floor), and growing γ by 0.75 % per iteration from 5e-4 to 1e-1 (§7–9: the
 #: codes need a loose penalty while they move far from the trained model's projection and a tight one
-#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 … 3e-2 end worse).
+#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 … 3e-2 end worse), and starting
+#: that warm-up once more, from 5e-4 at ×1.02 per iteration, after 510 ADMM iterations (§10: six PTB epochs;
+#: by then γ is 2.2e-2 and the codes have frozen (2 of 4.3 million changed in the last iteration); the
+#: loose penalty lets them move once more and settle where the cross entropy wants them).
 #: ``optimizer`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
@@ -53,7 +56,8 @@ ADMM_SCHEDULES = {
     "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
                 "gamma_max": 0.0, "optimizer": "sgd"},
     "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 5e-4, "gamma_growth": 1.0075,
-                     "gamma_max": 1e-1, "optimizer": "adam", "min_improvement": 0.01},
+                     "gamma_max": 1e-1, "gamma_restart_after": 510, "gamma_restart_growth": 1.02,
+                     "optimizer": "adam", "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
 #: ``min_improvement`` leaves the trainer's default).
@@ -87,7 +91,9 @@ class MethodConfig:
     ADMM (``admm``): ``qset`` quantization set, ``tying`` layer|node|none,
     ``gamma`` penalty γ (eq. 14; per-token-mean cross entropy), ``gamma_growth``
     factor applied to γ after each ADMM iteration (1 = the paper's fixed γ) up to
-    ``gamma_max`` (0 = no cap), ``admm_interval`` the quantization and multiplier
+    ``gamma_max`` (0 = no cap), ``gamma_restart_after`` the ADMM iteration after which γ starts
+    again from ``gamma`` (once; 0 = never) and grows from then on by ``gamma_restart_growth``
+    (0 = by ``gamma_growth``), ``admm_interval`` the quantization and multiplier
     updates (eqs. 18-21) every that many mini-batches (0 = once per epoch, the paper),
     ``warm_start`` what happens to Θ after each of them (:data:`WARM_STARTS`),
     ``extragradient`` none|penalty|past|full and ``eta1`` its look-ahead step η₁ as
@@ -106,6 +112,8 @@ class MethodConfig:
     gamma: float = 3e-3
     gamma_growth: float = 1.0
     gamma_max: float = 0.0
+    gamma_restart_after: int = 0
+    gamma_restart_growth: float = 0.0
     admm_interval: int = 0
     warm_start: str = "none"
     extragradient: str = "past"
@@ -135,6 +143,9 @@ class MethodConfig:
             (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0 and self.gamma_max >= 0,
              f"gamma >= 0, gamma growth > 0, gamma max >= 0 and eta1 >= 0 required (got {self.gamma}, "
              f"{self.gamma_growth}, {self.gamma_max}, {self.eta1})"),
+            (self.gamma_restart_after >= 0 and self.gamma_restart_growth >= 0,
+             f"gamma restart after >= 0 ADMM iterations and gamma restart growth >= 0 required (got "
+             f"{self.gamma_restart_after}, {self.gamma_restart_growth})"),
             (self.admm_interval >= 0, f"admm interval must be >= 0 batches (0 = once per epoch), got "
                                       f"{self.admm_interval}"),
             (1 <= self.bits <= 8 and 0 <= self.act_bits <= 8 and self.cycles >= 0,
