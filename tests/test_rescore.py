@@ -18,7 +18,10 @@ from rescorer.nbest.rescore import RescoreConfig, parse_grid, rescore
 from rescorer.nbest.lm_costs import score_sentences, segment_argmin
 from rescorer.lm.scoring import NeuralScorer, WordScores
 from rescorer.train.loop import TrainConfig, train
-from rescorer.nbest.wer import align_counts, read_text, score_files
+from rescorer.nbest.wer import align_counts, read_text, score_files, score_utterances
+from rescorer.scoring.glm import read_glm
+from rescorer.scoring.kaldi_filter import HypothesisFilter
+from rescorer.scoring.nist_scorer import NistScorer
 from tests.conftest import NBEST_DIR, ptb_lines
 
 
@@ -287,14 +290,36 @@ def test_real_ptb_tts_slice_rescored_with_dev_tuning(tiny_lm, tmp_path):
     assert s["wer"]["oracle"]["total"]["errors"] <= min(first["errors"], s["wer"]["rescored"]["total"]["errors"])
 
 
-def test_swbd_norm_applies_to_tuning_and_wer():
-    nb, lm, refs = toy_nbest()
-    refs = dict(refs, u1=("uh", "a", "b", "[noise]"))
-    plain = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0), refs=refs, quiet=True)
-    norm = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0, swbd_norm=True), refs=refs, quiet=True)
-    assert list(plain.best) == list(norm.best)
-    assert norm.wer["oracle"].total.words == plain.wer["oracle"].total.words - 2
-    assert norm.wer["oracle"].total.errors == plain.wer["oracle"].total.errors - 2 == 0
+NIST_GLM = ";; test GLM\n* format = 'NIST1'\n* case_sensitive = 'F'\nUM => %HESITATION / [ ] __ [ ]\n"
+
+
+def test_nist_scoring_counts_tuning_and_wer_as_hubscr(tmp_path):
+    """With a NIST scorer, every grid point's errors and words are sclite's (optional words correct when
+    deleted, the null alternative without words, IGNORE segments left out), in tuning and in the WER."""
+    (tmp_path / "glm").write_text(NIST_GLM)
+    scorer = NistScorer(read_glm(tmp_path / "glm"), HypothesisFilter("kaldi-swbd"))
+    keys = ["u1-1", "u1-2", "u2-1", "u2-2", "u4-1"]
+    words = [("A", "b"), ("a", "um", "b", "[noise]"), (), ("p",), ("x",)]
+    costs = {"acwt": np.array([1.0, 0.0, 1.0, 0.0, 0.0]), "lmwt.nolm": np.zeros(5)}
+    nb = build_nbest(keys, words, costs, [Entry(k, 0.0, "toy", line=i + 1) for i, k in enumerate(keys)], "toy")
+    lm = TableLM({w: -float(len(w)) for w in words})
+    refs = {"u1": ("a", "(%hesitation)", "b"), "u2": ("{", "p", "/", "@", "}"), "u3": ("(uh)", "q"),
+            "u4": ("IGNORE_TIME_SEGMENT_IN_SCORING",)}
+    res = rescore(nb, lm, RescoreConfig(lm_scale_grid=(0.0, 2.0), wip_grid=(0.0,)), refs=refs, quiet=True,
+                  scorer=scorer)
+    for k, a in enumerate((0.0, 2.0)):
+        best = segment_argmin(res.comp.total(1.0, a, 0.0), nb.offsets)
+        rep = score_utterances(refs, {u: nb.words[i] for u, i in zip(nb.utts, best)}, scorer=scorer)
+        assert (res.sweep.errors[k], res.sweep.words[k]) == (rep.total.errors, rep.total.words)
+    # LM scale 0 picks u2's "p" (one word), 2 its empty hypothesis (no word: the null alternative);
+    # u1 is correct either way (um -> dropped by Kaldi's filter / %HESITATION; (%hesitation) deleted: correct);
+    # u3 has no n-best: (uh) correct, q deleted; u4 is ignored
+    assert list(res.sweep.words) == [3 + 1 + 2, 3 + 0 + 2] and list(res.sweep.errors) == [1, 1]
+    assert res.lm_scale == 0.0 and res.wer["rescored"].total.words == 6 and res.wer["rescored"].ignored == 1
+    assert res.wer["rescored"].total.to_dict()["corr"] == 5
+    plain = rescore(nb, lm, RescoreConfig(lm_scale_grid=(0.0, 2.0), wip_grid=(0.0,)),
+                    refs={u: r for u, r in refs.items() if u != "u4"} | {"u4": ("x",)}, quiet=True)
+    assert plain.sweep.errors[0] > res.sweep.errors[0]  # "(%hesitation)", "{", "/" ... count as words there
 
 
 def test_end_to_end_lstm_and_arpa_interpolated(tiny_lm, ptb_slice, tmp_path):

@@ -1,5 +1,4 @@
 import json
-import os
 import random
 import re
 import subprocess
@@ -10,13 +9,10 @@ from click.testing import CliRunner
 from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.nbest.kaldi_dir import read_nbest
-from rescorer.nbest.wer import (ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances,
-                                swbd_normalize)
-from tests.conftest import NBEST_DIR
+from rescorer.nbest.wer import ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances
+from tests.conftest import NBEST_DIR, SCTK_BIN, needs_sctk
 
-SCLITE = "/usr/lib/sctk/bin/sclite"
-needs_sclite = pytest.mark.skipif(not os.access(SCLITE, os.X_OK),
-                                  reason="NIST sclite not installed (apt-get install sctk)")
+SCLITE = str(SCTK_BIN / "sclite")
 
 
 def s(text):
@@ -46,7 +42,9 @@ def test_report_line_and_json_fields():
     c.add(0, 0, 0, 400)
     assert c.line() == "%WER 12.30 [ 123 / 1000, 10 ins, 20 del, 93 sub ]"
     assert c.to_dict() == {"wer": 12.3, "errors": 123, "words": 1000, "ins": 10, "del": 20, "sub": 93,
-                           "utterances": 2, "utterance_errors": 1}
+                           "corr": 887, "utterances": 2, "utterance_errors": 1}
+    # sclite's sum-table row: percent of words (S.Err of utterances), 1 decimal
+    assert c.sum_row("all", 5) == "| all   |      2    1000 |   88.7    9.3    2.0    1.0   12.3   50.0 |"
 
 
 def test_subsets_by_default_prefixes_rules_and_utt2subset(tmp_path):
@@ -86,16 +84,6 @@ def test_missing_hypotheses_modes_and_extra_hypothesis():
         score_utterances(refs, {"u3": s("x")})
 
 
-def test_swbd_normalization():
-    words = s("UH i [noise] think um [laughter] you- (%HESITATION) know <unk> %hesitation [vocalized-noise] so")
-    assert swbd_normalize(words) == ("i", "think", "know", "so")
-    refs = {"sw_1": s("i uh think so")}
-    hyps = {"sw_1": s("I um [noise] think tha- so")}
-    assert score_utterances(refs, hyps).total.errors == 4
-    rep = score_utterances(refs, hyps, swbd_norm=True)
-    assert (rep.total.errors, rep.total.words) == (0, 3)
-
-
 def first_pass(split="test"):
     nb = read_nbest(NBEST_DIR / split)
     return {u: nb.words[nb.offsets[k]] for k, u in enumerate(nb.utts)}
@@ -126,9 +114,8 @@ def sclite_per_utterance(tmp_path, refs, hyps, case_sensitive=True):
     return {utt: (int(i), int(d), int(sb)) for utt, c, sb, d, i in found}
 
 
-@needs_sclite
-@pytest.mark.sclite
-def test_counts_equal_sclite_on_random_pairs(tmp_path):
+@needs_sctk
+def test_counts_equal_sclite_on_random_pairs(tmp_path, sctk):
     rng = random.Random(7)
     vocab = ["a", "b", "c", "d", "A", "the", "x"]
     refs, hyps = {}, {}
@@ -149,9 +136,8 @@ def test_counts_equal_sclite_on_random_pairs(tmp_path):
         assert align_counts(refs[utt], hyps[utt]) == theirs[utt], (utt, refs[utt], hyps[utt])
 
 
-@needs_sclite
-@pytest.mark.sclite
-def test_counts_equal_sclite_on_real_ptb_tts_first_pass(tmp_path):
+@needs_sctk
+def test_counts_equal_sclite_on_real_ptb_tts_first_pass(tmp_path, sctk):
     refs = read_text(NBEST_DIR / "test" / "text.gz")
     hyps = first_pass()
     theirs = sclite_per_utterance(tmp_path, refs, hyps, case_sensitive=False)  # the README's own invocation
@@ -166,8 +152,8 @@ def test_cli_wer_text_and_json(tmp_path):
     assert "total   %WER 33.33 [ 2 / 6, 1 ins, 0 del, 1 sub ]  2 utts" in r.output
     r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "hyp"), "--json"])
     d = json.loads(r.output)
-    assert d["swbd"] == {"wer": 50.0, "errors": 2, "words": 4, "ins": 1, "del": 0, "sub": 1, "utterances": 1,
-                         "utterance_errors": 1}
+    assert d["swbd"] == {"wer": 50.0, "errors": 2, "words": 4, "ins": 1, "del": 0, "sub": 1, "corr": 3,
+                         "utterances": 1, "utterance_errors": 1}
     assert d["callhm"]["errors"] == 0 and d["total"]["words"] == 6
     rep = score_files(tmp_path / "ref", tmp_path / "hyp", ["en_=C"])
     assert list(rep.to_dict()) == ["C", "total"]
