@@ -219,3 +219,34 @@ def hubscr_counts(work: Path, stm: Path, ctm: Path, glm: Path, keep: str):
     row = re.search(r"\| Sum\s*\|\s*(\d+)\s+(\d+)\s*\|\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\|", raw)
     snt, _, c, s, d, i, _, serr = (int(x) for x in row.groups())
     return (c, s, d, i), snt, serr, parse_sgml((work / f"{keep}.ctm.filt.sgml").read_text())
+
+
+def rfilter1_rules(glm: Path) -> List[Tuple[str, str, str, str]]:
+    """The rules rfilter1 reads from ``glm`` (its debug dump at level 4): (A, B, C, D) in file order."""
+    r = subprocess.run([f"{SCTK_BIN}/rfilter1", str(glm), "4"], input=b" X \n", capture_output=True)
+    out = r.stdout.decode("latin-1")
+    assert r.returncode == 0, out[-2000:]
+    rules: List[Dict[str, str]] = []
+    for line in out.split("\n"):
+        if " data line '" in line:
+            rules.append({"lhs": "", "rhs": "", "lcontext": "", "rcontext": ""})
+        m = re.match(r"\*DB:\s+(lhs|rhs|lcontext|rcontext)='(.*)',len=(-?\d+)$", line)
+        if m:
+            rules[-1][m.group(1)] = m.group(2)
+    return [(r["lhs"], r["rhs"], r["lcontext"], r["rcontext"]) for r in rules]
+
+
+def rfilter1_apply(glm: Path, lines: List[str]) -> Tuple[int, List[str]]:
+    """rfilter1's exit status and output lines for the (byte-string) ``lines``."""
+    data = "".join(line + "\n" for line in lines).encode("latin-1")
+    r = subprocess.run([f"{SCTK_BIN}/rfilter1", str(glm)], input=data, capture_output=True)
+    return r.returncode, r.stdout.decode("latin-1").split("\n")[:len(lines)]
+
+
+def csrfilt(glm: Path, fmt: str, purpose: str, text: str, work: Path) -> str:
+    """``csrfilt.sh -i fmt -t purpose -dh glm`` on ``text`` (a file's content)."""
+    (work / "csrfilt.in").write_text(text, encoding="latin-1")
+    r = subprocess.run(f"csrfilt.sh -i {fmt} -t {purpose} -dh {glm} < csrfilt.in", shell=True, cwd=work,
+                       env=_env(), capture_output=True)
+    assert r.returncode == 0, r.stdout.decode("latin-1")[-2000:]
+    return r.stdout.decode("latin-1")

@@ -22,7 +22,7 @@ from rescorer.nbest.wer import align_counts, read_text, score_files, score_utter
 from rescorer.scoring.glm import read_glm
 from rescorer.scoring.kaldi_filter import HypothesisFilter
 from rescorer.scoring.nist_scorer import NistScorer
-from tests.conftest import NBEST_DIR, ptb_lines
+from tests.conftest import HUB5_GLM, NBEST_DIR, ptb_lines
 
 
 @pytest.fixture(scope="session")
@@ -320,6 +320,50 @@ def test_nist_scoring_counts_tuning_and_wer_as_hubscr(tmp_path):
     plain = rescore(nb, lm, RescoreConfig(lm_scale_grid=(0.0, 2.0), wip_grid=(0.0,)),
                     refs={u: r for u, r in refs.items() if u != "u4"} | {"u4": ("x",)}, quiet=True)
     assert plain.sweep.errors[0] > res.sweep.errors[0]  # "(%hesitation)", "{", "/" ... count as words there
+
+
+STM_REFS = {"sw_4001-A_000100-000300": "i'm (uh) gonna say {yes / yeah} okay",
+            "sw_4001-A_000400-000612": "(%hesitation) the aircraft can't fly",
+            "en_4002-B_000050-000200": "mm-hmm you know IGNORE",
+            "en_4002-B_000300-000400": "IGNORE_TIME_SEGMENT_IN_SCORING"}
+
+
+def test_cli_rescore_with_stm_and_glm_reports_what_admmq_wer_reports(tmp_path):
+    """rescore --stm --glm --hyp-filter: tuning and WER as hubscr.pl counts them, equal to admmq wer's."""
+    with open(tmp_path / "ref.stm", "w") as fh:
+        for utt, text in STM_REFS.items():
+            reco, times = utt.rsplit("_", 1)
+            file, chan = reco.rsplit("-", 1)
+            b, e = (int(t) / 100 for t in times.split("-"))
+            fh.write(f"{file} {chan} {file}_{chan} {b:.2f} {e:.2f} <O> {text}\n")
+    hyps = {"sw_4001-A_000100-000300": ["I am going to say yeah OK", "i'm uh [noise] gonna say yes okay"],
+            "sw_4001-A_000400-000612": ["the air craft cannot fly", "the aircraft can't fly <unk>"],
+            "en_4002-B_000050-000200": ["MM-HMM you know", "mhm you no"],
+            "en_4002-B_000300-000400": ["anything"]}
+    with open(tmp_path / "nbest.txt", "w") as fh:
+        fh.write("# admmq-nbest costs: acwt lmwt.nolm\n")
+        for utt, hs in hyps.items():
+            fh.writelines(f"{utt}-{n} {10.0 * n} 0.0 {h}\n" for n, h in enumerate(hs, 1))
+    arpa = write(tmp_path / "lm.arpa", backoff_arpa([h.lower().split() for hs in hyps.values() for h in hs], order=2))
+    glm = tmp_path / "glm.gz"
+    glm.write_bytes(HUB5_GLM.read_bytes())
+    scoring = ["--stm", str(tmp_path / "ref.stm"), "--glm", str(glm), "--hyp-filter", "kaldi-swbd"]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(tmp_path / "nbest.txt"), "--ngram", str(arpa), "-o", str(out),
+                                 "--lm-scale-grid", "0:4:1", "--json", "--quiet"] + scoring)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    w = json.loads(CliRunner().invoke(cli, ["wer", str(out / "text"), "--json"] + scoring).output)
+    assert s["wer"]["rescored"] == w and set(w) == {"swbd", "callhm", "total"}
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert w["total"]["utterances"] == 3 and "NIST hubscr rules" in settings["scoring"]
+    # the oracle: I'M (%HESITATION) GOING TO SAY {YES / YEAH} O. K. | (%HESITATION) THE AIR CRAFT CAN'T FLY |
+    # %BCACK YOU KNOW IGNORE: optional words deleted count as correct; the hypotheses' I'M -> I AM (sub + ins)
+    # and CAN'T -> {CAN NOT / CANNOT} (sub) cannot match the references' I'M and CAN'T
+    assert s["wer"]["oracle"]["total"]["words"] == 8 + 6 + 4 and s["wer"]["oracle"]["swbd"]["errors"] == 3
+    r = CliRunner().invoke(cli, ["rescore", str(tmp_path / "nbest.txt"), "--ngram", str(arpa), "-o", str(out),
+                                 "--ref", str(tmp_path / "ref.stm")] + scoring)
+    assert r.exit_code == 1 and "--ref TEXT or --stm STM, not both" in r.output
 
 
 def test_end_to_end_lstm_and_arpa_interpolated(tiny_lm, ptb_slice, tmp_path):

@@ -165,3 +165,31 @@ def test_cli_wer_text_and_json(tmp_path):
     (tmp_path / "bad").write_text("sw_1 a\nsw_1 b\n")
     r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "bad")])
     assert r.exit_code == 1 and "bad:2: utterance id 'sw_1' already used on line 1" in r.output
+
+
+def test_cli_wer_nist_scoring_report_and_errors(tmp_path):
+    (tmp_path / "ref.stm").write_text("sw_1 A sw_1_A 0.00 2.00 <O> (uh) hello there\n"
+                                      "en_2 B en_2_B 1.00 2.50 <O> you're right\n")
+    (tmp_path / "hyp").write_text("sw_1-A_000000-000200 um hello [noise] there\nen_2-B_000100-000250 you are write\n")
+    (tmp_path / "g.glm").write_text(";;\n* format = 'NIST1'\nUM => %HESITATION / [ ] __ [ ]\n"
+                                    "UH => %HESITATION / [ ] __ [ ]\n")
+    args = ["wer", "--stm", str(tmp_path / "ref.stm"), "--glm", str(tmp_path / "g.glm"), str(tmp_path / "hyp")]
+    r = CliRunner().invoke(cli, args + ["--hyp-filter", "kaldi-swbd"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    # sw_1: (uh) deleted = correct; um and [noise] dropped by Kaldi's filter. en_2: you're vs you are, right vs write
+    assert lines[0] == "swbd    %WER 0.00 [ 0 / 3, 0 ins, 0 del, 0 sub ]  1 utts"
+    assert lines[1] == "callhm  %WER 150.00 [ 3 / 2, 1 ins, 0 del, 2 sub ]  1 utts"
+    assert lines[4] == "| set    |  # Snt   # Wrd |   Corr    Sub    Del    Ins    Err  S.Err |"
+    assert lines[7] == "| total  |      2       5 |   60.0   40.0    0.0   20.0   60.0   50.0 |"
+    assert any("hypothesis filter kaldi-swbd" in ln for ln in lines)
+    r = CliRunner().invoke(cli, args)  # without the filter, um -> %HESITATION matches (uh); [noise] is inserted
+    assert r.output.splitlines()[0] == "swbd    %WER 33.33 [ 1 / 3, 1 ins, 0 del, 0 sub ]  1 utts"
+    r = CliRunner().invoke(cli, ["wer", str(tmp_path / "hyp")])
+    assert r.exit_code == 1 and "give REF and at least one HYP file" in r.output
+    r = CliRunner().invoke(cli, ["wer", str(tmp_path / "hyp"), str(tmp_path / "hyp"), "--hyp-filter", "kaldi-swbd"])
+    assert r.exit_code == 1 and "part of NIST (hubscr.pl) scoring" in r.output
+    (tmp_path / "bad.glm").write_text(";;\nUH -> %HESITATION\n")
+    r = CliRunner().invoke(cli, args[:3] + ["--glm", str(tmp_path / "bad.glm"), str(tmp_path / "hyp")])
+    assert r.exit_code == 1 and r.output.strip().endswith("bad.glm:2: expected a rule 'A => B' or 'A => B / C __ D' "
+                                                          "(no '=>')")
