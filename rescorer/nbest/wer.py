@@ -39,6 +39,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from rescorer.errors import AdmmqError, FormatError, MismatchError, PathLike
 from rescorer.fileio import iter_lines, read_sentences
+from rescorer.scoring.network_align import chain_path
 from rescorer.scoring.nist_scorer import NistScorer
 from rescorer.scoring.stm import read_stm, utterance_index
 
@@ -48,41 +49,14 @@ MODES = ("all", "present", "strict")
 
 
 def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> Tuple[int, int, int]:
-    """``(insertions, deletions, substitutions)`` of sclite's alignment of ``hyp`` to ``ref``."""
+    """``(insertions, deletions, substitutions)`` of sclite's alignment of ``hyp`` to ``ref`` (``-s``)."""
     n, m = len(ref), len(hyp)
     if n == 0 or m == 0:
         return m, n, 0
-    prev = [INS * j for j in range(m + 1)]
-    back: List[bytearray] = [bytearray(b"\x02" * (m + 1))]  # 0 diagonal, 1 deletion, 2 insertion
-    for i in range(1, n + 1):
-        r = ref[i - 1]
-        cur = [DEL * i] + [0] * m
-        ops = bytearray(m + 1)
-        ops[0] = 1
-        for j in range(1, m + 1):
-            s = prev[j - 1] + (0 if r == hyp[j - 1] else SUB)
-            d = prev[j] + DEL
-            a = cur[j - 1] + INS
-            if s <= d and s <= a:
-                cur[j] = s
-            elif d < a:
-                cur[j], ops[j] = d, 1
-            else:
-                cur[j], ops[j] = a, 2
-        back.append(ops)
-        prev = cur
-    ins = dels = subs = 0
-    i, j = n, m
-    while i > 0 or j > 0:
-        op = back[i][j]
-        if op == 0:
-            subs += ref[i - 1] != hyp[j - 1]
-            i, j = i - 1, j - 1
-        elif op == 1:
-            dels, i = dels + 1, i - 1
-        else:
-            ins, j = ins + 1, j - 1
-    return ins, dels, subs
+    pairs = [[]] + [[0.0] + [0.0 if r == h else float(SUB) for h in hyp] for r in ref]
+    steps = chain_path(n + 1, m + 1, [0.0] + [float(DEL)] * n, [0.0] + [float(INS)] * m, pairs, False)
+    ops = [op if op or ref[a - 1] != hyp[b - 1] else -1 for op, a, b in steps]
+    return ops.count(2), ops.count(1), ops.count(0)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from rescorer.scoring.word_network import Network, Word, words_equal
 
@@ -71,15 +71,85 @@ def _pair(r: Word, h: Word) -> float:
     return 0.0 if words_equal(r, h) else SUB
 
 
+def _pair_row(r: Word, hw: Sequence[Optional[Word]], texts: List[str], special: List[int]) -> List[float]:
+    """Substitution costs of reference word ``r`` against every hypothesis arc (index 0: the head)."""
+    if r.fragment or r.null:
+        return [0.0] + [_pair(r, h) for h in hw[1:]]
+    t = r.text
+    row = [0.0 if x == t else SUB for x in texts]  # neither a fragment: equal texts
+    for b in special:  # hypothesis fragments
+        row[b] = _pair(r, hw[b])
+    return row
+
+
+def _tally(steps: Iterable[Tuple[int, int, int]], rw, hw) -> AlignCounts:
+    """Count a back-traced path of (op, reference arc, hypothesis arc), op 0 pair, 1 deletion, 2 insertion."""
+    tally = {"corr": 0, "sub": 0, "dels": 0, "ins": 0}
+    for op, a, b in steps:
+        if op:  # a hypothesis word alone (insertion) or a reference word alone (deletion)
+            w, kind = (hw[b], "ins") if op == 2 else (rw[a], "dels")
+            if not w.null:
+                tally["corr" if w.optional else kind] += 1
+        elif not (rw[a].null and hw[b].null):
+            tally["corr" if words_equal(rw[a], hw[b]) else "sub"] += 1
+    return AlignCounts(**tally)
+
+
 def align(ref: Network, hyp: Network) -> AlignCounts:
     """sclite's counts for hypothesis network ``hyp`` against reference network ``ref``."""
     rw, hw = ref.words, hyp.words
-    na, nb = len(rw), len(hw)
-    rnd = _f32 if (ref.has_null or hyp.has_null) else float  # integer costs: exact in any precision
-    cost = [[0.0] * nb for _ in range(na)]
-    back: List[List[Optional[tuple]]] = [[None] * nb for _ in range(na)]
+    rounding = ref.has_null or hyp.has_null  # integer costs are exact in any precision
     hcost = [0.0] + [_alone(w) for w in hw[1:]]
     rcost = [0.0] + [_alone(w) for w in rw[1:]]
+    texts = [""] + [w.text for w in hw[1:]]
+    special = [b for b in range(1, len(hw)) if hw[b].fragment]
+    pairs = [[]] + [_pair_row(w, hw, texts, special) for w in rw[1:]]
+    if ref.is_chain and hyp.is_chain:
+        return _tally(chain_path(len(rw), len(hw), rcost, hcost, pairs, rounding), rw, hw)
+    return _tally(_network_path(ref, hyp, rcost, hcost, pairs, rounding), rw, hw)
+
+
+def chain_path(na: int, nb: int, rcost, hcost, pairs, rounding: bool) -> List[Tuple[int, int, int]]:
+    """The DP when both networks are chains (each arc's one predecessor is the previous arc): the back-traced
+    steps (op 0 pair, 1 deletion, 2 insertion; reference arc, hypothesis arc), last first.  ``rcost``,
+    ``hcost``: (na,), (nb,) deletion / insertion costs (index 0: the head arc, unused); ``pairs[a][b]``:
+    substitution costs."""
+    rnd = _f32 if rounding else float
+    prev = [0.0] * nb
+    ops = [bytearray(nb) for _ in range(na)]
+    for b in range(1, nb):
+        prev[b] = rnd(prev[b - 1] + hcost[b])
+        ops[0][b] = 2
+    for a in range(1, na):
+        cur = [rnd(prev[0] + rcost[a])] + [0.0] * (nb - 1)
+        op, dc, sub = ops[a], rcost[a], pairs[a]
+        op[0] = 1
+        for b in range(1, nb):
+            sb, dl, ins = prev[b - 1] + sub[b], prev[b] + dc, cur[b - 1] + hcost[b]
+            if rounding:
+                sb, dl, ins = rnd(sb), rnd(dl), rnd(ins)
+            if sb <= dl and sb <= ins:
+                cur[b] = sb
+            elif dl < ins:
+                cur[b], op[b] = dl, 1
+            else:
+                cur[b], op[b] = ins, 2
+        prev = cur
+    steps = []
+    a, b = na - 1, nb - 1
+    while a > 0 or b > 0:
+        op = ops[a][b]
+        steps.append((op, a, b))
+        a, b = (a - 1, b - 1) if op == 0 else (a - 1, b) if op == 1 else (a, b - 1)
+    return steps
+
+
+def _network_path(ref: Network, hyp: Network, rcost, hcost, pairs, rounding: bool) -> List[Tuple[int, int, int]]:
+    """The DP over arc pairs of two networks with branches (module docstring)."""
+    na, nb = len(ref.words), len(hyp.words)
+    rnd = _f32 if rounding else float
+    cost = [[0.0] * nb for _ in range(na)]
+    back: List[List[Tuple[int, int]]] = [[(-1, -1)] * nb for _ in range(na)]
     for b in range(1, nb):
         best, pb = _NO_CELL, -1
         for p in hyp.preds[b]:
@@ -93,8 +163,7 @@ def align(ref: Network, hyp: Network) -> AlignCounts:
                 best, pa = cost[p][0], p
         cost[a][0], back[a][0] = rnd(best + rcost[a]), (pa, 0)
     for a in range(1, na):
-        ra, row, preds_a = rw[a], cost[a], ref.preds[a]
-        del_a = rcost[a]
+        row, preds_a, del_a, sub = cost[a], ref.preds[a], rcost[a], pairs[a]
         for b in range(1, nb):
             preds_b = hyp.preds[b]
             ins, ib = _NO_CELL, -1
@@ -110,9 +179,7 @@ def align(ref: Network, hyp: Network) -> AlignCounts:
                 for q in preds_b:
                     if prow[q] < sb:
                         sb, sa, sbb = prow[q], p, q
-            sb = rnd(sb + _pair(ra, hw[b]))
-            dl = rnd(dl + del_a)
-            ins = rnd(ins + hcost[b])
+            sb, dl, ins = rnd(sb + sub[b]), rnd(dl + del_a), rnd(ins + hcost[b])
             if sb <= dl and sb <= ins:
                 row[b], back[a][b] = sb, (sa, sbb)
             elif dl < ins:
@@ -124,14 +191,9 @@ def align(ref: Network, hyp: Network) -> AlignCounts:
         for eb in hyp.ends:
             if cost[ea][eb] < best:
                 best, a, b = cost[ea][eb], ea, eb
-    tally = {"corr": 0, "sub": 0, "dels": 0, "ins": 0}
+    steps = []
     while a > 0 or b > 0:
         ba, bb = back[a][b]
-        if a == ba or b == bb:  # a hypothesis word alone (insertion) or a reference word alone (deletion)
-            w, kind = (hw[b], "ins") if a == ba else (rw[a], "dels")
-            if not w.null:
-                tally["corr" if w.optional else kind] += 1
-        elif not (rw[a].null and hw[b].null):
-            tally["corr" if words_equal(rw[a], hw[b]) else "sub"] += 1
+        steps.append((2 if a == ba else 1 if b == bb else 0, a, b))
         a, b = ba, bb
-    return AlignCounts(**tally)
+    return steps

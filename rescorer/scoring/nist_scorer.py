@@ -22,7 +22,7 @@ from rescorer.scoring.kaldi_filter import HypothesisFilter, read_acronym_map
 from rescorer.scoring.network_align import AlignCounts, align
 from rescorer.scoring.stm import is_ignored
 from rescorer.scoring.transcript_filter import HypItem, filter_hypothesis_word, filter_reference
-from rescorer.scoring.word_network import Network, build_network, hypothesis_sequence, reference_sequence
+from rescorer.scoring.word_network import Element, Network, build_network, hypothesis_sequence, reference_sequence
 
 
 class NistScorer:
@@ -31,7 +31,8 @@ class NistScorer:
     def __init__(self, glm: Optional[Glm] = None, hyp_filter: Optional[HypothesisFilter] = None):
         self.glm = glm
         self.hyp_filter = hyp_filter or HypothesisFilter()
-        self._words: Dict[str, List[HypItem]] = {}
+        self._items: Dict[str, List[HypItem]] = {}  # hypothesis word -> what it becomes (filters, csrfilt)
+        self._elements: Dict[str, Tuple[Element, ...]] = {}  # ... as sclite's words and alternations
         self._refs: Dict[Tuple[str, ...], Optional[Network]] = {}
         self.cut: List[str] = []  # references whose unclosed '{' ended them (sclite drops the rest)
 
@@ -58,19 +59,26 @@ class NistScorer:
             self._refs[key] = None if is_ignored(text) else build_network(reference_sequence(text, where, self.cut))
         return self._refs[key]
 
+    def _word_items(self, word: str, where: str) -> List[HypItem]:
+        items = self._items.get(word)
+        if items is None:
+            rules = self.glm.hyp if self.glm else None
+            items = [i for w in self.hyp_filter([word]) for i in filter_hypothesis_word(to_bytestr(w), rules, where)]
+            self._items[word] = items
+        return items
+
     def hypothesis_items(self, words: Sequence[str], where: str = "hypothesis") -> List[HypItem]:
         """The hypothesis as the ctm words and alternation blocks sclite reads."""
-        out: List[HypItem] = []
-        rules = self.glm.hyp if self.glm else None
-        for w in self.hyp_filter(words):
-            items = self._words.get(w)
-            if items is None:
-                items = self._words[w] = filter_hypothesis_word(to_bytestr(w), rules, where)
-            out.extend(items)
-        return out
+        return [i for w in words for i in self._word_items(w, where)]
 
     def hypothesis(self, words: Sequence[str], where: str = "hypothesis") -> Network:
-        return build_network(hypothesis_sequence(self.hypothesis_items(words, where), where))
+        out: List[Element] = []
+        for w in words:
+            elements = self._elements.get(w)
+            if elements is None:
+                elements = self._elements[w] = hypothesis_sequence(self._word_items(w, where), where)
+            out.extend(elements)
+        return build_network(out)
 
     def count(self, ref: Network, hyp_words: Sequence[str], where: str = "hypothesis") -> AlignCounts:
         """sclite's counts of ``hyp_words`` against the reference network ``ref``."""

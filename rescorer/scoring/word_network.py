@@ -190,6 +190,8 @@ class Network:
 
 def build_network(seq: Sequence[Element]) -> Network:
     """The arc graph of a sequence, with sclite's head arc (node 0 -> node 1 -> ... -> final)."""
+    if all(isinstance(el, Word) for el in seq):  # a chain: arc k follows arc k - 1
+        return Network((None,) + tuple(seq), ((),) + tuple((k,) for k in range(len(seq))), (len(seq),))
     arcs: List[Tuple[int, int, Optional[Word]]] = []
     outs: List[List[int]] = [[], [], []]  # node 0: before the head arc; 1: start of the text; 2: final
     ins: List[List[int]] = [[], [], []]
