@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Tuple
 
 from rescorer.errors import FormatError, PathLike
 from rescorer.fileio import open_binary
@@ -259,9 +259,3 @@ def _rule_line(s: str, path: PathLike, lineno: int) -> Rule:
         right = _field(s, islot, last)
     return Rule(source, target, left, right, lineno)
 
-
-def rules_summary(glm: Optional[Glm]) -> str:
-    """One line naming the GLM and its rule counts (for logs and reports)."""
-    if glm is None:
-        return "no GLM"
-    return f"GLM {glm.path}: {len(glm.ref.rules)} reference rules, {len(glm.hyp.rules)} hypothesis rules"
