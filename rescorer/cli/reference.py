@@ -34,7 +34,8 @@ HEADER = """\
 <!-- Generated from the click definitions by `python -m rescorer.cli.reference > docs/commands.md`;
      do not edit by hand (tests/test_reference.py fails when this file and the commands differ). -->
 
-Every command prints the same text with `-h`/`--help`. Paths are relative to where the command runs.
+`admmq COMMAND -h` (or `--help`) prints the same for one command. A default written in a help text as
+`[default: ...]` is worked out by the command, often from other options.
 """
 
 
