@@ -136,7 +136,7 @@ def test_swbd_recipe_end_to_end_with_kaldi_standins(tmp_path):
     assert ali[0].value == (1, 2, 3)
     # per-stage logs from run.pl, the model exported packed
     assert "# Accounting" in (exp / "log/train_admm-pm1.log").read_text()
-    assert (exp / "admm-pm1/packed.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
+    assert (exp / "admm-pm1/lm.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
     assert "reference: --stm" in r.stdout and "--glm" in r.stdout and "--acronym-map" in r.stdout
     scorer = make_scorer(s5c / "data/eval2000/glm", "kaldi-swbd", s5c / "data/local/dict_nosp/acronyms.map",
                          stm=True)

@@ -83,7 +83,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     interpolation: with --weights (a file from 'admmq interpolate', or
     numbers), else weights found by EM as 'admmq interpolate' finds them, on
     --valid or else on --dev-ref; with neither, equal weights and a warning.
-    Words no LM knows cost what --oov says (see README).
+    Words no LM knows cost what --oov says (see docs/ngram-lms.md).
     """
     cfg = RescoreConfig(acoustic_scale=acoustic_scale, lm_scale=lm_scale, wip=wip, old_lm_weight=old_lm_weight,
                         lm_scale_grid=parse_grid(lm_scale_grid), wip_grid=parse_grid(wip_grid),
