@@ -51,13 +51,14 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: loose penalty lets them move once more and settle where the cross entropy wants them).
 #: ``optimizer`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
-    "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
-              "optimizer": "sgd"},
-    "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
-                "gamma_max": 0.0, "optimizer": "sgd"},
-    "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 5e-4, "gamma_growth": 1.0075,
-                     "gamma_max": 1e-1, "gamma_restart_after": 510, "gamma_restart_growth": 1.02,
-                     "optimizer": "adam", "min_improvement": 0.01},
+    "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
+              "gamma_max": 0.0, "gamma_restart_after": 0, "gamma_restart_growth": 0.0, "optimizer": "sgd"},
+    "trained": {"admm_per_epoch": 40, "admm_interval": 0, "warm_start": "quantized", "gamma": 1e-3,
+                "gamma_growth": 1.0, "gamma_max": 0.0, "gamma_restart_after": 0, "gamma_restart_growth": 0.0,
+                "optimizer": "sgd"},
+    "trained-adam": {"admm_per_epoch": 80, "admm_interval": 0, "warm_start": "quantized", "gamma": 5e-4,
+                     "gamma_growth": 1.9, "gamma_max": 1e-1, "gamma_restart_after": 6.0,
+                     "gamma_restart_growth": 5.4, "optimizer": "adam", "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
 #: ``min_improvement`` leaves the trainer's default).
@@ -112,9 +113,10 @@ class MethodConfig:
     gamma: float = 3e-3
     gamma_growth: float = 1.0
     gamma_max: float = 0.0
-    gamma_restart_after: int = 0
+    gamma_restart_after: float = 0
     gamma_restart_growth: float = 0.0
     admm_interval: int = 0
+    admm_per_epoch: int = 0
     warm_start: str = "none"
     extragradient: str = "past"
     eta1: float = 1.0
@@ -148,6 +150,9 @@ class MethodConfig:
              f"{self.gamma_restart_after}, {self.gamma_restart_growth})"),
             (self.admm_interval >= 0, f"admm interval must be >= 0 batches (0 = once per epoch), got "
                                       f"{self.admm_interval}"),
+            (self.admm_per_epoch >= 0 and not (self.admm_per_epoch and self.admm_interval),
+             f"admm iterations per epoch must be >= 0 and not given with an interval in mini-batches (got "
+             f"{self.admm_per_epoch} per epoch, every {self.admm_interval} mini-batches)"),
             (1 <= self.bits <= 8 and 0 <= self.act_bits <= 8 and self.cycles >= 0,
              f"bits must be 1..8, act bits 0..8 and cycles >= 0 (got {self.bits}, {self.act_bits}, "
              f"{self.cycles})"),
@@ -155,6 +160,12 @@ class MethodConfig:
         for ok, msg in checks:
             if not ok:
                 raise AdmmqError(msg)
+
+    @property
+    def schedule_unit(self) -> str:
+        """What γ's growth and restart count: ``epoch`` (fractions of an epoch, the same on every corpus;
+        with ``admm_per_epoch``) or ``iteration`` (ADMM iterations, with an interval in mini-batches)."""
+        return "epoch" if self.admm_per_epoch > 0 else "iteration"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -189,6 +200,10 @@ class TrainingMethod:
 
     def setup(self, model: LSTMLM) -> None:
         """Initialise the method's state for a fresh run (not called on resume)."""
+
+    def begin_epoch(self, epoch: int, n_batches: int, start: int) -> None:
+        """Called before an epoch's first batch (or, on resume, before batch ``start`` + 1): the 0-based
+        ``epoch`` of ``n_batches`` mini-batches, ``start`` of them already done."""
 
     def forward_loss(self, model: LSTMLM, batch: Batch, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         """Summed cross-entropy of the batch in the training forward pass."""
