@@ -101,6 +101,12 @@ class AdmmInterval(click.ParamType):
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from this checkpoint's full-precision weights Θ (and its vocabulary and model shape), "
                    "e.g. quantize a trained fp LM with admm.")
+@click.option("--teacher", type=click.Path(exists=True), default=None,
+              help="Knowledge distillation: mix this trained LM's next-word distributions into the objective "
+                   "(same vocabulary; e.g. the --init-from model when quantizing it).")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
+              help="With --teacher: the teacher's share β of the objective, (1 − β)·CE(data) + β·CE(teacher) "
+                   "[default: 0.5].")
 @click.option("--precision", default=None, metavar="auto|FILE",
               help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
                    "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "
@@ -191,7 +197,8 @@ class AdmmInterval(click.ParamType):
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
                   gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
-                  warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+                  warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, teacher,
+                  distill_weight, precision,
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
@@ -233,6 +240,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             gamma_restart_after=gamma_restart_after, gamma_restart_growth=gamma_restart_growth,
             admm_interval=admm_interval, warm_start=warm_start, extragradient=extragradient, eta1=eta1,
             alpha_init=alpha_init, projection_start=projection_start, keep_fp=tuple(keep_fp), init_from=init_from,
+            teacher=teacher, distill_weight=distill_weight,
             precision=precision, sensitivity=sensitivity, budget_bits=budget_bits, budget_mb=budget_mb,
             precision_bits=tuple(parse_bits_list(precision_bits)), sensitivity_sentences=sensitivity_sentences,
             probes=probes, bits=bits, act_bits=act_bits, cycles=cycles, units=units, vocab=vocab_path,

@@ -179,8 +179,8 @@ class AdmmMethod(TrainingMethod):
                 saved[name] = params[name].detach().clone()
                 params[name].data.copy_(self._dense_q(name))
         optimizer.zero_grad(set_to_none=True)
-        loss, new_state = self.forward_loss(model, batch, state)
-        (loss / batch.norm).backward()
+        objective, loss, new_state = self.forward_loss(model, batch, state)
+        (objective / batch.norm).backward()
         for name, theta in saved.items():
             params[name].data.copy_(theta)
         self.sync_gradients(model)  # data-parallel: the global batch's ∇F_ce, before clip and penalty

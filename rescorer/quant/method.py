@@ -24,6 +24,7 @@ import torch
 from rescorer.lm.batching import Batch
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.settings import settings_from_dict
+from rescorer.lm.distillation import distillation_loss
 from rescorer.lm.model import LSTMLM, ModelConfig, State
 from rescorer.lm.quantized import QuantizedMatrix
 
@@ -205,16 +206,27 @@ class TrainingMethod:
         """Called before an epoch's first batch (or, on resume, before batch ``start`` + 1): the 0-based
         ``epoch`` of ``n_batches`` mini-batches, ``start`` of them already done."""
 
-    def forward_loss(self, model: LSTMLM, batch: Batch, state: Optional[State]) -> Tuple[torch.Tensor, State]:
-        """Summed cross-entropy of the batch in the training forward pass."""
-        return model.loss(batch.inputs, batch.targets, state)
+    #: set by the trainer for knowledge distillation (``--teacher``): the teacher LM and the weight β of its
+    #: soft targets (:mod:`rescorer.lm.distillation`)
+    teacher: Optional[LSTMLM] = None
+    distill_weight: float = 0.0
+
+    def forward_loss(self, model: LSTMLM, batch: Batch,
+                     state: Optional[State]) -> Tuple[torch.Tensor, torch.Tensor, State]:
+        """(objective to minimise, cross entropy against the data, final state) of the batch in the
+        training forward pass, both summed over its tokens; the objective is the cross entropy unless a
+        teacher is set."""
+        if self.teacher is not None:
+            return distillation_loss(model, self.teacher, batch.inputs, batch.targets, self.distill_weight, state)
+        loss, state = model.loss(batch.inputs, batch.targets, state)
+        return loss, loss, state
 
     def train_step(self, model: LSTMLM, optimizer: torch.optim.Optimizer, batch: Batch,
                    state: Optional[State], clip: float) -> Tuple[torch.Tensor, Optional[State]]:
         """One update; returns the summed loss (detached, on the device) and the carried state."""
         optimizer.zero_grad(set_to_none=True)
-        loss, new_state = self.forward_loss(model, batch, state)
-        (loss / batch.norm).backward()
+        objective, loss, new_state = self.forward_loss(model, batch, state)
+        (objective / batch.norm).backward()
         self.sync_gradients(model)
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -44,6 +44,8 @@ import torch
 
 from rescorer.lm.batching import epoch_order, num_sentence_batches, num_stream_batches, sentence_batches, stream_batches
 from rescorer.pack.checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path, save_checkpoint
+from rescorer.pack.lm_file import load_lm
+from rescorer.lm.distillation import check_teacher
 from rescorer.lm.corpus import EncodedCorpus, encode_sentences, load_corpus
 from rescorer.fileio import read_sentences
 from rescorer.train.distributed import SINGLE, Dist, device_for, sharded_sentence_batches
@@ -172,6 +174,13 @@ class Trainer:
         self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
         self.optimizer = self.cfg.build_optimizer(self.model.parameters())
         self.stream_state = None
+        if self.cfg.teacher and self.cfg.distill_weight > 0:
+            teacher = load_lm(self.cfg.teacher, str(self.device))
+            if teacher.units.to_state() != self.units.to_state():
+                raise MismatchError("teacher's vocabulary differs from the model's (distillation needs the same "
+                                    "vocabulary)", self.cfg.teacher)
+            check_teacher(self.model, teacher.model, self.cfg.teacher)
+            self.method.teacher, self.method.distill_weight = teacher.model.eval(), self.cfg.distill_weight
 
     def _restore(self, ckpt: Dict[str, Any]) -> None:
         """Weights, optimizer, method state, trainer state and random numbers of ``last.pt``."""

@@ -59,6 +59,8 @@ class TrainOptions:
     projection_start: str = MethodConfig.projection_start
     keep_fp: Tuple[str, ...] = ()
     init_from: Optional[str] = None
+    teacher: Optional[str] = None
+    distill_weight: Optional[float] = None
     precision: Optional[str] = None
     sensitivity: str = "kl"
     budget_bits: Optional[float] = None
@@ -177,7 +179,8 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
         weight_decay=o.weight_decay, clip=o.clip, loss_norm=o.loss_norm,
         schedule=o.schedule or factory.default_schedule, lr_decay=o.lr_decay, min_improvement=min_improvement,
         seed=o.seed, max_sentences=o.max_sentences, save_every=o.save_every, device=o.device or "auto",
-        eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from)
+        eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from, teacher=o.teacher,
+        distill_weight=(0.5 if o.teacher else 0.0) if o.distill_weight is None else o.distill_weight)
     model_cfg = ModelConfig(vocab_size=0, embed_dim=o.embed_dim, hidden_dim=o.hidden_dim, layers=o.layers,
                             dropout=dropout, tie_embeddings=o.tie_embeddings)
     return RunSettings(cfg, model_cfg, method_cfg, plan)
