@@ -184,3 +184,21 @@ def test_train_notices_a_kaldi_valid_text_given_as_plain(ptb_slice, tmp_path):
     assert len(notes) == 1 and str(ktext) in notes[0] and "--text-format kaldi" in notes[0]
     r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "b"), "--text-format", "plain"])
     assert r.exit_code == 0 and "notice" not in r.stderr, r.output
+
+
+@pytest.mark.parametrize("which", ["train", "valid"])
+def test_a_run_that_fails_on_its_data_leaves_no_directory(ptb_slice, tmp_path, which):
+    """`admmq train` on an empty training (or validation) text: a one-line error and no output directory."""
+    from click.testing import CliRunner
+
+    from rescorer.cli.group import cli
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    paths = {"train": str(ptb_slice / "train.txt"), "valid": str(ptb_slice / "valid.txt"), which: str(empty)}
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", "--train", paths["train"], "--valid", paths["valid"], "-o", str(out),
+                                 "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1 and "empty.txt" in r.output, r.output
+    assert not out.exists()
