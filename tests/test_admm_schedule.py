@@ -307,8 +307,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
 
     method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
-    keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max", "gamma_restart_after",
-            "gamma_restart_growth")
+    keys = ("admm_interval", "admm_per_epoch", "warm_start", "gamma", "gamma_growth", "gamma_max",
+            "gamma_restart_after", "gamma_restart_growth")
 
     def schedule(name):  # a schedule without a setting leaves MethodConfig's default
         out = {k: getattr(MethodConfig(), k) for k in keys}
@@ -324,13 +324,16 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
         larger = method_config(f"larger_{qset}", "--method", "admm", "--init-from", fp, "--qset", qset, "--tying",
                                tying)
         assert {k: larger[k] for k in keys} == schedule("trained"), qset
+    for name in ADMM_SCHEDULES:  # every named schedule is stated per epoch, not in one corpus's mini-batches
+        assert ADMM_SCHEDULES[name]["admm_per_epoch"] > 0 and ADMM_SCHEDULES[name]["admm_interval"] == 0, name
     for name in ("trained", "trained-adam"):
-        assert ADMM_SCHEDULES[name]["admm_interval"] > 0 and ADMM_SCHEDULES[name]["warm_start"] == "quantized"
+        assert ADMM_SCHEDULES[name]["warm_start"] == "quantized"
     paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
     assert {k: paper[k] for k in keys} == schedule("paper")
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
                           "epoch", "--warm-start", "none")
-    assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
+    assert (mixed["gamma"], mixed["admm_interval"], mixed["admm_per_epoch"], mixed["warm_start"]) == \
+        (0.02, 0, 1, "none")
     assert {k: mixed[k] for k in ("gamma_growth", "gamma_max")} == \
         {k: schedule("trained-adam")[k] for k in ("gamma_growth", "gamma_max")}  # pm1: trained-adam's γ growth
 
@@ -361,13 +364,13 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert stall("given_stall", "--method", "admm", "--init-from", fp, "--min-improvement", "0.05") == 0.05
     trained_ckpt = read_checkpoint(tmp_path / "trained" / "last.pt")
     assert all("exp_avg" in st for st in trained_ckpt["optimizer"]["state"].values())  # Adam really ran
-    # trained-adam's penalty starts loose and grows per ADMM iteration up to a cap (RESULTS_admm.md §7)
+    # trained-adam's penalty starts loose and grows per epoch up to a cap; one epoch of 2 mini-batches here, so
+    # (more iterations per epoch than mini-batches) one ADMM iteration after each, the last at t = 1 epoch
     sched, admm_state = ADMM_SCHEDULES["trained-adam"], trained_ckpt["method_state"]
     assert sched["gamma_growth"] > 1 and sched["gamma_max"] > sched["gamma"], sched
-    iterations = int(admm_state["iteration"])
-    assert 1 <= iterations < sched["gamma_restart_after"], iterations  # before the second warm-up
-    assert float(admm_state["gamma"]) == pytest.approx(
-        min(sched["gamma"] * sched["gamma_growth"] ** iterations, sched["gamma_max"])), (admm_state["gamma"], iterations)
+    assert int(admm_state["iteration"]) == 2
+    assert sched["gamma_restart_after"] == 0 or sched["gamma_restart_after"] > 1  # before any second warm-up
+    assert float(admm_state["gamma"]) == pytest.approx(min(sched["gamma"] * sched["gamma_growth"], sched["gamma_max"]))
 
 
 def test_finishing_lr_is_the_best_epochs_rate():
