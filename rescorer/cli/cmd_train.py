@@ -180,6 +180,10 @@ class AdmmInterval(click.ParamType):
 @click.option("--min-improvement", type=click.FloatRange(min=0), default=None,
               help="Relative validation-perplexity improvement below which the epoch counts as a stall "
                    "[default: 0.003; the admm schedule's (0.01 under trained-adam)].")
+@click.option("--restore-best/--no-restore-best", default=None,
+              help="After an epoch whose validation perplexity is worse than the best so far, go on from the "
+                   "best epoch's weights, optimizer and method state (at the rate the schedule sets) "
+                   "[default: on for the quantized methods, off for fp].")
 @click.option("--seed", type=int, default=1, help="Random seed (initialisation, sentence order, dropout).")
 @click.option("--max-sentences", type=click.IntRange(min=0), default=0,
               help="Train on the first N sentences only (0 = all).")
@@ -203,7 +207,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
-                  weight_decay, clip, loss_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
+                  weight_decay, clip, loss_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every, device,
                   eval_batch_tokens, nproc, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
@@ -249,6 +253,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             dropout=dropout, tie_embeddings=tie_embeddings, epochs=epochs, batch_size=batch_size, bptt=bptt,
             optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip,
             loss_norm=loss_norm, schedule=schedule, lr_decay=lr_decay, min_improvement=min_improvement,
+            restore_best=restore_best,
             seed=seed, max_sentences=max_sentences, save_every=save_every, device=device,
             eval_batch_tokens=eval_batch_tokens)
         settings = resolve_options(options, quiet)

@@ -337,6 +337,13 @@ class AdmmMethod(TrainingMethod):
                 "last_figures": {k: torch.tensor(float(v), dtype=torch.float64)
                                  for k, v in self.last_figures.items()}}
 
+    def restore_position(self, state: dict) -> None:
+        """Θ's companions of an earlier state (codes, α, λ, the extra-gradient memory); the iteration count,
+        γ and the interval bookkeeping stay where the schedule is now."""
+        keep = (self.iteration, self.gamma, self.since_update, self.epoch_updates, dict(self.last_figures))
+        self.load_state_dict(state)
+        self.iteration, self.gamma, self.since_update, self.epoch_updates, self.last_figures = keep
+
     def load_state_dict(self, state: dict) -> None:
         self.iteration = int(state["iteration"])
         self.gamma = float(state["gamma"])

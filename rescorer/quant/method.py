@@ -265,6 +265,11 @@ class TrainingMethod:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def restore_position(self, state: dict) -> None:
+        """Go back to an earlier state (``restore_best``): where the method stood then, keeping the schedule
+        where it is now (the training progress goes on)."""
+        self.load_state_dict(state)
+
 
 def deployed_state_dict(model: LSTMLM, qmats: Dict[str, QuantizedMatrix]) -> Dict[str, torch.Tensor]:
     """The model's state dict with each quantized matrix replaced by its dequantized values."""

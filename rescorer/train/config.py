@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_tokens: int = 8192
     init_from: Optional[str] = None  # start Θ (and the vocabulary, model shape) from this checkpoint's weights
+    restore_best: bool = False  # after an epoch worse than the best, continue from the best epoch's state
     teacher: Optional[str] = None  # distil from this LM's next-word distributions (rescorer.lm.distillation)
     distill_weight: float = 0.0  # β: the teacher's share of the objective
 

@@ -218,6 +218,14 @@ class Trainer:
             torch.manual_seed(cfg.seed + 7919 * dist.rank)
         self._log_settings()
 
+    def _restore_best(self) -> None:
+        """Weights, optimizer state and the method's position (not its schedule) of ``best.pt``."""
+        self.dist.barrier()  # rank 0 wrote best.pt at an earlier epoch's end
+        best = read_checkpoint(self.out / BEST)
+        self.model.load_weights(best["model"], str(self.out / BEST))
+        self.optimizer.load_state_dict(best["optimizer"])
+        self.method.restore_position(best.get("method_state") or {})
+
     @staticmethod
     def state_epoch(ckpt: Dict[str, Any]) -> int:
         return int(ckpt["trainer"].get("epoch", 0))
@@ -409,6 +417,10 @@ class Trainer:
             st.lr *= cfg.lr_decay
         if st.lr < cfg.min_lr:
             st.done = True
+        if cfg.restore_best and not improved and st.best_epoch >= 0 and not st.done:
+            self._restore_best()  # the next epoch continues from the best one (at the rate just set)
+            row["restored"] = st.best_epoch + 1
+            quantized = self.method.quantized_matrices(self.model)
         for group in self.optimizer.param_groups:
             group["lr"] = st.lr
         st.epoch += 1

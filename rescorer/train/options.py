@@ -12,7 +12,7 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
   best epoch was trained with;
 * dropout: 0, or with ``--init-from`` the checkpoint's, at least 0.3 when the run quantizes;
 * epochs and the learning-rate schedule: the method's own (``fp`` 10 epochs and newbob; the quantized
-  methods 50 and plateau);
+  methods 50 and plateau, continuing from the best epoch after a worse one, ``restore_best``);
 * mixed precision (``--precision``): the per-matrix tables, planned before any training.
 """
 
@@ -95,6 +95,7 @@ class TrainOptions:
     schedule: Optional[str] = None
     lr_decay: float = 0.5
     min_improvement: Optional[float] = None
+    restore_best: Optional[bool] = None
     seed: int = 1
     max_sentences: int = 0
     save_every: int = 0
@@ -178,6 +179,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
         batch_size=o.batch_size, bptt=o.bptt, lr=lr, optimizer=optimizer, momentum=o.momentum,
         weight_decay=o.weight_decay, clip=o.clip, loss_norm=o.loss_norm,
         schedule=o.schedule or factory.default_schedule, lr_decay=o.lr_decay, min_improvement=min_improvement,
+        restore_best=factory.quantized if o.restore_best is None else o.restore_best,
         seed=o.seed, max_sentences=o.max_sentences, save_every=o.save_every, device=o.device or "auto",
         eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from, teacher=o.teacher,
         distill_weight=(0.5 if o.teacher else 0.0) if o.distill_weight is None else o.distill_weight)
