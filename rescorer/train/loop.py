@@ -44,7 +44,9 @@ import torch
 
 from rescorer.lm.batching import epoch_order, num_sentence_batches, num_stream_batches, sentence_batches, stream_batches
 from rescorer.pack.checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path, save_checkpoint
-from rescorer.lm.corpus import EncodedCorpus, load_corpus
+from rescorer.pack.lm_file import load_lm
+from rescorer.lm.distillation import check_teacher
+from rescorer.lm.corpus import EncodedCorpus, encode_sentences, load_corpus
 from rescorer.fileio import read_sentences
 from rescorer.train.distributed import SINGLE, Dist, device_for, sharded_sentence_batches
 from rescorer.errors import AdmmqError, MismatchError
@@ -81,12 +83,36 @@ class Trainer:
         self.out = Path(out)
         self.dist = dist
         self.quiet = quiet or not dist.is_main
-        ckpt = None
-        if resume:
-            last = self.out / LAST
-            if not last.exists():
-                raise AdmmqError(f"nothing to resume: no {LAST}", self.out)
-            ckpt = read_checkpoint(last)
+        ckpt = self._read_last() if resume else None
+        cfg, model_cfg, method_cfg = self._settings(ckpt, cfg, model_cfg, method_cfg, epochs, device)
+        init = read_checkpoint(resolve_lm_path(cfg.init_from)) if cfg.init_from and ckpt is None else None
+        model_cfg = self._load_data(ckpt, init, model_cfg)  # nothing is written before the data is read
+        self._build_model(ckpt, model_cfg)
+        make_output_dir(self.out)
+        self.log = RunLog(self.out, self.quiet, sinks if dist.is_main else (), enabled=dist.is_main)
+        if ckpt is not None:
+            self._restore(ckpt)
+        else:
+            self._start(init)
+        if dist.is_main:
+            remove_stale_temps(self.out, (LAST, BEST))  # left by a killed run
+            # best.pt + last.pt + one temporary copy, each: Θ, optimizer and method state (≤ 4 copies of Θ)
+            n_params = sum(p.numel() for p in self.model.parameters())
+            check_free_space(self.out, 3 * 4 * 4 * n_params + 2**20, "the checkpoints")
+        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.state.lr
+
+    # ------------------------------------------------------------- set-up
+    def _read_last(self) -> Dict[str, Any]:
+        last = self.out / LAST
+        if not last.exists():
+            raise AdmmqError(f"nothing to resume: no {LAST}", self.out)
+        return read_checkpoint(last)
+
+    def _settings(self, ckpt, cfg, model_cfg, method_cfg, epochs, device):
+        """The run's configurations: the checkpoint's on resume, else the given ones; builds the method."""
+        if ckpt is not None:
             cfg = TrainConfig.from_dict(ckpt["train_config"])
             model_cfg = ModelConfig.from_dict(ckpt["model_config"])
             method_cfg = MethodConfig.from_dict(ckpt.get("method_config") or {})
@@ -102,85 +128,103 @@ class Trainer:
             cfg = replace(cfg, epochs=epochs)
         if device is not None:
             cfg = replace(cfg, device=device)
-        self.cfg = cfg
-        if dist.active and cfg.bptt:
+        if self.dist.active and cfg.bptt:
             raise AdmmqError("--bptt (streaming) training runs in one process only; data-parallel training "
                              "shards sentence-level batches (--bptt 0)")
-        self.device = pick_device(device_for(dist, cfg.device))
+        self.cfg, self.method_cfg = cfg, method_cfg
+        self.device = pick_device(device_for(self.dist, cfg.device))
         self.method: TrainingMethod = build_method(method_cfg)
-        if dist.active:
-            self.method.grad_sync = dist.sum_gradients
-        self.method_cfg = method_cfg
+        if self.dist.active:
+            self.method.grad_sync = self.dist.sum_gradients
+        return cfg, model_cfg, method_cfg
 
-        make_output_dir(self.out)
-        self.log = RunLog(self.out, self.quiet, sinks if dist.is_main else (), enabled=dist.is_main)
-
+    def _load_data(self, ckpt, init, model_cfg: ModelConfig) -> ModelConfig:
+        """Vocabulary (the checkpoint's, the ``--init-from`` model's, or built), training and validation
+        text; returns the model configuration with the vocabulary size (and ``init``'s shape)."""
+        cfg = self.cfg
         train_sents = read_sentences(cfg.train, cfg.text_format)
         if ckpt is not None:
             self.units = units_from_state(ckpt["units"])
+        elif init is not None:  # its vocabulary and model shape; Θ is loaded in _start
+            self.units = units_from_state(init["units"])
+            model_cfg = replace(ModelConfig.from_dict(init["model_config"]), dropout=model_cfg.dropout)
         else:
-            init = read_checkpoint(resolve_lm_path(cfg.init_from)) if cfg.init_from else None
-            if init is not None:  # its vocabulary and model shape; Θ is loaded below
-                self.units = units_from_state(init["units"])
-                model_cfg = replace(ModelConfig.from_dict(init["model_config"]), dropout=model_cfg.dropout)
-            else:
-                self.units = build_units(cfg, (s.words for s in train_sents))
+            self.units = build_units(cfg, (s.words for s in train_sents))
         if cfg.max_sentences > 0:
             train_sents = train_sents[: cfg.max_sentences]
-        from rescorer.lm.corpus import encode_sentences
-
         self.train_data: EncodedCorpus = encode_sentences(self.units, [s.words for s in train_sents])
+        if self.num_batches() == 0:
+            raise AdmmqError("training text is too small to form a single batch", cfg.train)
         self.valid_data: EncodedCorpus = load_corpus(self.units, cfg.valid, cfg.text_format)
+        if self.valid_data.tokens == 0:
+            raise AdmmqError("validation text has no words", cfg.valid)
         # data-parallel: each rank scores every world-th validation sentence, the sums are all-reduced
+        dist = self.dist
         self.valid_part = self.valid_data.subset(dist.shard(len(self.valid_data))) if dist.active else self.valid_data
+        return model_cfg
 
+    def _build_model(self, ckpt, model_cfg: ModelConfig) -> None:
+        """The model (and, for a quantized method, the model that evaluates its deployed form), the optimizer."""
         model_cfg = self.method.adapt_model_config(replace(model_cfg, vocab_size=len(self.units)))
         if ckpt is not None and model_cfg.vocab_size != ModelConfig.from_dict(ckpt["model_config"]).vocab_size:
             raise MismatchError("vocabulary size differs from the checkpoint's", self.out / LAST)
         self.model_cfg = model_cfg
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(self.cfg.seed)
         self.model = LSTMLM(model_cfg).to(self.device)
         self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
-        self.optimizer = cfg.build_optimizer(self.model.parameters())
+        self.optimizer = self.cfg.build_optimizer(self.model.parameters())
         self.stream_state = None
-        if ckpt is not None:
-            self.model.load_weights(ckpt["model"], str(self.out / LAST))
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.method.load_state_dict(ckpt.get("method_state") or {})
-            self.state = TrainerState.from_dict(ckpt["trainer"])
-            rng = ckpt["trainer"].get("rng_cpu")
-            ranks = ckpt["trainer"].get("rng_cpu_ranks")
-            if dist.active and ranks is not None and len(ranks) == dist.world:
-                rng = ranks[dist.rank]
-            elif dist.rank > 0:
-                rng = None
-                torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * self.state_epoch(ckpt))
-            if rng is not None:
-                torch.set_rng_state(rng)
-            if self.device.type == "cuda" and ckpt["trainer"].get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(ckpt["trainer"]["rng_cuda"], self.device)
-            ss = ckpt["trainer"].get("stream_state")
-            if ss is not None:
-                self.stream_state = (ss[0].to(self.device), ss[1].to(self.device))
-            self.log.line(f"resumed {self.out / LAST}: epoch {self.state.epoch + 1}, step {self.state.step}")
-        else:
-            if cfg.init_from:
-                self.model.load_weights(self.method.adapt_init_weights(init["model"], model_cfg, cfg.init_from),
-                                        cfg.init_from)
-            dist.broadcast_parameters(self.model)
-            self.method.setup(self.model)
-            self.state = TrainerState(lr=cfg.lr)
-            if dist.rank > 0:  # own dropout masks on each rank
-                torch.manual_seed(cfg.seed + 7919 * dist.rank)
-            self._log_settings()
-        if dist.is_main:
-            remove_stale_temps(self.out, (LAST, BEST))  # left by a killed run
-            # best.pt + last.pt + one temporary copy, each: Θ, optimizer and method state (≤ 4 copies of Θ)
-            n_params = sum(p.numel() for p in self.model.parameters())
-            check_free_space(self.out, 3 * 4 * 4 * n_params + 2**20, "the checkpoints")
-        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.state.lr
+        if self.cfg.teacher and self.cfg.distill_weight > 0:
+            teacher = load_lm(self.cfg.teacher, str(self.device))
+            if teacher.units.to_state() != self.units.to_state():
+                raise MismatchError("teacher's vocabulary differs from the model's (distillation needs the same "
+                                    "vocabulary)", self.cfg.teacher)
+            check_teacher(self.model, teacher.model, self.cfg.teacher)
+            self.method.teacher, self.method.distill_weight = teacher.model.eval(), self.cfg.distill_weight
+
+    def _restore(self, ckpt: Dict[str, Any]) -> None:
+        """Weights, optimizer, method state, trainer state and random numbers of ``last.pt``."""
+        dist = self.dist
+        self.model.load_weights(ckpt["model"], str(self.out / LAST))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.method.load_state_dict(ckpt.get("method_state") or {})
+        self.state = TrainerState.from_dict(ckpt["trainer"])
+        rng = ckpt["trainer"].get("rng_cpu")
+        ranks = ckpt["trainer"].get("rng_cpu_ranks")
+        if dist.active and ranks is not None and len(ranks) == dist.world:
+            rng = ranks[dist.rank]
+        elif dist.rank > 0:
+            rng = None
+            torch.manual_seed(self.cfg.seed + 7919 * dist.rank + 104729 * self.state_epoch(ckpt))
+        if rng is not None:
+            torch.set_rng_state(rng)
+        if self.device.type == "cuda" and ckpt["trainer"].get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["trainer"]["rng_cuda"], self.device)
+        ss = ckpt["trainer"].get("stream_state")
+        if ss is not None:
+            self.stream_state = (ss[0].to(self.device), ss[1].to(self.device))
+        self.log.line(f"resumed {self.out / LAST}: epoch {self.state.epoch + 1}, step {self.state.step}")
+
+    def _start(self, init: Optional[Dict[str, Any]]) -> None:
+        """A fresh run: Θ from ``--init-from`` (else the seeded initialisation), the method's state."""
+        cfg, dist = self.cfg, self.dist
+        if init is not None:
+            self.model.load_weights(self.method.adapt_init_weights(init["model"], self.model_cfg, cfg.init_from),
+                                    cfg.init_from)
+        dist.broadcast_parameters(self.model)
+        self.method.setup(self.model)
+        self.state = TrainerState(lr=cfg.lr)
+        if dist.rank > 0:  # own dropout masks on each rank
+            torch.manual_seed(cfg.seed + 7919 * dist.rank)
+        self._log_settings()
+
+    def _restore_best(self) -> None:
+        """Weights, optimizer state and the method's position (not its schedule) of ``best.pt``."""
+        self.dist.barrier()  # rank 0 wrote best.pt at an earlier epoch's end
+        best = read_checkpoint(self.out / BEST)
+        self.model.load_weights(best["model"], str(self.out / BEST))
+        self.optimizer.load_state_dict(best["optimizer"])
+        self.method.restore_position(best.get("method_state") or {})
 
     @staticmethod
     def state_epoch(ckpt: Dict[str, Any]) -> int:
@@ -268,8 +312,6 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, st = self.cfg, self.state
         n_batches = self.num_batches()
-        if n_batches == 0:
-            raise AdmmqError("training text is too small to form a single batch", cfg.train)
         try:
             while not st.done and st.epoch < cfg.epochs:
                 self._train_epoch(n_batches)
@@ -285,6 +327,7 @@ class Trainer:
         t0 = time.time() - st.seconds
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
         desc = f"epoch {st.epoch + 1}/{cfg.epochs}"
+        self.method.begin_epoch(st.epoch, n_batches, st.step)
         with progress_bar(desc, n_batches, self.quiet) as bar:
             bar.advance(st.step)
             for batch in self.batches(st.epoch, st.step):
@@ -374,6 +417,10 @@ class Trainer:
             st.lr *= cfg.lr_decay
         if st.lr < cfg.min_lr:
             st.done = True
+        if cfg.restore_best and not improved and st.best_epoch >= 0 and not st.done:
+            self._restore_best()  # the next epoch continues from the best one (at the rate just set)
+            row["restored"] = st.best_epoch + 1
+            quantized = self.method.quantized_matrices(self.model)
         for group in self.optimizer.param_groups:
             group["lr"] = st.lr
         st.epoch += 1
