@@ -156,7 +156,7 @@ def test_cli_import_then_eval_rescore_and_train_init_from(example_model, ptb_sli
     model, word2idx, d = example_model
     out = tmp_path / "sub" / "imported.pt"
     r = CliRunner().invoke(cli, ["import", str(d / "model.pt"), "--vocab", str(d / "vocab.txt"), "-o", str(out),
-                                 "--dropout", "0.2", "--json", "--quiet"])
+                                 "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["tied"] is True and out.is_file()
     per = tmp_path / "per.txt"

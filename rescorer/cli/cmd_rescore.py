@@ -55,7 +55,7 @@ from rescorer.scoring.nist_scorer import make_scorer
 @click.option("--lm-scale-grid", default="0:20:0.1", show_default=True, help="LM scales to try: START:STOP:STEP or a,b,c.")
 @click.option("--wip-grid", default="0,0.5,1", show_default=True, help="Penalties to try: START:STOP:STEP or a,b,c.")
 @scoring_options
-@click.option("--shard", default=None, metavar="K/N",
+@click.option("--job", default=None, metavar="K/N",
               help="Rescore job K of N only: a contiguous, deterministic block of utterances (Kaldi's JOB=1:N). "
                    "Weights must be given or tuned on --dev; merge with 'admmq wer REF J1/text J2/text ...' or "
                    "'admmq nbest merge'.")
@@ -67,7 +67,7 @@ from rescorer.scoring.nist_scorer import make_scorer
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
                     oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale,
                     wip, old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, stm, glm, hyp_filter, acronym_map,
-                    shard, batch_tokens,
+                    job, batch_tokens,
                     prefix_sharing, int8, precision, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
@@ -117,7 +117,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         return scorer
 
     res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings,
-                             parse_shard(shard) if shard else None, stm=stm, scorer=scorer)
+                             parse_shard(job) if job else None, stm=stm, scorer=scorer)
     summary = res.summary()
     summary["interpolation"] = choices[0].to_dict()
     for note in summary["notes"]:

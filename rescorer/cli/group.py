@@ -12,6 +12,7 @@ import click
 
 from rescorer import __version__
 from rescorer.errors import AdmmqError
+from rescorer.cli.renames import RenamingCommand
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
@@ -27,7 +28,11 @@ class UserError(click.ClickException):
 
 
 class AdmmqGroup(click.Group):
-    """A click group that turns :class:`AdmmqError` (and Ctrl-C) into a one-line message."""
+    """A click group that turns :class:`AdmmqError` (and Ctrl-C) into a one-line message; its commands
+    accept the old spellings of renamed options (:mod:`rescorer.cli.renames`), and so do its groups'."""
+
+    command_class = RenamingCommand
+    group_class = type  # subgroups are AdmmqGroups too
 
     def invoke(self, ctx: click.Context):
         try:

@@ -30,9 +30,9 @@ from rescorer.errors import AdmmqError
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU."""
-    if name == "auto":
+def pick_device(name: Optional[str]) -> torch.device:
+    """``auto`` (or None) is CUDA when available, else the CPU."""
+    if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AdmmqError(f"device {name!r} requested but CUDA is not available")
