@@ -130,7 +130,7 @@ def _precision_plan(o: TrainOptions, quiet: bool) -> Optional[PrecisionPlan]:
 
 
 #: β of the teacher's soft targets when a quantized method distils from the model it starts from
-#: (recipes/ptb/RESULTS_admm.md §12: without it the binary model over-fits a small corpus within two epochs)
+#: (recipes/ptb/RESULTS_admm.md §11: without it the binary model over-fits a small corpus within two epochs)
 DISTILL_WEIGHT = 0.5
 
 
