@@ -27,12 +27,18 @@ class UserError(click.ClickException):
         click.echo(f"admmq: error: {self.format_message()}", err=True, file=file)
 
 
+class CommandGroup(click.Group):
+    """A group of commands (``nbest``, ``plot``) whose commands accept the old spellings of renamed options."""
+
+    command_class = RenamingCommand
+
+
 class AdmmqGroup(click.Group):
     """A click group that turns :class:`AdmmqError` (and Ctrl-C) into a one-line message; its commands
     accept the old spellings of renamed options (:mod:`rescorer.cli.renames`), and so do its groups'."""
 
     command_class = RenamingCommand
-    group_class = type  # subgroups are AdmmqGroups too
+    group_class = CommandGroup
 
     def invoke(self, ctx: click.Context):
         try:
