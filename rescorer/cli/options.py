@@ -39,7 +39,7 @@ def lm_option(help: str, required: bool = True):
     """``--lm``: the one LSTM LM a command reads (eval, interpolate and rescore take several: lm_options).
     ``required=False``: the command also takes the LM in its old positional form and checks it itself."""
     return click.option("--lm", "lm_path", required=required, type=click.Path(exists=True),
-                        help=help + ("" if required else " Required."))
+                        help=help + ("" if required else " (required)"))
 
 
 
