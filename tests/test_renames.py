@@ -116,6 +116,10 @@ def test_old_positional_forms_work_and_say_the_new_form(tmp_path):
     assert r.exit_code == 0, r.output
     assert "'admmq nbest merge DEST SRC...' is deprecated" in r.stderr
     assert (tmp_path / "merged.txt").read_bytes() == (tmp_path / "new.txt").read_bytes()
+    # the new form without -o is not taken for the old one: the first source is never overwritten
+    r = run("nbest", "merge", tmp_path / "merged.txt", *parts)
+    assert r.exit_code == 2 and "missing option '-o/--out'" in r.output
+    assert (tmp_path / "merged.txt").read_bytes() == (tmp_path / "new.txt").read_bytes()
 
 
 def test_a_dropped_option_still_works_with_its_line(example_model, tmp_path):

@@ -80,11 +80,11 @@ def merge_command(srcs, out, to, archive, words_txt):
     \b
     admmq nbest merge exp/rescore.1/nbest.txt exp/rescore.2/nbest.txt -o exp/rescore/nbest.txt
     """
-    if out is None:  # the old form: DEST SRC...
+    if out is None:  # the old form DEST SRC..., taken only for a DEST not there yet (never over a source)
+        if len(srcs) < 2 or Path(srcs[0]).exists():
+            raise click.UsageError("missing option '-o/--out'")
         old_form("nbest merge", srcs)
         out, srcs = srcs[0], srcs[1:]
-        if not srcs:
-            raise click.UsageError("missing option '-o/--out'")
     for src in srcs:
         if not Path(src).exists():
             raise click.BadParameter(f"{src!r} does not exist", param_hint="SRCS")
