@@ -105,7 +105,7 @@ def example_model(ptb_slice, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kaldi_model(ptb_slice, tmp_path_factory):
-    """steps/pytorchnn style: '<s> words </s>' sentences, untied, vocabulary 'word index' lines (shuffled)."""
+    """'<s> words </s>' sentences, untied, vocabulary 'word index' lines (shuffled)."""
     d = tmp_path_factory.mktemp("kaldi")
     lines = [ln for split in ("train", "valid", "test") for ln in (ptb_slice / f"{split}.txt").read_text().splitlines()]
     idx2word, word2idx = dictionary(lines, lambda ws: ["<s>"] + ws + ["</s>"])
@@ -139,7 +139,7 @@ def test_example_model_scores_as_it_does_itself(example_model, ptb_slice, tmp_pa
 
 def test_kaldi_style_model_with_indexed_vocabulary(kaldi_model, ptb_slice, tmp_path):
     model, word2idx, d = kaldi_model
-    res = import_rnnmodel(d / "model.pt", d / "words.txt", tmp_path / "lm.pt")
+    res = import_rnnmodel(d / "model.pt", d / "words.txt", tmp_path / "lm.pt", sent_boundary="<s>,</s>")
     assert not res.tied and (res.end, res.start) == ("</s>", "<s>") and res.start_output == "<s>@output"
     assert res.vocab_size == res.original_size + 1  # <s> as input (admmq's <s>) and as an output word
     lm = load_lm(tmp_path / "lm.pt")
