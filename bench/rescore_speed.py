@@ -390,6 +390,8 @@ def main() -> None:
                          "n-best set and check that the Kaldi-like stand-in's time is within 20 %% of it")
     ap.add_argument("--hub5-utts", type=int, default=0,
                     help="also score a synthetic set of this many utterances x 100-best (Hub5'00: 4458; for a GPU)")
+    ap.add_argument("--carry-over", action="store_true",
+                    help="also time --carry-over recording (per voice) against none on the whole list")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (on the shared, loaded 2-core machine 2 threads were slower for every method)")
     args = ap.parse_args()
@@ -420,6 +422,11 @@ def main() -> None:
                 device, peak0)
     if args.hub5_utts:
         run_hub5_sized(utterances, args, model, units, packed, device)
+    if args.carry_over:
+        from bench.carry_over_speed import carry_over_table
+        print(f"\n## {args.nbest}: --carry-over recording against none (bench/carry_over_speed.py)")
+        print(carry_over_table(model, units, nb, "([^_]*)_", max(args.full_repeats, 3), args.batch_tokens,
+                               str(device)))
     peak1 = peak_gflops(device)
     load1 = os.getloadavg()
     print(f"\n# fp32 peak at the end {peak1:.1f} GFLOP/s (% peak above uses the start's); load average at the end "
