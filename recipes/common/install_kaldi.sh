@@ -162,9 +162,9 @@ rm -rf "$src"
 mv "$build/kaldi" "$cache/kaldi"
 rm -rf "$build"
 mv "$cache/bin.tmp" "$cache/bin"
-cat > "$cache/path.sh" <<EOF
-# Kaldi programs built by admmq's recipes/common/install_kaldi.sh
-export PATH="$cache/bin:\$PATH"
+cat > "$cache/path.sh" <<'EOF'
+# Kaldi programs built by admmq's recipes/common/install_kaldi.sh: `. path.sh` puts them first on PATH
+export PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bin:$PATH"
 EOF
 "$cache/bin/lattice-copy" --help > /dev/null 2>> "$log" || [ $? = 1 ] || fail "the built lattice-copy does not run"
 echo "$version" > "$cache/VERSION"
