@@ -22,11 +22,11 @@ PACKAGE_DIR = Path(rescorer.__file__).parent
 MAX_LINES = 400
 
 # layer -> rank; a module may import modules of its own rank or lower
-RANKS = {"top": 0, "lm": 1, "quant": 2, "ngram": 2, "pack": 2,
+RANKS = {"top": 0, "lm": 1, "quant": 2, "ngram": 2, "pack": 2, "scoring": 2,
          "train": 3, "report": 3, "synth": 3, "nbest": 3, "cli": 4, "entry": 5}
 TOP_LEVEL = {"errors", "fileio", "perplexity", "progress", "settings"}
 # layers that deployment (loading and scoring) needs: never training code
-NO_TRAINING = {"lm", "pack", "ngram", "nbest"}
+NO_TRAINING = {"lm", "pack", "ngram", "nbest", "scoring"}
 TRAINING = {"train", "quant"}
 
 

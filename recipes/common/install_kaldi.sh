@@ -7,7 +7,7 @@
 # data/kaldi/SOURCE.md), or --tarball / $ADMMQ_KALDI_TARBALL. Built with Debian's OpenFst 1.7.9 and
 # OpenBLAS (as root the missing packages are apt-installed unless ADMMQ_NO_APT is set:
 # g++ make libfst-dev libfst-tools libopenblas-dev liblapacke-dev libgfortran-12-dev), with two
-# one-line source fixes made here (see fix_sources below). About 3 minutes on 2 idle cores.
+# one-line source fixes made here (see fix_sources below). About 9 minutes of CPU: 5 minutes on 2 idle cores.
 #
 # Writes into the cache (default ${XDG_CACHE_HOME:-~/.cache}/admmq/kaldi):
 #   bin/             lattice-to-nbest nbest-to-linear linear-to-nbest nbest-to-lattice lattice-best-path

@@ -35,7 +35,8 @@ from rescorer.nbest.lists import write_nbest_file
 from rescorer.nbest.recordings import carry_context
 from rescorer.nbest.shards import shard_nbest
 from rescorer.nbest.rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
-from rescorer.nbest.wer import read_text
+from rescorer.nbest.wer import read_references, read_text
+from rescorer.scoring.nist_scorer import NistScorer
 
 
 OUTPUTS = ("text", "nbest.txt", "lmwt.new", "summary.json", "sweep.tsv", "sweep.test.tsv", "wer.txt")
@@ -97,15 +98,21 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
                 dev: Optional[PathLike] = None, dev_ref: Optional[PathLike] = None,
                 words_txt: Optional[PathLike] = None, quiet: bool = False,
                 settings: Optional[dict] = None,
-                shard: Optional[Tuple[int, int]] = None) -> Tuple[RescoreResult, Dict[str, str]]:
+                shard: Optional[Tuple[int, int]] = None, stm: Optional[PathLike] = None,
+                scorer: Optional[NistScorer] = None) -> Tuple[RescoreResult, Dict[str, str]]:
     """Read the n-best list (and dev set, references), rescore with ``lm``, write the outputs.
+
+    The test references are a Kaldi ``text`` (``ref``) or an stm file (``stm``); ``scorer`` counts WER
+    as hubscr.pl does (:func:`rescorer.scoring.nist_scorer.make_scorer`), else as plain sclite.
 
     ``lm`` is the LM or a function without arguments returning it, called once
     the inputs have been read (bad input then fails before a slow LM load).
     """
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
-    check_tuning(cfg, ref is not None, dev is not None)
+    if ref is not None and stm is not None:
+        raise AdmmqError("give the test reference as --ref TEXT or --stm STM, not both")
+    check_tuning(cfg, ref is not None or stm is not None, dev is not None)
     if shard is not None and dev is None and (cfg.lm_scale is None or cfg.wip is None):
         raise AdmmqError("a rescoring job (--shard) must use the same weights as the other jobs: give --lm-scale "
                          "and --wip, or tune them on the whole dev set with --dev/--dev-ref (not on this job's "
@@ -125,7 +132,7 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
         if nb.num_utterances == 0:
             raise AdmmqError(f"job {shard[0]} of {shard[1]} holds no utterance ({nbest} has fewer utterances "
                              f"than jobs)")
-    refs = read_text(ref) if ref is not None else None
+    refs = read_references(ref, stm, nb.utts) if ref is not None or stm is not None else None
     if refs is not None and shard is not None:  # this job's utterances only
         mine = set(nb.utts)
         refs = {u: w for u, w in refs.items() if u in mine}
@@ -136,6 +143,6 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
                             full if shard is not None else None)
     if not hasattr(lm, "score"):
         lm = lm()
-    res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref), dev_source=str(dev_ref),
-                  context=context)
+    res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref if stm is None else stm),
+                  dev_source=str(dev_ref), scorer=scorer, context=context)
     return res, write_outputs(res, out, settings)
