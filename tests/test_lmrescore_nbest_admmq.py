@@ -149,8 +149,8 @@ def test_dropin_lattices_give_admmq_rescores_best_paths_and_wer(kaldi_setup, dro
     admmq_best, _ = admmq_choice(s, dropin_carpa)
     assert kaldi_best == admmq_best and len(kaldi_best) == 2 * UTTS_PER_VOICE
     subsets = Subsets.build(list(s.refs), ("rms=rms", "slt=slt"), None)
-    wer_k = score_utterances(s.refs, kaldi_best, subsets, "all", False, "refs")
-    wer_a = score_utterances(s.refs, admmq_best, subsets, "all", False, "refs")
+    wer_k = score_utterances(s.refs, kaldi_best, subsets, "all", None, "lattices")
+    wer_a = score_utterances(s.refs, admmq_best, subsets, "all", None, "admmq")
     assert wer_k.to_dict() == wer_a.to_dict() and wer_k.total.words > 0
     # lmwt.interp = nolm + w*nn + (1-w)*lmonly (Kaldi's combination), nolm ~ 0: the carpa removed what it added
     a1 = dropin_carpa / "archives.1"
