@@ -89,25 +89,36 @@ def test_kaldi_rule_reads_the_padding():
     assert abs(padded[0] - unpadded[0]) > 1e-3
 
 
-def test_one_batched_pass_steps_chain_depth_times_length_not_per_utterance():
-    """40 chains of 10 utterances: the pass makes (depth x length) step calls over all chains at once."""
+@pytest.mark.parametrize("native", [False, True])
+def test_one_batched_pass_over_chain_depth_not_per_utterance(native):
+    """40 chains of 10 utterances: one LSTM call per chain depth (10), or, for a model that runs its native
+    cell, one step call per depth and position over all chains at once (<= 10 x 9, not 400 x 7)."""
     m, v = model_and_vocab()
+    m.native_lstm = native
     rng = np.random.default_rng(0)
     words = tuple(tuple(rng.choice(WORDS, size=rng.integers(3, 8))) for _ in range(400))
     after = np.array([k - 40 if k >= 40 else -1 for k in range(400)])  # chain c: entries c, c+40, c+80, ...
     hist = History(words, after, np.zeros(400, dtype=np.int64))
-    calls = []
     from rescorer.lm.step_lm import StepLM
     step = StepLM(m)
+    steps_called, lstm_called = [], []
     original = step.step
-    step.step = lambda tokens, state: calls.append(int(tokens.numel())) or original(tokens, state)
+    step.step = lambda tokens, state: steps_called.append(int(tokens.numel())) or original(tokens, state)
+    hook = m.lstm.register_forward_hook(lambda mod, inp, out: lstm_called.append(1))
     (h, c), steps = history_states(step, v, hist, np.arange(400))
+    hook.remove()
     lengths = np.array([len(w) + 2 for w in words])
-    assert steps == lengths.sum() == sum(calls)
-    assert len(calls) == sum(lengths[d * 40:(d + 1) * 40].max() for d in range(10))  # <= 100, not 400 x 7
+    assert steps == lengths.sum()
+    if native:
+        assert sum(steps_called) == steps and not lstm_called
+        assert len(steps_called) == sum(lengths[d * 40:(d + 1) * 40].max() for d in range(10))
+    else:
+        assert len(lstm_called) == 10 and not steps_called
     k = 399  # the last entry of chain 39: its state equals reading the whole chain in one sequence
     ids = [i for j in chain_of(hist, k) for i in [v.bos_id] + [v.index(w) for w in words[j]] + [v.eos_id]]
-    _, (href, cref) = m(torch.tensor([ids]))
+    m.native_lstm = False
+    with torch.no_grad():
+        _, (href, cref) = m(torch.tensor([ids]))
     assert torch.allclose(h[:, k + 1], href[:, 0], atol=1e-5) and torch.allclose(c[:, k + 1], cref[:, 0], atol=1e-5)
 
 

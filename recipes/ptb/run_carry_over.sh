@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-utterance LSTM state (admmq rescore --carry-over) on n-best lists of consecutive PTB sentences:
-# perplexity of the references and WER, with and without carry-over (recipes/ptb/RESULTS.md §6).
+# perplexity of the references and WER, with and without carry-over (recipes/ptb/RESULTS.md §5).
 #
 #   recipes/ptb/run_carry_over.sh --std STD.pt [--stage N] [--exp DIR] [--nbest-dir DIR] [--make-nbest true]
 #
@@ -11,7 +11,7 @@
 #   2 the 4-gram: recipes/common/make_4gram.sh on PTB train (or --ngram FILE); its EM interpolation weight
 #     with the LSTM on PTB valid (admmq interpolate)
 #   3 perplexity of the test references (each voice one chain, --recording-pattern '([^_]*)_'), LSTM alone
-#     and interpolated, --carry-over none / recording; and of all of ptb.test.txt as one chain
+#     and interpolated, --carry-over none / recording / kaldi; and of all of ptb.test.txt as one chain
 #   4 rescore the test list, LM scale and insertion penalty tuned on the dev list (same carry-over), for the
 #     LSTM alone, the LSTM + 4-gram (linear, EM weights) and the LSTM with the first-pass LM (Kaldi's
 #     log-linear --nn-weight 0.8), each --carry-over none, recording and kaldi; --jobs at a time
@@ -64,7 +64,7 @@ fi
 ppl() { "$admmq" eval "$@" --json --quiet | sed 's/.*"ppl": \([0-9.]*\).*/\1/'; }
 if [ "$stage" -le 3 ]; then
   echo "== stage 3: perplexities"
-  for carry in none recording; do
+  for carry in none recording kaldi; do
     opts="--carry-over $carry"; [ $carry = recording ] && opts="$opts --recording-pattern $PATTERN"
     echo "refs lstm $carry $(ppl --lm "$std" --text "$nb/test/text.gz" --text-format kaldi $opts)"
     echo "refs lstm+4gram $carry $(ppl --weights "$exp/weights.json" --text "$nb/test/text.gz" --text-format kaldi $opts)"
@@ -101,17 +101,23 @@ fi
 
 if [ "$stage" -le 5 ]; then
   echo "== stage 5: table"
+  weight() { grep -oE "\"$2\": [-0-9.e]+" "$1/summary.json" | tail -1 | sed 's/.*: //'; }  # the chosen ones
   {
-    echo "| LM | carry-over | PPL test refs | rms | slt | total WER |"
-    echo "|---|---|---|---|---|---|"
+    echo "| LM | carry-over | PPL test refs | LM scale, wip (dev) | rms | slt | total WER |"
+    echo "|---|---|---|---|---|---|---|"
     for name in lstm lstm+4gram lstm+firstpass; do
       for carry in none recording kaldi; do
         d=$exp/rescore/$name.$carry
-        p=$(awk -v n="$name" -v c="$carry" '$1 == "refs" && $2 == n && $3 == c { print $4 }' "$exp/ppl.txt")
+        p=$(awk -v n="$name" -v c="$carry" '$1 == "refs" && $2 == n && $3 == c { printf "%.2f", $4 }' "$exp/ppl.txt")
         row=$("$admmq" wer "$nb/test/text.gz" "$d/text" --utt2subset "$nb/test/utt2subset.gz" --table-row x \
               --columns rms,slt,total)
-        echo "| $name | $carry | ${p:--} ${row#| x }"
+        echo "| $name | $carry | ${p:--} | $(weight "$d" lm_scale), $(weight "$d" wip) ${row#| x }"
       done
+    done
+    d=$exp/rescore/lstm.none
+    for pick in first_pass oracle; do
+      echo "| ($pick) | | | $(awk -v p="# $pick" '$0 == p { on = 1; next } /^# / { on = 0 }
+        on && /%WER/ { w[$1] = $3 } END { printf "| %s | %s | %s |", w["rms"], w["slt"], w["total"] }' "$d/wer.txt")"
     done
   } > "$exp/carry_over.md"
   cat "$exp/carry_over.md"

@@ -26,8 +26,9 @@ What an entry feeds the LSTM (its *input*):
 
 :func:`history_states` computes the end state of every entry some sentence
 needs, in one batched pass: entries at the same depth of their chains are
-read together (one LSTM step per input position over all of them), so the
-loop runs over chain depth x input length, never per utterance; the hypotheses
+read together (the model's LSTM kernel over all of them, each to its own
+length; models whose LSTM runs the native cell step position by position), so
+the loop runs over chain depth, never per utterance; the hypotheses
 themselves keep their batching and prefix sharing
 (:mod:`rescorer.lm.prefix_scoring` starts a tree per distinct start state).
 """
@@ -39,6 +40,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from rescorer.lm.step_lm import StepLM
 
@@ -159,6 +161,8 @@ def history_states(step_lm: StepLM, units, history: History, start: np.ndarray) 
         return (h_tab, c_tab), 0
     inputs = entry_inputs(units, history, keep)
     depth = history.depth()
+    model = step_lm.model
+    fused = not (step_lm.cfg.act_bits or model.native_lstm)
     steps = 0
     for d in range(int(depth[keep].max()) + 1):
         level = np.flatnonzero(keep & (depth == d))
@@ -171,11 +175,15 @@ def history_states(step_lm: StepLM, units, history: History, start: np.ndarray) 
         tok = torch.from_numpy(tokens).to(dev)
         rows_from = torch.from_numpy(history.after[level] + 1).to(dev)
         h, c = h_tab[:, rows_from].clone(), c_tab[:, rows_from].clone()
-        active = (lens[None, :] > np.arange(tokens.shape[1])[:, None]).sum(axis=1)  # rows still reading at t
-        for t in range(tokens.shape[1]):
-            n = int(active[t])
-            _, (h[:, :n], c[:, :n]) = step_lm.step(tok[:n, t], (h[:, :n], c[:, :n]))
-            steps += n
+        if fused:  # the model's own LSTM kernel over the level's sequences, each to its length
+            x = pack_padded_sequence(model.embed(tok), torch.from_numpy(lens), batch_first=True)
+            _, (h, c) = model.lstm(x, (h, c))
+        else:  # one step at a time (models that quantize the LSTM's inputs run the native cell)
+            active = (lens[None, :] > np.arange(tokens.shape[1])[:, None]).sum(axis=1)  # rows reading at t
+            for t in range(tokens.shape[1]):
+                n = int(active[t])
+                _, (h[:, :n], c[:, :n]) = step_lm.step(tok[:n, t], (h[:, :n], c[:, :n]))
+        steps += int(lens.sum())
         rows_to = torch.from_numpy(level + 1).to(dev)
         h_tab[:, rows_to] = h
         c_tab[:, rows_to] = c
