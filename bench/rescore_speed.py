@@ -16,7 +16,7 @@ LM: ``--lm`` (an admmq checkpoint), else a 1x200 LSTM with random weights on
 the PTB vocabulary (10k softmax; speed does not depend on the weights).  The
 low-bit row scores a packed file exported here (``admmq export``'s
 function) from that model quantized by the simple projection of
-``tests/packed_models.py`` (ternary {0, ±1} * alpha, one alpha per row).
+``bench/toy_lms.py`` (ternary {0, ±1} * alpha, one alpha per row).
 
 Rows (every row of a set's first table scores the same seeded random sample
 of ``--sample-utts`` utterances, so its ratios compare equal work):
@@ -101,7 +101,7 @@ def build_lm(path, device):
 
 def packed_ternary(model, units, tmp: Path):
     """The model projected onto ternary node-tied weights, exported packed and loaded back."""
-    from tests.packed_models import quantize_model
+    from bench.toy_lms import quantize_model
 
     model = copy.deepcopy(model).cpu()  # the timed model stays on its device
     q = quantize_model(model, "ternary", "node")

@@ -178,8 +178,10 @@ def test_rescore_errors():
     del nb2.costs["lmwt.lmonly"]
     with pytest.raises(AdmmqError, match="--old-lm-weight needs the old LM cost"):
         rescore(nb2, lm, RescoreConfig(lm_scale=1.0, old_lm_weight=0.5), quiet=True)
-    with pytest.raises(AdmmqError, match="not START:STOP:STEP"):
+    with pytest.raises(AdmmqError, match="expected START:STOP:STEP"):
         parse_grid("1:0:0.1")
+    with pytest.raises(AdmmqError, match="expected START:STOP:STEP .* got '0,x'"):
+        parse_grid("0,x")
 
 
 def write_tiny_kaldi_set(d):

@@ -134,7 +134,7 @@ def test_swbd_recipe_end_to_end_with_kaldi_programs(tmp_path):
     assert paths(exp / "nbest/1/ali", exp / "nbest/1/words") == paths(written / "ali", written / "words")
     # per-stage logs from run.pl, the model exported packed
     assert "# Accounting" in (exp / "log/train_admm-pm1.log").read_text()
-    assert (exp / "admm-pm1/packed.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
+    assert (exp / "admm-pm1/lm.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
     assert "reference: --stm" in r.stdout and "--glm" in r.stdout and "--acronym-map" in r.stdout
     scorer = make_scorer(s5c / "data/eval2000/glm", "kaldi-swbd", s5c / "data/local/dict_nosp/acronyms.map",
                          stm=True)

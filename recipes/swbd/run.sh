@@ -61,7 +61,7 @@ model_opts() {
   local IFS=:; set -- $1
   echo "--method $2${3:+ --qset $3}${4:+ --tying $4}"
 }
-lm_file() { if [ -f "$exp/$1/packed.admmq" ]; then echo "$exp/$1/packed.admmq"; else echo "$exp/$1/best.pt"; fi; }
+lm_file() { if [ -f "$exp/$1/lm.admmq" ]; then echo "$exp/$1/lm.admmq"; else echo "$exp/$1/best.pt"; fi; }
 
 if run_stage 1; then
   echo "== stage 1: LM text and vocabulary"
@@ -102,7 +102,7 @@ if run_stage 3; then
   for m in $models; do
     name=${m%%:*}; method=$(echo "$m" | cut -d: -f2)
     if [ "$method" != fp ] && [ ! -f "$exp/$name/.export.done" ]; then
-      $train_cmd "$exp/log/export_$name.log" "$admmq" export "$exp/$name/best.pt" -o "$exp/$name/packed.admmq" --quiet
+      $train_cmd "$exp/log/export_$name.log" "$admmq" export "$exp/$name/best.pt" -o "$exp/$name/lm.admmq" --quiet
       touch "$exp/$name/.export.done"
     fi
     if [ ! -f "$exp/$name/.interp.done" ]; then

@@ -33,7 +33,8 @@ def import_command(weights, vocab_path, out, unk_symbol, sent_boundary, dropout,
     steps/pytorchnn), into an admmq checkpoint for eval, rescore, export and train --init-from.
 
     WEIGHTS is read with torch.load(weights_only=True) (save model.state_dict(), not the pickled model).
-    The sentence boundary (--sent-boundary) is stored in the checkpoint; see README.
+    The sentence boundary (--sent-boundary) is stored in the checkpoint; see docs/training.md and
+    docs/kaldi.md.
     """
     say(f"importing {weights} with vocabulary {vocab_path}", quiet)
     result = import_rnnmodel(weights, vocab_path, out, unk_symbol, dropout, sent_boundary)

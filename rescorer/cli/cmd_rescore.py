@@ -56,7 +56,7 @@ from rescorer.scoring.nist_scorer import make_scorer
 @click.option("--nn-weight", type=click.FloatRange(0.0, 1.0), default=None,
               help="Kaldi's log-linear combination: LM = w*(new LM cost) + (1-w)*lmwt.lmonly, the --weight "
                    "of steps/pytorchnn/lmrescore_nbest_pytorchnn.sh (0.8 there); the same as --old-lm-weight "
-                   "1-w. Not admmq's linear interpolation (--ngram, README).")
+                   "1-w. Not admmq's linear interpolation (--ngram; docs/kaldi.md).")
 @click.option("--lm-scale-grid", default="0:20:0.1", show_default=True, help="LM scales to try: START:STOP:STEP or a,b,c.")
 @click.option("--wip-grid", default="0,0.5,1", show_default=True, help="Penalties to try: START:STOP:STEP or a,b,c.")
 @scoring_options
@@ -91,7 +91,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     interpolation: with --weights (a file from 'admmq interpolate', or
     numbers), else weights found by EM as 'admmq interpolate' finds them, on
     --valid or else on --dev-ref; with neither, equal weights and a warning.
-    Words no LM knows cost what --oov says (see README).
+    Words no LM knows cost what --oov says (see docs/ngram-lms.md).
     """
     if nn_weight is not None:
         if old_lm_weight:

@@ -64,13 +64,13 @@ def neural_speed_options(f):
     """--prefix-sharing/--no-prefix-sharing, --int8, --precision, --threads (how the LSTM computes)."""
     f = click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
                      help="CPU threads for the LSTM (0: PyTorch's default). On a loaded machine 1 can be much "
-                          "faster (README, Rescoring speed).")(f)
+                          "faster (docs/rescoring.md).")(f)
     f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                      help="LSTM arithmetic: fp32 (exact), tf32 (CUDA TF32 matmuls) or bf16 (autocast); the last "
-                          "two change scores slightly (README).")(f)
+                          "two change scores slightly (docs/rescoring.md).")(f)
     f = click.option("--int8", is_flag=True,
                      help="CPU: int8 output layer (a quantized model's weights exactly, 8-bit activations); "
-                          "faster, scores change slightly (README).")(f)
+                          "faster, scores change slightly (docs/rescoring.md).")(f)
     f = click.option("--prefix-sharing/--no-prefix-sharing", default=True, show_default=True,
                      help="Score each distinct hypothesis prefix once (a prefix tree); same scores, fewer steps.")(f)
     return f
@@ -106,6 +106,6 @@ def carry_over_options(f):
     f = click.option("--carry-over", type=click.Choice(CARRY_OVER_MODES), default="none", show_default=True,
                      help="Start each utterance's LSTM state from the end of the previous utterance's first-pass "
                           "best hypothesis: within a recording/speaker (recording), or in one chain through the "
-                          "list with Kaldi's padding (kaldi, as steps/pytorchnn); none: from zeros (README).")(f)
+                          "list with Kaldi's padding (kaldi, as steps/pytorchnn); none: from zeros (docs/kaldi.md).")(f)
     return f
 

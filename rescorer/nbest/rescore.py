@@ -40,6 +40,7 @@ from rescorer.nbest.lm_costs import Components, LMScores, components, score_sent
 from rescorer.nbest.recordings import CarryOver, carry_context
 from rescorer.nbest.wer import Subsets, WerReport, align_counts, score_utterances
 from rescorer.scoring.nist_scorer import NistScorer, count_all
+from rescorer.settings import parse_numbers
 
 HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)",
        "default": "default (LM scale 10, Kaldi's usual LMWT; nothing to tune on)"}
@@ -48,19 +49,17 @@ DEFAULT_LM_SCALE = 10.0  # Kaldi's usual LMWT (acoustic scale 0.1), used when no
 
 def parse_grid(spec: str) -> Tuple[float, ...]:
     """``START:STOP:STEP`` (inclusive) or a comma list ``a,b,c`` -> sorted-as-given floats."""
+    expected = "START:STOP:STEP (STEP > 0) or a comma list of numbers"
+    if ":" not in spec:
+        return parse_numbers(spec, "grid", expected)
     try:
-        if ":" in spec:
-            start, stop, step = (float(x) for x in spec.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            n = int(np.floor((stop - start) / step + 1e-9)) + 1
-            return tuple(float(round(start + k * step, 10)) for k in range(n))
-        values = tuple(float(x) for x in spec.split(",") if x.strip())
-        if not values:
+        start, stop, step = (float(x) for x in spec.split(":"))
+        if step <= 0 or stop < start:
             raise ValueError
-        return values
     except ValueError:
-        raise AdmmqError(f"grid {spec!r} is not START:STOP:STEP (STEP > 0) or a comma list of numbers") from None
+        raise AdmmqError(f"grid: expected {expected}, got {spec!r}") from None
+    n = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return tuple(float(round(start + k * step, 10)) for k in range(n))
 
 
 @dataclass(frozen=True)

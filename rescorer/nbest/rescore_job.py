@@ -39,7 +39,10 @@ from rescorer.nbest.wer import read_references, read_text
 from rescorer.scoring.nist_scorer import NistScorer
 
 
-OUTPUTS = ("text", "nbest.txt", "lmwt.new", "summary.json", "sweep.tsv", "sweep.test.tsv", "wer.txt")
+SUMMARY = "summary.json"
+SWEEP = "sweep.tsv"  # on the set the weights were chosen on (summary.json chosen_by)
+SWEEP_TEST = "sweep.test.tsv"  # tuned on dev: the same grid on the test list
+OUTPUTS = ("text", "nbest.txt", "lmwt.new", SUMMARY, SWEEP, SWEEP_TEST, "wer.txt")
 
 
 def _input_bytes(path: PathLike) -> int:
@@ -63,7 +66,7 @@ def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) 
     write_nbest_file(nb.with_costs({"lm.new": comp.lm_new, "lmwt.new": new_graph, "total": res.total}),
                      paths["nbest.txt"])
     write_archive(paths["lmwt.new"], list(zip(nb.keys, new_graph.tolist())), SCALAR)
-    for name, sw in (("sweep.tsv", res.sweep), ("sweep.test.tsv", res.test_sweep)):
+    for name, sw in ((SWEEP, res.sweep), (SWEEP_TEST, res.test_sweep)):
         if sw is not None:
             paths[name] = str(out / name)
             write_sweep(sw, paths[name])

@@ -29,6 +29,7 @@ from rescorer.ngram.mixture import MixtureScorer, OovPolicy
 from rescorer.ngram.ngram_lm import NgramScorer
 from rescorer.lm.scoring import NeuralOptions, NeuralScorer
 from rescorer.ngram.weightsfile import WeightsFile, read_weights
+from rescorer.settings import parse_numbers
 
 WeightsSpec = Union[None, str, "os.PathLike[str]", Sequence[float]]
 
@@ -51,11 +52,7 @@ def parse_weights(spec: WeightsSpec) -> Union[None, WeightsFile, List[float]]:
     s = os.fspath(spec)
     if Path(s).is_file():
         return read_weights(s)
-    try:
-        return [float(x) for x in s.split(",")]
-    except ValueError:
-        raise AdmmqError(f"--weights: {s!r} is neither a weights file (from admmq interpolate) nor "
-                         f"comma-separated numbers") from None
+    return list(parse_numbers(s, "--weights", "a weights file (from admmq interpolate) or comma-separated numbers"))
 
 
 def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (), device: str = "cpu",

@@ -57,6 +57,9 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_tokens: int = 8192
     init_from: Optional[str] = None  # start Θ (and the vocabulary, model shape) from this checkpoint's weights
+    restore_best: bool = False  # after an epoch worse than the best, continue from the best epoch's state
+    teacher: Optional[str] = None  # distil from this LM's next-word distributions (rescorer.lm.distillation)
+    distill_weight: float = 0.0  # β: the teacher's share of the objective
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -69,6 +72,10 @@ class TrainConfig:
             raise AdmmqError(f"loss_norm must be 'sentence' or 'token', got {self.loss_norm!r}")
         if self.units not in ("word", "spm"):
             raise AdmmqError(f"units must be 'word' or 'spm', got {self.units!r}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise AdmmqError(f"distillation weight must be in [0, 1], got {self.distill_weight:g}")
+        if self.teacher and self.bptt:
+            raise AdmmqError("distillation (--teacher) runs with sentence-level training (--bptt 0) only")
         if self.batch_size < 1 or self.epochs < 0 or self.bptt < 0:
             raise AdmmqError(f"batch size, epochs and bptt must be positive (got {self.batch_size}, "
                              f"{self.epochs}, {self.bptt})")
