@@ -243,7 +243,7 @@ def test_kaldi_pytorchnn_model_takes_s_for_both_ends_and_keeps_it_through_export
     got = NeuralScorer(lm.model, lm.units).score(sents).totals()
     assert np.allclose(got, want, atol=1e-5, rtol=0)
     # the boundary survives export: the packed file's vocabulary says it, and scores are the same
-    r = CliRunner().invoke(cli, ["export", str(tmp_path / "lm.pt"), "-o", str(tmp_path / "q.pt"), "--quiet"])
+    r = CliRunner().invoke(cli, ["export", "--lm", str(tmp_path / "lm.pt"), "-o", str(tmp_path / "q.pt"), "--quiet"])
     assert r.exit_code == 0, r.output
     packed = load_lm(tmp_path / "q.pt")
     assert packed.units.sent_boundary == "<s>" and packed.units == lm.units
