@@ -332,7 +332,8 @@ def test_cli_rescore_same_outputs_with_and_without_prefix_sharing(real_slice, tm
     assert wa["tokens"] == wb["tokens"] and wa["lstm_steps"] * 2.5 < wb["lstm_steps"]
     assert wa["how"].startswith("prefix-shared") and wb["how"].startswith("plain")
     summary = json.loads((tmp_path / "--prefix-sharing" / "summary.json").read_text())
-    assert summary["settings"]["neural"] == {"prefix_sharing": True, "int8": False, "precision": "fp32"}
+    assert summary["settings"]["neural"] == {"prefix_sharing": True, "int8": False, "precision": "fp32",
+                                             "normalize": True}
     assert summary["settings"]["threads"] == 1
     r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "x"), "--lm-scale", "1",
                                  "--precision", "tf32", "--quiet"])

@@ -60,7 +60,12 @@ def oov_policy(oov_mode: Optional[str], oov_types: Optional[int], oov_logprob: O
 
 
 def neural_speed_options(f):
-    """--prefix-sharing/--no-prefix-sharing, --int8, --precision, --threads (how the LSTM computes)."""
+    """--prefix-sharing/--no-prefix-sharing, --int8, --precision, --normalize-probs, --threads (how the LSTM
+    computes)."""
+    f = click.option("--normalize-probs/--no-normalize-probs", default=True, show_default=True,
+                     help="Divide by the softmax normaliser (exact). --no-normalize-probs takes a word's logit as "
+                          "its log-probability: for self-normalised models ('admmq train --self-norm'), much "
+                          "faster, scores change (README, Rescoring speed; Kaldi's rnnlm option of that name).")(f)
     f = click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
                      help="CPU threads for the LSTM (0: PyTorch's default). On a loaded machine 1 can be much "
                           "faster (README, Rescoring speed).")(f)
@@ -75,12 +80,13 @@ def neural_speed_options(f):
     return f
 
 
-def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: int = 0) -> NeuralOptions:
+def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: int = 0,
+                   normalize_probs: bool = True) -> NeuralOptions:
     """The options as :class:`NeuralOptions`; ``threads`` > 0 sets PyTorch's CPU threads for this process."""
     if threads:
         import torch
         torch.set_num_threads(threads)
-    return NeuralOptions(prefix_sharing=prefix_sharing, int8=int8, precision=precision)
+    return NeuralOptions(prefix_sharing=prefix_sharing, int8=int8, precision=precision, normalize=normalize_probs)
 
 
 def report_choice(choice) -> None:

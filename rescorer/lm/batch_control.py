@@ -49,7 +49,9 @@ class ScoringStats:
     ``tokens``: units + ``</s>`` of the distinct sentences (the softmax rows of
     unshared scoring); ``lstm_steps``: LSTM positions computed (padding
     included); ``softmax_rows``: output distributions computed; ``oom_splits``:
-    batches halved after running out of memory; ``max_rows``: the largest batch.
+    batches halved after running out of memory; ``max_rows``: the largest batch;
+    ``seconds``: wall time in ``score``, of which ``lstm_seconds`` stepping the
+    LSTM and ``output_seconds`` in the output layer (prefix-shared path).
     """
 
     sentences: int = 0
@@ -59,9 +61,14 @@ class ScoringStats:
     batches: int = 0
     oom_splits: int = 0
     max_rows: int = 0
+    seconds: float = 0.0
+    lstm_seconds: float = 0.0
+    output_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        for k in ("seconds", "lstm_seconds", "output_seconds"):
+            d[k] = round(d[k], 4)
         d["step_reduction"] = round(self.tokens / self.lstm_steps, 3) if self.lstm_steps else None
         return d
 

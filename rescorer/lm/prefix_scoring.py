@@ -80,7 +80,7 @@ def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchContro
     """
     dev = step_lm.device
     M = tree.num_nodes
-    flat = torch.zeros(2 * M, dtype=torch.float32, device=dev)  # node log-probs, then </s> log-probs
+    flat = torch.zeros(2 * M, dtype=torch.float64, device=dev)  # node log-probs, then </s> log-probs
     pending = _PendingRows(step_lm, flat, control)
     token = torch.from_numpy(tree.token).to(dev)
     parent = torch.from_numpy(tree.parent).to(dev)

@@ -27,6 +27,7 @@ halve the batch and retry (:class:`rescorer.lm.batch_control.BatchControl`);
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -35,7 +36,7 @@ import torch
 
 from rescorer.lm.batch_control import BatchControl, ScoringStats, precision_context
 from rescorer.lm.batching import IGNORE, Batch, length_sorted_batches, make_batch
-from rescorer.lm.corpus import EncodedCorpus, encode_sentences
+from rescorer.lm.corpus import EncodedCorpus, encode_each, encode_sentences
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import LSTMLM
 from rescorer.lm.prefix_scoring import prefix_shared_unit_logprobs
@@ -128,9 +129,11 @@ class NeuralOptions:
     prefix_sharing: bool = True
     int8: bool = False
     precision: str = "fp32"
+    normalize: bool = True
 
     def to_dict(self) -> dict:
-        return {"prefix_sharing": self.prefix_sharing, "int8": self.int8, "precision": self.precision}
+        return {"prefix_sharing": self.prefix_sharing, "int8": self.int8, "precision": self.precision,
+                "normalize": self.normalize}
 
 
 class NeuralScorer:
@@ -142,7 +145,8 @@ class NeuralScorer:
     ``batch_tokens`` too).  Memory is O(batch_tokens * (H + V)) either way.  ``prefix_sharing``: score on the prefix tree
     (default) or in plain padded batches.  ``int8``: int8 output layer (CPU,
     prefix-shared; ``quantized`` = the model's quantized matrices make its
-    weights exact).  ``precision``: ``fp32`` | ``tf32`` | ``bf16``.
+    weights exact).  ``precision``: ``fp32`` | ``tf32`` | ``bf16``.  ``normalize=False``
+    (prefix-shared): a word's log-probability is its logit, no normaliser (a self-normalised model).
     ``softmax_rows``: logits rows at once (default 256 on CPU, ``batch_tokens``
     on GPU).  ``before_batch``: called with the rows of every batch (fault injection).
     """
@@ -152,8 +156,9 @@ class NeuralScorer:
     def __init__(self, model: LSTMLM, units, batch_tokens: int = 8192, device: Optional[str] = None,
                  prefix_sharing: bool = True, int8: bool = False, precision: str = "fp32",
                  quantized: Optional[dict] = None, softmax_rows: Optional[int] = None,
-                 before_batch: Optional[Callable[[int], None]] = None):
+                 before_batch: Optional[Callable[[int], None]] = None, normalize: bool = True):
         self.model = model
+        self.normalize = normalize
         self.units = units
         self.batch_tokens = batch_tokens
         self.device = torch.device(device) if device else next(model.parameters()).device
@@ -162,6 +167,10 @@ class NeuralScorer:
         self.int8 = int8
         if int8 and not prefix_sharing:
             raise AdmmqError("--int8 runs on the prefix-shared path; drop --no-prefix-sharing")
+        if not normalize and not prefix_sharing:
+            raise AdmmqError("--no-normalize-probs runs on the prefix-shared path; drop --no-prefix-sharing")
+        if not normalize and int8:
+            raise AdmmqError("--no-normalize-probs computes no output layer beyond the words' logits; drop --int8")
         with precision_context(precision, self.device):  # checks the name / device pair
             pass
         self.softmax_rows = softmax_rows or (256 if self.device.type == "cpu" else batch_tokens)
@@ -193,7 +202,7 @@ class NeuralScorer:
                     from rescorer.lm.code_output import codes_output
                     output = codes_output(self.model, self.quantized)
                 output = output or DenseOutput(self.model)
-            self._step_lm = StepLM(self.model, output, min(self.softmax_rows, self.batch_tokens))
+            self._step_lm = StepLM(self.model, output, min(self.softmax_rows, self.batch_tokens), self.normalize)
         return self._step_lm
 
     def describe(self) -> str:
@@ -210,7 +219,7 @@ class NeuralScorer:
         with precision_context(self.precision, self.device):
             if self.prefix_sharing:
                 control = BatchControl(self._budget or self.batch_tokens, self.before_batch, self.stats)
-                seqs = [self.units.encode_sentence(s) for s in unique]
+                seqs = encode_each(self.units, unique)
                 out = prefix_shared_unit_logprobs(self.step_lm, seqs, bos, eos, control, self.batch_tokens)
             else:
                 budget = self._budget or (1 << 30)
@@ -222,8 +231,31 @@ class NeuralScorer:
             self._budget = control.max_rows
         return out
 
+    def _oov_flags(self, sentences: Sequence[Tuple[str, ...]]) -> np.ndarray:
+        """Whether each word of ``sentences`` (flat, in order) is out of the vocabulary: (words,) bool."""
+        cache: Dict[str, bool] = {}
+        is_oov = self.units.is_oov
+
+        def flag(w: str) -> bool:
+            f = cache.get(w)
+            if f is None:
+                f = cache[w] = is_oov(w)
+            return f
+
+        return np.array([flag(w) for s in sentences for w in s], dtype=bool)
+
     def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True) -> WordScores:
         """Per-word log-probabilities of ``sentences`` (see :class:`WordScores`)."""
+        t0 = time.perf_counter()
+        try:
+            return self._score(sentences, dedup)
+        finally:
+            self.stats.seconds += time.perf_counter() - t0
+            if self._step_lm is not None:
+                self.stats.lstm_seconds = self._step_lm.seconds["lstm"]
+                self.stats.output_seconds = self._step_lm.seconds["output"]
+
+    def _score(self, sentences: Sequence[Sequence[str]], dedup: bool) -> WordScores:
         sentences = [tuple(s) for s in sentences]
         if dedup:
             first: Dict[Tuple[str, ...], int] = {}
@@ -246,10 +278,16 @@ class NeuralScorer:
                 starts = np.concatenate([[0], np.cumsum(counts)])  # </s> is the last unit
                 lp = np.add.reduceat(lp, starts)
             per_word.append(lp)
-        lens = np.array([len(sentences[i]) + 1 for i in range(len(sentences))], dtype=np.int64)
+        lens_u = np.array([len(s) + 1 for s in unique], dtype=np.int64)
+        flat_u = np.concatenate(per_word) if unique else np.zeros(0)
+        oov_u = np.zeros(flat_u.size, dtype=bool)  # </s> is never out of vocabulary
+        is_word = np.ones(flat_u.size, dtype=bool)
+        is_word[np.cumsum(lens_u) - 1] = False
+        oov_u[is_word] = self._oov_flags(unique)
+        lens = lens_u[where]
         offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(lens)
-        logprob = np.concatenate([per_word[j] for j in where]) if len(where) else np.zeros(0)
-        oov_u = [np.array([self.units.is_oov(w) for w in s] + [False], dtype=bool) for s in unique]
-        oov = np.concatenate([oov_u[j] for j in where]) if len(where) else np.zeros(0, dtype=bool)
+        starts_u = np.cumsum(lens_u) - lens_u
+        take = np.repeat(starts_u[where] - offsets[:-1], lens) + np.arange(int(offsets[-1]))  # row -> unique row
+        logprob, oov = flat_u[take], oov_u[take]
         return WordScores(logprob.astype(np.float64), offsets, oov)

@@ -4,28 +4,36 @@
 batch of nodes of a prefix tree (:mod:`rescorer.lm.prefix_tree`): each node
 consumes one unit from its parent's state.  It is the same arithmetic as
 ``LSTMLM.forward`` (PyTorch's gate order i, f, g, o; ``c' = σ(f)c + σ(i)tanh(g)``,
-``h' = σ(o)tanh(c')``), with two savings that do not change the result beyond
+``h' = σ(o)tanh(c')``), with savings that do not change the result beyond
 float rounding:
 
 * the first layer's input part ``W_ih x_t + b_ih + b_hh`` depends on the unit
   alone; once more units have been stepped than the vocabulary has, it is
   tabulated per unit ((V, 4H), built once) and looked up;
-* the output layer runs in row slices of ``softmax_rows`` (256 on CPU: the
-  (rows, V) logits stay in cache), with the weight stored transposed for
-  ``addmm``, and only the wanted entries of each row's log-softmax are kept.
+* on the CPU the output layer never writes its (rows, V) logits: a wanted
+  log-probability is one dot product (the word's logit, float64) minus the
+  row's normaliser ``log Z``, computed by :class:`rescorer.lm.log_normalizer.LogNormalizer`
+  (a fused compiled kernel, or PyTorch in vocabulary chunks);
+* elsewhere (a GPU) the output layer runs in row slices of ``softmax_rows``,
+  with the weight stored transposed for ``addmm``, and only the wanted entries
+  of each row's log-softmax are kept.
 
 The output layer is pluggable: :class:`DenseOutput` (fp32, exact) or
 :class:`rescorer.lm.int8_output.Int8Output` (opt-in approximation).
+``normalize=False`` skips ``log Z`` altogether (a self-normalised model's
+log-probability is its logit; ``admmq rescore --no-normalize-probs``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from rescorer.lm.alternating_quant import quantize_activations
+from rescorer.lm.log_normalizer import LogNormalizer
 from rescorer.lm.model import LSTMLM
 
 State = Tuple[torch.Tensor, torch.Tensor]
@@ -33,18 +41,48 @@ TABLE_MAX_ELEMENTS = 64 * 1024 * 1024  # 256 MiB of float32: larger vocabularies
 
 
 class DenseOutput:
-    """The model's own output layer: ``logits = h W^T + b`` with W (V, H) kept as (H, V)."""
+    """The model's own output layer: ``logits = h W^T + b`` with W (V, H).
+
+    On the CPU (``fused``) it gives word logits and normalisers without the logits
+    matrix (:class:`LogNormalizer`, built on first use); elsewhere full logits
+    rows, with W kept as (H, V) for ``addmm``.
+    """
 
     exact = True
     name = "fp32"
 
     def __init__(self, model: LSTMLM):
-        self.weight_t = model.output_weight.detach().t().contiguous()
+        self.weight = model.output_weight.detach()
         self.bias = model.decoder.bias.detach()
+        self.fused = self.weight.device.type == "cpu"
+        self._normalizer: Optional[LogNormalizer] = None
+        self._weight_t: Optional[torch.Tensor] = None
+
+    @property
+    def normalizer(self) -> LogNormalizer:
+        if self._normalizer is None:
+            self._normalizer = LogNormalizer(self.weight, self.bias)
+        return self._normalizer
+
+    def log_z(self, h: torch.Tensor) -> torch.Tensor:
+        """(n, H) -> (n,) float64 normalisers (CPU)."""
+        return self.normalizer(h)
+
+    def target_logits(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(k, H) rows and (k,) word ids -> (k,) float64 logits."""
+        w = self.weight.index_select(0, targets).double()
+        return (h.double() * w).sum(1) + self.bias.double().index_select(0, targets)
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         """(n, H) -> (n, V) logits."""
-        return torch.addmm(self.bias.to(h.dtype), h, self.weight_t.to(h.dtype))
+        if self._weight_t is None:
+            self._weight_t = self.weight.t().contiguous()
+        return torch.addmm(self.bias.to(h.dtype), h, self._weight_t.to(h.dtype))
+
+    def describe(self) -> str:
+        if self.fused and self._normalizer is not None:
+            return f"fp32 output layer, {self._normalizer.describe()}"
+        return "fp32 output layer"
 
 
 class StepLM:
@@ -53,8 +91,10 @@ class StepLM:
     ``softmax_rows``: rows of logits computed at once (memory: rows x V floats).
     """
 
-    def __init__(self, model: LSTMLM, output=None, softmax_rows: int = 256):
+    def __init__(self, model: LSTMLM, output=None, softmax_rows: int = 256, normalize: bool = True):
         self.model = model
+        self.normalize = normalize
+        self.seconds = {"lstm": 0.0, "output": 0.0}  # wall time of the steps and of the output layer
         self.cfg = model.cfg
         self.output = output if output is not None else DenseOutput(model)
         self.softmax_rows = max(1, int(softmax_rows))
@@ -96,6 +136,7 @@ class StepLM:
 
         Returns the top layer's output after ``output_linear`` (n, H) and the new state.
         """
+        t0 = time.perf_counter()
         self.stepped += int(tokens.numel())
         hs, cs = [], []
         x = None
@@ -114,15 +155,34 @@ class StepLM:
         out = x
         if self.model.output_linear is not None:
             out = self.model.output_linear(out)
-        return out, (torch.stack(hs), torch.stack(cs))
+        state = (torch.stack(hs), torch.stack(cs))
+        self.seconds["lstm"] += time.perf_counter() - t0
+        return out, state
 
     # ---------------------------------------------------------- outputs
     @torch.no_grad()
     def logprobs_at(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``log softmax(logits(h[rows]))[targets]``: (k,) float32, for (k,) row indices sorted ascending."""
-        out = torch.empty(rows.numel(), dtype=torch.float32, device=h.device)
+        """``log softmax(logits(h[rows]))[targets]``: (k,) float64, for (k,) row indices sorted ascending.
+
+        Without ``normalize``: the logits themselves.
+        """
+        t0 = time.perf_counter()
+        try:
+            return self._logprobs_at(h, rows, targets)
+        finally:
+            self.seconds["output"] += time.perf_counter() - t0
+
+    def _logprobs_at(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if rows.numel() == 0:
-            return out
+            return torch.empty(0, dtype=torch.float64, device=h.device)
+        if not self.normalize or getattr(self.output, "fused", False):
+            out = self.output if hasattr(self.output, "target_logits") else self.dense
+            h = h.float()
+            lp = out.target_logits(h.index_select(0, rows), targets)
+            if self.normalize:
+                lp -= out.log_z(h).index_select(0, rows)
+            return lp
+        out = torch.empty(rows.numel(), dtype=torch.float64, device=h.device)
         R = self.softmax_rows
         bounds = torch.searchsorted(rows, torch.arange(0, h.shape[0] + R, R, device=rows.device)).tolist()
         for j, r0 in enumerate(range(0, h.shape[0], R)):
@@ -131,6 +191,15 @@ class StepLM:
                 continue
             out[a:b] = log_softmax_at(self.output(h[r0: r0 + R]).float(), rows[a:b] - r0, targets[a:b])
         return out
+
+    @property
+    def dense(self) -> DenseOutput:
+        """The model's own fp32 output layer (word logits without a normaliser)."""
+        if isinstance(self.output, DenseOutput):
+            return self.output
+        if getattr(self, "_dense", None) is None:
+            self._dense = DenseOutput(self.model)
+        return self._dense
 
 
 def log_softmax_at(logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

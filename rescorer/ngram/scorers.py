@@ -68,7 +68,7 @@ def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[Pat
         lm = load_lm(p, device=device)
         comps.append(Component("lstm", lm.path, NeuralScorer(
             lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing, int8=neural.int8,
-            precision=neural.precision, quantized=lm.quantized)))
+            precision=neural.precision, quantized=lm.quantized, normalize=neural.normalize)))
     for p in ngram_paths:
         ng = NgramScorer(p, backend=ngram_backend, case=ngram_case, quiet=quiet)
         comps.append(Component("ngram", ng.path, ng))
