@@ -36,6 +36,7 @@ import numpy as np
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.nbest.lists import NBestList
 from rescorer.nbest.lm_costs import Components, LMScores, components, score_sentences, segment_argmin
+from rescorer.timing import Phases
 from rescorer.nbest.wer import Subsets, WerReport, align_counts, score_utterances, swbd_normalize
 
 HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)",
@@ -247,18 +248,33 @@ def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
 
 def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tuple[str, ...]]] = None,
             dev: Optional[Tuple[NBestList, Dict[str, Tuple[str, ...]]]] = None, quiet: bool = False,
-            ref_source: str = "references", dev_source: str = "dev references") -> RescoreResult:
-    """Rescore ``nb`` with ``lm``; tune on ``dev`` (n-best, references) or sweep on ``refs`` when not given."""
+            ref_source: str = "references", dev_source: str = "dev references",
+            phases: Optional[Phases] = None) -> RescoreResult:
+    """Rescore ``nb`` with ``lm``; tune on ``dev`` (n-best, references) or sweep on ``refs`` when not given.
+
+    ``phases`` (optional) receives the seconds of ``references`` (errors of every hypothesis),
+    ``lm_scoring`` and ``choose`` (weights, WER)."""
+    phases = phases or Phases()
     check_tuning(cfg, refs is not None, dev is not None)
     tuned = cfg.lm_scale is None or cfg.wip is None
     # errors of every hypothesis first: a missing reference fails before the LM runs
-    test_errors = hypothesis_errors(nb, refs, cfg.swbd_norm, ref_source) if refs is not None else None
-    subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
-    if dev is not None:  # bad subset rules fail before the LM runs
-        Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
-    dev_errors = hypothesis_errors(dev[0], dev[1], cfg.swbd_norm, dev_source) if dev is not None and tuned else None
+    with phases.phase("references"):
+        test_errors = hypothesis_errors(nb, refs, cfg.swbd_norm, ref_source) if refs is not None else None
+        subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
+        if dev is not None:  # bad subset rules fail before the LM runs
+            Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
+        dev_errors = hypothesis_errors(dev[0], dev[1], cfg.swbd_norm, dev_source) if dev is not None and tuned \
+            else None
     sentences = list(nb.words) + (list(dev[0].words) if dev is not None else [])
-    scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet)
+    with phases.phase("lm_scoring"):
+        scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet)
+    with phases.phase("choose"):
+        return _choose(nb, cfg, refs, dev, scores, tuned, test_errors, dev_errors, subsets, ref_source)
+
+
+def _choose(nb: NBestList, cfg: RescoreConfig, refs, dev, scores: LMScores, tuned: bool, test_errors, dev_errors,
+            subsets, ref_source: str) -> RescoreResult:
+    """The LM scale and penalty (given, tuned on dev or swept on refs), the best hypotheses and the WER."""
     comp, notes = components(nb, scores.logprob[:len(nb)], cfg.old_lm_weight)
     lm_scale = cfg.lm_scale
     wip = cfg.wip if cfg.wip is not None else 0.0
