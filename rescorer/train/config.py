@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_tokens: int = 8192
     init_from: Optional[str] = None  # start Θ (and the vocabulary, model shape) from this checkpoint's weights
+    self_norm: float = 0.0  # weight a of a * (log Z)^2 per token in the gradient (self-normalised model)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -69,6 +70,8 @@ class TrainConfig:
             raise AdmmqError(f"loss_norm must be 'sentence' or 'token', got {self.loss_norm!r}")
         if self.units not in ("word", "spm"):
             raise AdmmqError(f"units must be 'word' or 'spm', got {self.units!r}")
+        if not self.self_norm >= 0:
+            raise AdmmqError(f"--self-norm must be >= 0, got {self.self_norm}")
         if self.batch_size < 1 or self.epochs < 0 or self.bptt < 0:
             raise AdmmqError(f"batch size, epochs and bptt must be positive (got {self.batch_size}, "
                              f"{self.epochs}, {self.bptt})")

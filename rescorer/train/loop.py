@@ -140,6 +140,7 @@ class Trainer:
         self.model_cfg = model_cfg
         torch.manual_seed(cfg.seed)
         self.model = LSTMLM(model_cfg).to(self.device)
+        self.model.log_z_penalty = cfg.self_norm
         self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
         self.optimizer = cfg.build_optimizer(self.model.parameters())
         self.stream_state = None
