@@ -1,11 +1,22 @@
-"""Rescoring speed on CPU: admmq's batched, prefix-shared and int8 paths against naive and Kaldi-style scoring.
+"""Rescoring speed on CPU: ``admmq rescore`` against Kaldi's own ``compute_sentence_scores.py``, and admmq's
+scoring paths in process.
 
-    python bench/rescore_speed.py [--threads 1] [--repeats 3] [--full-repeats 1] [--sample-utts 20]
-                                  [--synthetic-utts 10] [--synthetic-sample-utts 2] [--naive-hyps 300]
-                                  [--lm best.pt] [--nbest data/ptb-tts/test] [--batch-tokens 8192] [--no-full]
-                                  [--no-synthetic] [--kaldi-dir KALDI]
+    python bench/rescore_speed.py [--lm best.pt] [--nbest data/ptb-tts/test] [--dev data/ptb-tts/dev]
+                                  [--packed-bits 1,2,3] [--self-norm-lm sn.pt] [--bf16] [--command-repeats 3]
+                                  [--kaldi-dir KALDI | --kaldi-tarball TGZ] [--no-commands] [--in-process ...]
 
-Two n-best sets: the real ptb-tts test 100-best lists (200 utterances, 20,000
+**First table (the headline): commands as a user runs them**, on the whole n-best list, one thread,
+``--command-repeats`` interleaved runs (medians of wall time, Python start to exit): Kaldi's
+``steps/pytorchnn/compute_sentence_scores.py`` — the real script, from ``--kaldi-dir`` or extracted
+from the Kaldi tarball (``bench/baselines.py``), with a same-shape model — is the baseline every
+ratio is against; then ``admmq rescore NBEST --lm ... --lm-scale S --wip P --ref TEXT`` with the
+fp32 model (the exact default path), its packed 1/2/3-bit exports (``bench/model_files.py``;
+exact), and the opt-in approximations (``--int8``, ``--precision bf16`` with ``--bf16``,
+``--no-normalize-probs`` on ``--self-norm-lm``).  Each row's LM scale and penalty are chosen on the
+``--dev`` list first (untimed) and applied to the test list once; its WER, errors and the
+difference from the exact row it approximates are printed with its peak memory.
+
+**In-process tables** (``--in-process``): Two n-best sets: the real ptb-tts test 100-best lists (200 utterances, 20,000
 hypotheses, shipped in data/ptb-tts/test), and a synthetic 1000-best set of
 the same shape (``--synthetic-utts`` test utterances, each grown to 1000
 distinct hypotheses: the 100 real ones, then copies of random real ones with
@@ -23,15 +34,15 @@ of ``--sample-utts`` utterances, so its ratios compare equal work):
 
 * naive loop — one hypothesis per forward pass (``<s> w1 .. wn`` -> log-softmax
   -> gather), over the sample's first ``--naive-hyps`` hypotheses;
-* Kaldi-like — the baseline the ratios are stated against: what Kaldi's
+* Kaldi-like — the baseline of these tables' ratios: what Kaldi's
   ``steps/pytorchnn/compute_sentence_scores.py`` does, step for step
   (``bench/baselines.py``: one utterance's hypotheses per batch,
   ``<s>``-padded, the full output layer and cross entropy at every position,
   per-word costs written as text, the hidden state carried over from the
   previous utterance's first hypothesis, which costs one more forward pass);
-  also timed on the whole set.  With ``--kaldi-dir`` (a Kaldi checkout) the
-  real script runs on the whole set too and the stand-in's time must be
-  within 20 % of its wall time (exit status 1 otherwise);
+  also timed on the whole set, where the real script runs too (when at
+  hand) and the stand-in's time must be within 20 % of its wall time (exit
+  status 1 otherwise);
 * per-utterance batch — a leaner version of the same (zero state, masked
   log-softmax sums, no text, no extra pass), the baseline of earlier runs;
 * batched, no dedup — :class:`NeuralScorer`, plain length-sorted batches of
@@ -57,7 +68,6 @@ machine may be shared.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -71,14 +81,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PTB, ROOT, machine, table  # noqa: E402
-from bench.baselines import (kaldi_like_scores, naive_scores, per_utterance_scores,  # noqa: E402
+from bench.baselines import (KALDI_TARBALL, kaldi_like_scores, kaldi_script_dir, naive_scores, per_utterance_scores,  # noqa: E402
                              run_kaldi_script, within)
 from rescorer.pack.lm_file import load_lm  # noqa: E402
-from rescorer.pack.checkpoint import save_checkpoint  # noqa: E402
+from bench.commands import Row, compare_commands  # noqa: E402
+from bench.model_files import PACKED, packed_export, save_fp32  # noqa: E402
 from rescorer.fileio import read_sentences  # noqa: E402
 from rescorer.lm.model import LSTMLM, ModelConfig  # noqa: E402
 from rescorer.nbest.kaldi_dir import read_nbest  # noqa: E402
-from rescorer.pack.lm_file import export_packed  # noqa: E402
 from rescorer.nbest.lm_costs import components, score_sentences, segment_argmin  # noqa: E402
 from rescorer.nbest.rescore import hypothesis_errors  # noqa: E402
 from rescorer.lm.scoring import NeuralScorer  # noqa: E402
@@ -101,16 +111,7 @@ def build_lm(path, device):
 
 def packed_ternary(model, units, tmp: Path):
     """The model projected onto ternary node-tied weights, exported packed and loaded back."""
-    from tests.packed_models import quantize_model
-
-    model = copy.deepcopy(model).cpu()  # the timed model stays on its device
-    q = quantize_model(model, "ternary", "node")
-    ckpt = tmp / "ternary.pt"
-    save_checkpoint(ckpt, {"model_config": model.cfg.to_dict(), "units": units.to_state(),
-                           "model": model.state_dict(), "method_config": {"method": "admm", "tying": "node"},
-                           "quantized": {k: v.to_state() for k, v in q.items()}})
-    export_packed(ckpt, tmp / "ternary.packed")
-    return load_lm(tmp / "ternary.packed")
+    return load_lm(packed_export(model, units, "ternary", "node", tmp))
 
 
 def synthetic_nbest(utterances: Sequence[Hyps], n: int, seed: int = 0) -> List[Hyps]:
@@ -186,8 +187,7 @@ def scorer_job(model, units, sents, args, device, **kw):
 
 LABELS = {"kaldi": "Kaldi-like: compute_sentence_scores.py stand-in", "batched": "batched, no dedup", "plain": "admmq rescore path, plain (dedup + batched)",
           "prefix": "admmq rescore path, prefix-shared", "int8": "low-bit CPU: packed ternary, --int8",
-          "packed-exact": "packed ternary, dequantized fp32 output layer",
-          "packed-codes": "low-bit CPU: packed ternary, exact (integer codes, fp16 GEMM)",
+          "packed-exact": "low-bit CPU: packed ternary, exact",
           "plain-bf16": "plain, --precision bf16",
           "prefix-bf16": "prefix-shared, --precision bf16"}
 
@@ -195,7 +195,7 @@ LABELS = {"kaldi": "Kaldi-like: compute_sentence_scores.py stand-in", "batched":
 def comparisons(device) -> List[Tuple[str, str]]:
     """(reference, fast) method pairs whose scores and WER are compared."""
     if device.type == "cpu":
-        return [("plain", "prefix"), ("packed-exact", "packed-codes"), ("packed-exact", "int8")]
+        return [("plain", "prefix"), ("packed-exact", "int8")]
     return [("plain", "prefix"), ("prefix", "prefix-bf16")]
 
 
@@ -207,8 +207,7 @@ def fast_jobs(model, units, packed, sents, args, device) -> Dict[str, Callable]:
     if device.type == "cpu":
         jobs["int8"] = scorer_job(packed.model, packed.units, sents, args, device, int8=True,
                                   quantized=packed.quantized)
-        jobs["packed-exact"] = scorer_job(packed.model, packed.units, sents, args, device)
-        jobs["packed-codes"] = scorer_job(packed.model, packed.units, sents, args, device,
+        jobs["packed-exact"] = scorer_job(packed.model, packed.units, sents, args, device,
                                           quantized=packed.quantized)
     else:
         jobs["plain-bf16"] = scorer_job(model, units, sents, args, device, prefix_sharing=False, precision="bf16")
@@ -340,12 +339,13 @@ def run_set(name: str, utterances: List[Hyps], args, model, units, packed, devic
               f"x naive / x per-utt: against the sample's baseline rates)")
         print(table(header, rows))
         print("# max |score difference| (nats per hypothesis): " + score_differences(runs, device))
-        if args.kaldi_dir and refs is not None:
+        if args.kaldi_scripts is not None and refs is not None:
             with tempfile.TemporaryDirectory() as tmp:
-                t_real = run_kaldi_script(args.kaldi_dir, model, units, utterances, args.threads, Path(tmp))
+                t_real = run_kaldi_script(args.kaldi_scripts, model, units, utterances, args.threads,
+                                          Path(tmp)).seconds
             ok = within(t_kaldi_full, t_real)
             args.kaldi_check_failed |= not ok
-            print(f"# Kaldi's compute_sentence_scores.py ({args.kaldi_dir}) on the whole set: {t_real:.2f} s wall "
+            print(f"# Kaldi's compute_sentence_scores.py ({args.kaldi_scripts}) on the whole set: {t_real:.2f} s wall "
                   f"(Python start and model load included); the stand-in {t_kaldi_full:.2f} s: "
                   f"{100 * (t_kaldi_full / t_real - 1):+.1f} % — {'within' if ok else 'NOT within'} 20 %")
         if refs is not None:
@@ -371,6 +371,51 @@ def run_hub5_sized(utterances: List[Hyps], args, model, units, packed, device) -
     print("# max |score difference| (nats per hypothesis): " + score_differences(runs, device))
 
 
+def command_rows(args, model, units, tmp: Path) -> List[Row]:
+    """The ``admmq rescore`` configurations of the first table: the fp32 model (exact, the default), its packed
+    low-bit exports (exact), and the opt-in approximations."""
+    lm = args.lm or str(save_fp32(model, units, tmp / "fp32.pt"))
+    exact = "fp32 (exact, default)"
+    rows = [Row(exact, lm)]
+    for bits in args.packed_bits:
+        scheme, tying, what = PACKED[bits]
+        rows.append(Row(f"packed {bits}-bit {what} (exact)", str(packed_export(model, units, scheme, tying, tmp))))
+    if 3 in args.packed_bits:
+        rows.append(Row("packed 3-bit", rows[-1].lm, ("--int8",), exact_of=rows[-1].label))
+    rows.append(Row("fp32", lm, ("--int8",), exact_of=exact))
+    if args.bf16:
+        rows.append(Row("fp32", lm, ("--precision", "bf16"), exact_of=exact))
+    if args.self_norm_lm:
+        rows.append(Row("self-normalised fp32 (exact)", args.self_norm_lm, exact_of=exact))
+        rows.append(Row("self-normalised fp32", args.self_norm_lm, ("--no-normalize-probs",), exact_of=exact))
+    return rows
+
+
+def run_commands(args, model, units, utterances: List[Hyps], refs) -> None:
+    """The whole list scored by the commands users run: Kaldi's script (the baseline) and ``admmq rescore``."""
+    n_hyps = sum(len(u) for u in utterances)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        rows = command_rows(args, model, units, tmp)
+        kaldi = None
+        if args.kaldi_scripts is not None:
+            (tmp / "kaldi").mkdir()
+            kaldi = lambda: run_kaldi_script(args.kaldi_scripts, model, units, utterances, 1, tmp / "kaldi")  # noqa
+        text = [p for p in (Path(args.nbest) / "text", Path(args.nbest) / "text.gz") if p.exists()]
+        dev_text = [p for p in (Path(args.dev) / "text", Path(args.dev) / "text.gz") if p.exists()] if args.dev else []
+        print(f"\n## {args.nbest}, whole list ({len(utterances)} utterances, {n_hyps} hypotheses): commands as a "
+              f"user runs them, one thread" + (f"; LM scale and penalty of each row chosen on {args.dev}" if dev_text
+                                               else ""))
+        if kaldi is None:
+            print("# Kaldi's script not found (no --kaldi-dir and no Kaldi tarball at "
+                  f"{args.kaldi_tarball}): no baseline row")
+        compare_commands(rows, args.nbest, n_hyps, kaldi, args.command_repeats, str(text[0]) if text else None,
+                         args.dev if dev_text else None, str(dev_text[0]) if dev_text else None)
+        print(f"# Kaldi's script: {args.kaldi_scripts}, a same-shape {model.cfg.layers}x{model.cfg.hidden_dim} "
+              f"RNNModel (tied embeddings, as the script requires; random weights, so its scores are not compared), "
+              f"vocabulary of {len(units.vocab)} words; WER: admmq rescore --ref")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lm", default=None, help="admmq checkpoint (default: random 1x200 LSTM on PTB vocabulary)")
@@ -386,16 +431,29 @@ def main() -> None:
     ap.add_argument("--no-full", dest="full", action="store_false", help="skip the whole-set tables")
     ap.add_argument("--no-synthetic", dest="synthetic", action="store_false", help="skip the synthetic 1000-best set")
     ap.add_argument("--kaldi-dir", default=None,
-                    help="a Kaldi checkout: also run its steps/pytorchnn/compute_sentence_scores.py on the whole "
-                         "n-best set and check that the Kaldi-like stand-in's time is within 20 %% of it")
+                    help="a Kaldi checkout holding egs/wsj/s5/steps/pytorchnn/compute_sentence_scores.py (default: "
+                         "the script extracted from --kaldi-tarball)")
+    ap.add_argument("--kaldi-tarball", default=str(KALDI_TARBALL), help="Kaldi source tarball holding the script")
+    ap.add_argument("--dev", default=str(ROOT / "data" / "ptb-tts" / "dev"),
+                    help="dev n-best list the LM scale / penalty of each command row are chosen on ('' : 10, 0)")
+    ap.add_argument("--packed-bits", default="1,2,3", help="packed exports of the LM to time (bits, comma list)")
+    ap.add_argument("--self-norm-lm", default=None, help="a self-normalised model (admmq train --self-norm): "
+                                                           "rows exact and --no-normalize-probs")
+    ap.add_argument("--bf16", action="store_true", help="also time --precision bf16 (slow without bf16 hardware)")
+    ap.add_argument("--command-repeats", type=int, default=3, help="runs of each command (median)")
+    ap.add_argument("--no-commands", dest="commands", action="store_false", help="skip the command table")
+    ap.add_argument("--in-process", action="store_true",
+                    help="also the in-process tables (naive loop, Kaldi-like stand-in, per-utterance batch, "
+                         "admmq's paths; samples, the whole set, a synthetic 1000-best set); with Kaldi's script at "
+                         "hand, the stand-in's whole-set time is checked to be within 20 %% of the script's")
     ap.add_argument("--hub5-utts", type=int, default=0,
                     help="also score a synthetic set of this many utterances x 100-best (Hub5'00: 4458; for a GPU)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (on the shared, loaded 2-core machine 2 threads were slower for every method)")
     args = ap.parse_args()
     args.kaldi_check_failed = False
-    if args.kaldi_dir and not args.full:
-        ap.error("--kaldi-dir compares on the whole set: leave out --no-full")
+    args.packed_bits = [int(b) for b in args.packed_bits.split(",") if b.strip()]
+    args.kaldi_scripts = kaldi_script_dir(args.kaldi_dir, Path(args.kaldi_tarball))
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model, units, what = build_lm(args.lm, device)
@@ -410,8 +468,11 @@ def main() -> None:
           f"{device}) {peak0:.1f} GFLOP/s")
     texts = [p for p in (Path(args.nbest) / "text", Path(args.nbest) / "text.gz") if p.exists()]
     refs = read_text(texts[0]) if texts else None
-    run_set(f"{args.nbest} (100-best)", utterances, args, model, units, packed, device, peak0, nb, refs)
-    if args.synthetic:
+    if args.commands:
+        run_commands(args, model, units, utterances, refs)
+    if args.in_process:
+        run_set(f"{args.nbest} (100-best)", utterances, args, model, units, packed, device, peak0, nb, refs)
+    if args.in_process and args.synthetic:
         rng = np.random.default_rng(2)
         pick = sorted(rng.choice(len(utterances), size=min(args.synthetic_utts, len(utterances)), replace=False))
         synth = synthetic_nbest([utterances[i] for i in pick], 1000)

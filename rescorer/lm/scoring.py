@@ -193,15 +193,11 @@ class NeuralScorer:
     @property
     def step_lm(self) -> StepLM:
         if self._step_lm is None:
-            output = None
             if self.int8:
                 from rescorer.lm.int8_output import Int8Output
                 output = Int8Output(self.model, self.quantized)
-            else:
-                if self.precision == "fp32":  # a quantized output matrix: its exact integer codes (fp16 GEMM)
-                    from rescorer.lm.code_output import codes_output
-                    output = codes_output(self.model, self.quantized)
-                output = output or DenseOutput(self.model)
+            else:  # a quantized model's weights are already its exact (dequantized) values
+                output = DenseOutput(self.model)
             self._step_lm = StepLM(self.model, output, min(self.softmax_rows, self.batch_tokens), self.normalize)
         return self._step_lm
 
