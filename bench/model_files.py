@@ -42,3 +42,18 @@ def packed_export(model, units, scheme: str, tying: str, tmp: Path) -> Path:
     out = tmp / f"{scheme}-{tying}.packed"
     export_packed(ckpt, out)
     return out
+
+
+EXACT = "fp32 (exact, default)"
+
+
+def exact_rows(lm: str, model, units, packed_bits, tmp: Path) -> list:
+    """Rows of ``admmq rescore`` with the fp32 file ``lm`` (:data:`EXACT`) and the packed exports of ``model``
+    at each of ``packed_bits`` (each a :class:`bench.commands.Row`, exact)."""
+    from bench.commands import Row
+
+    rows = [Row(EXACT, lm)]
+    for bits in packed_bits:
+        scheme, tying, what = PACKED[bits]
+        rows.append(Row(f"packed {bits}-bit {what} (exact)", str(packed_export(model, units, scheme, tying, tmp))))
+    return rows

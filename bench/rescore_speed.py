@@ -85,7 +85,7 @@ from bench.baselines import (KALDI_TARBALL, kaldi_like_scores, kaldi_script_dir,
                              run_kaldi_script, within)
 from rescorer.pack.lm_file import load_lm  # noqa: E402
 from bench.commands import Row, compare_commands  # noqa: E402
-from bench.model_files import PACKED, packed_export, save_fp32  # noqa: E402
+from bench.model_files import EXACT, exact_rows, packed_export, save_fp32  # noqa: E402
 from rescorer.fileio import read_sentences  # noqa: E402
 from rescorer.lm.model import LSTMLM, ModelConfig  # noqa: E402
 from rescorer.nbest.kaldi_dir import read_nbest  # noqa: E402
@@ -375,11 +375,8 @@ def command_rows(args, model, units, tmp: Path) -> List[Row]:
     """The ``admmq rescore`` configurations of the first table: the fp32 model (exact, the default), its packed
     low-bit exports (exact), and the opt-in approximations."""
     lm = args.lm or str(save_fp32(model, units, tmp / "fp32.pt"))
-    exact = "fp32 (exact, default)"
-    rows = [Row(exact, lm)]
-    for bits in args.packed_bits:
-        scheme, tying, what = PACKED[bits]
-        rows.append(Row(f"packed {bits}-bit {what} (exact)", str(packed_export(model, units, scheme, tying, tmp))))
+    exact = EXACT
+    rows = exact_rows(lm, model, units, args.packed_bits, tmp)
     if 3 in args.packed_bits:
         rows.append(Row("packed 3-bit", rows[-1].lm, ("--int8",), exact_of=rows[-1].label))
     rows.append(Row("fp32", lm, ("--int8",), exact_of=exact))

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import KALDI_TARBALL, kaldi_script_dir, run_kaldi_script  # noqa: E402
 from bench.commands import Row, compare_commands  # noqa: E402
 from bench.common import PTB, ROOT, machine  # noqa: E402
-from bench.model_files import PACKED, packed_export, save_fp32  # noqa: E402
+from bench.model_files import EXACT, exact_rows, save_fp32  # noqa: E402
 from bench.rescore_speed import synthetic_nbest  # noqa: E402
 from rescorer.fileio import read_sentences  # noqa: E402
 from rescorer.lm.model import LSTMLM, ModelConfig  # noqa: E402
@@ -106,11 +106,8 @@ def run_shape(shape: str, vocab: Vocab, sets: List[List[tuple]], args, tmp: Path
     lists = write_lists(sample, tmp / f"{shape}.nbest.txt")
     model = random_model(vocab, layers, dim)
     lm = str(save_fp32(model, vocab, tmp / f"{shape}.pt"))
-    exact = "fp32 (exact, default)"
-    rows = [Row(exact, lm)]
-    for bits in args.packed_bits:
-        scheme, tying, what = PACKED[bits]
-        rows.append(Row(f"packed {bits}-bit {what} (exact)", str(packed_export(model, vocab, scheme, tying, tmp))))
+    exact = EXACT
+    rows = exact_rows(lm, model, vocab, args.packed_bits, tmp)
     if 1 in args.packed_bits:
         rows.append(Row("packed 1-bit", rows[1].lm, ("--int8",), exact_of=rows[1].label))
     rows.append(Row("fp32", lm, ("--int8",), exact_of=exact))
