@@ -35,15 +35,21 @@ SAFE_LOG_SUM = (-40.0, 60.0)  # log sum exp(logit - shift) in this range: no ove
 
 
 class LogNormalizer:
-    """``log Z`` of ``logits = h W^T + b`` for W (V, K) float32, b (V,)."""
+    """``log Z`` of ``logits = h W^T + b`` for W (V, K) float32, b (V,).
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, chunk: int = 2048, native: Optional[bool] = None):
+    ``chunk``: vocabulary columns per product without the kernel; ``native``: False never uses the
+    kernel, None uses it where it loads (one PyTorch thread); ``shift``: the common shift (default
+    ``logsumexp(b)``).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, chunk: int = 2048, native: Optional[bool] = None,
+                 shift: Optional[float] = None):
         self.weight = weight.detach().float().contiguous()
         self.bias = bias.detach().float().contiguous()
         V, K = self.weight.shape
         assert self.bias.shape == (V,), (tuple(self.bias.shape), V)
         self.V, self.K = V, K
-        self.shift = float(torch.logsumexp(self.bias.double(), 0))
+        self.shift = float(torch.logsumexp(self.bias.double(), 0)) if shift is None else float(shift)
         lib = native_kernel.load() if native is not False and torch.get_num_threads() == 1 else None
         self.lib = lib
         if lib is not None:
