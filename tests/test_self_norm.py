@@ -64,3 +64,26 @@ def test_self_norm_training_brings_log_z_to_zero(ptb_slice, tmp_path):
     assert stored["train_config"]["self_norm"] == 1.0
     with pytest.raises(Exception, match="--self-norm must be >= 0"):
         TrainConfig(train="t", valid="v", self_norm=-1.0)
+
+
+def test_a_run_from_a_trained_model_starts_with_log_z_centred_and_the_same_probabilities():
+    from rescorer.lm.vocab import Vocab
+    from rescorer.train.self_norm import centre_log_z
+    from tests.conftest import ptb_lines
+
+    sents = [line.split() for line in ptb_lines("train", 120)]
+    vocab = Vocab.build(sents)
+    torch.manual_seed(1)
+    m = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=12, hidden_dim=12)).eval()
+    with torch.no_grad():
+        m.decoder.bias.add_(3.0)
+    corpus = encode_sentences(vocab, sents)
+    x = torch.tensor([[vocab.bos_id] + corpus.sentence(0).tolist()])
+    y = torch.tensor([corpus.sentence(0).tolist() + [vocab.eos_id]])
+    before, _ = m.token_nll(x, y)
+    shift = centre_log_z(m, corpus, vocab.bos_id, vocab.eos_id, sentences=50)
+    after, _ = m.token_nll(x, y)
+    assert torch.allclose(before, after, atol=1e-5) and shift > 3.0
+    with torch.no_grad():
+        h, _ = m(x)
+        assert abs(float(torch.logsumexp(m.logits(h[0]), -1).mean())) < 1.0  # was about shift before
