@@ -1,4 +1,6 @@
-/* Log-normaliser of an LSTM LM's output layer, fused: for each row h_r of an (n, K) matrix
+/* CPU kernels of LSTM LM scoring (AVX2 + FMA), called through ctypes by rescorer/lm/native_kernel.py.
+ *
+ * 1. lse_rows: the log-normaliser of the output layer, fused: for each row h_r of an (n, K) matrix
  *
  *     out[r] = shift[r] + log sum_{v < V} exp(h_r . w_v + b_v - shift[r])
  *
@@ -8,8 +10,10 @@
  * accumulators.  mode 1 returns the row maxima of the logits instead (for rows whose sum over- or
  * underflowed with the given shift; the caller retries them with shift = their maximum).
  *
- * Built by rescorer/lm/native_kernel.py with -O3 -mavx2 -mfma and called through ctypes; single
- * threaded.  Written for admmq.
+ * 2. affine_rows: out = add + bias + a W^T for the LSTM's gate pre-activations (same panels and block).
+ * 3. lstm_pointwise: the LSTM cell from the gate pre-activations (PyTorch's order i, f, g, o).
+ *
+ * Built by rescorer/lm/native_kernel.py with -O3 -mavx2 -mfma; single threaded.  Written for admmq.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -21,7 +25,7 @@
 #define NR 16
 #define H_BLOCK_BYTES (192 * 1024)  /* rows of h packed at once: they stay in L2 while W streams */
 
-int lse_abi_version(void) { return 1; }
+int lse_abi_version(void) { return 2; }
 
 /* W (V, K) row-major -> panels[(p * K + k) * NR + j] = W[p * NR + j, k], zero past V. */
 void lse_pack(const float *w, int64_t V, int64_t K, float *panels) {
@@ -138,4 +142,88 @@ int lse_rows(const float *h, int64_t n, int64_t K, const float *panels, int64_t 
     }
     free(hp); free(sums); free(maxs);
     return 0;
+}
+
+/* out (n, P * 16) = add (n, P * 16; NULL: 0) + bias (P * 16; NULL: 0) + a (n, K) W^T, W as lse_pack panels.
+ * out may be add.  Returns 0, or -1 when memory ran out. */
+int affine_rows(const float *a, int64_t n, int64_t K, const float *panels, int64_t P, const float *bias,
+                const float *add, float *out) {
+    int64_t N = P * NR;
+    int64_t blocks = (n + MR - 1) / MR;
+    float *hp = aligned_alloc(64, ((size_t)(blocks * MR * K * sizeof(float)) + 63) / 64 * 64);
+    if (!hp) return -1;
+    for (int64_t q = 0; q < blocks; q++)
+        for (int64_t k = 0; k < K; k++)
+            for (int i = 0; i < MR; i++) {
+                int64_t r = q * MR + i;
+                hp[(q * K + k) * MR + i] = r < n ? a[r * K + k] : 0.0f;
+            }
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t q = 0; q < blocks; q++) {
+            const float *hq = hp + q * K * MR, *wp = panels + p * K * NR;
+            __m256 c[MR][2];
+            for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+            for (int64_t k = 0; k < K; k++) {
+                const __m256 w0 = _mm256_loadu_ps(wp + k * NR), w1 = _mm256_loadu_ps(wp + k * NR + 8);
+                for (int i = 0; i < MR; i++) {
+                    const __m256 x = _mm256_broadcast_ss(hq + k * MR + i);
+                    c[i][0] = _mm256_fmadd_ps(x, w0, c[i][0]);
+                    c[i][1] = _mm256_fmadd_ps(x, w1, c[i][1]);
+                }
+            }
+            __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+            if (bias) { b0 = _mm256_loadu_ps(bias + p * NR); b1 = _mm256_loadu_ps(bias + p * NR + 8); }
+            for (int i = 0; i < MR && q * MR + i < n; i++) {
+                int64_t o = (q * MR + i) * N + p * NR;
+                __m256 v0 = _mm256_add_ps(c[i][0], b0), v1 = _mm256_add_ps(c[i][1], b1);
+                if (add) { v0 = _mm256_add_ps(v0, _mm256_loadu_ps(add + o)); v1 = _mm256_add_ps(v1, _mm256_loadu_ps(add + o + 8)); }
+                _mm256_storeu_ps(out + o, v0);
+                _mm256_storeu_ps(out + o + 8, v1);
+            }
+        }
+    free(hp);
+    return 0;
+}
+
+static inline __m256 recip8(__m256 d) {  /* 1 / d for d >= 1: the 12-bit estimate and one Newton step */
+    __m256 r = _mm256_rcp_ps(d);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
+}
+
+static inline __m256 sigmoid8(__m256 x) {  /* 1 / (1 + e^-x) */
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return recip8(_mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+static inline __m256 tanh8(__m256 x) {  /* sign(x) (1 - e^-2|x|) / (1 + e^-2|x|): no cancellation near 0 beyond e^ */
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 e = exp8(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
+    __m256 t = _mm256_mul_ps(_mm256_sub_ps(one, e), recip8(_mm256_add_ps(one, e)));
+    return _mm256_or_ps(t, _mm256_and_ps(sign, x));
+}
+
+static inline float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* gates (n, ld) with columns [i | f | g | o] of H each; c_prev (n, H) or NULL (zero state);
+ * c_out = sigmoid(f) c_prev + sigmoid(i) tanh(g), h_out = sigmoid(o) tanh(c_out), both (n, H). */
+void lstm_pointwise(const float *gates, int64_t n, int64_t H, int64_t ld, const float *c_prev, float *h_out,
+                    float *c_out) {
+    for (int64_t r = 0; r < n; r++) {
+        const float *g = gates + r * ld;
+        int64_t j = 0;
+        for (; j + 8 <= H; j += 8) {
+            __m256 ig = sigmoid8(_mm256_loadu_ps(g + j)), gg = tanh8(_mm256_loadu_ps(g + 2 * H + j));
+            __m256 c = _mm256_mul_ps(ig, gg);
+            if (c_prev) c = _mm256_fmadd_ps(sigmoid8(_mm256_loadu_ps(g + H + j)), _mm256_loadu_ps(c_prev + r * H + j), c);
+            _mm256_storeu_ps(c_out + r * H + j, c);
+            _mm256_storeu_ps(h_out + r * H + j, _mm256_mul_ps(sigmoid8(_mm256_loadu_ps(g + 3 * H + j)), tanh8(c)));
+        }
+        for (; j < H; j++) {
+            float c = sigmoid1(g[j]) * tanhf(g[2 * H + j]);
+            if (c_prev) c += sigmoid1(g[H + j]) * c_prev[r * H + j];
+            c_out[r * H + j] = c;
+            h_out[r * H + j] = sigmoid1(g[3 * H + j]) * tanhf(c);
+        }
+    }
 }

@@ -1,7 +1,8 @@
-"""The compiled log-normaliser kernel (``lse_kernel.c``): built once with the system C compiler, loaded by ctypes.
+"""The compiled scoring kernels (``lse_kernel.c``): built once with the system C compiler, loaded by ctypes.
 
-The kernel (AVX2 + FMA) computes ``log sum_v exp(h . w_v + b_v)`` per row
-without writing the logits (:mod:`rescorer.lm.log_normalizer` uses it).  It is
+The kernels (AVX2 + FMA) compute ``log sum_v exp(h . w_v + b_v)`` per row
+without writing the logits (:mod:`rescorer.lm.log_normalizer`) and the LSTM
+step (:mod:`rescorer.lm.step_lm`: gate products and the cell).  It is
 compiled on first use (about a second; ``bin/setup-env`` does it at install)
 with ``$CC`` (default ``cc``) ``-O3 -mavx2 -mfma`` into
 ``${XDG_CACHE_HOME:-~/.cache}/admmq/kernels/`` (``$ADMMQ_KERNEL_DIR`` overrides),
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 SOURCE = Path(__file__).with_name("lse_kernel.c")
-ABI_VERSION = 1
+ABI_VERSION = 2
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fPIC", "-shared")
 
 _lib: Optional[ctypes.CDLL] = None
@@ -80,6 +81,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.lse_pack.restype = None
     lib.lse_rows.argtypes = [p, i64, i64, p, i64, p, p, ctypes.c_int, p]
     lib.lse_rows.restype = ctypes.c_int
+    lib.affine_rows.argtypes = [p, i64, i64, p, i64, p, p, p]
+    lib.affine_rows.restype = ctypes.c_int
+    lib.lstm_pointwise.argtypes = [p, i64, i64, i64, p, p, p]
+    lib.lstm_pointwise.restype = None
 
 
 def load() -> Optional[ctypes.CDLL]:

@@ -109,18 +109,37 @@ class StepLM:
         self.table: Optional[torch.Tensor] = None
         self.stepped = 0  # units stepped so far (decides when the input table pays off)
         self.device = next(model.parameters()).device
+        self.native = self._native_lstm()
 
     # ------------------------------------------------------------ LSTM
+    def _native_lstm(self):
+        """The compiled LSTM step (:mod:`rescorer.lm.native_lstm`) where it applies: CPU, one thread, the
+        kernel at hand, no activation quantization; else None (the PyTorch step)."""
+        if self.device.type != "cpu" or self.cfg.act_bits or torch.get_num_threads() != 1:
+            return None
+        from rescorer.lm import native_kernel
+        lib = native_kernel.load()
+        if lib is None:
+            return None
+        from rescorer.lm.native_lstm import NativeLSTM
+        w_hh = [w.t() for w in self.w_hh_t]
+        return NativeLSTM(lib, self.cfg.hidden_dim, self.w_ih, w_hh, self.bias)
+
     @torch.no_grad()
     def _input_gates(self, tokens: torch.Tensor) -> torch.Tensor:
         """First layer's ``W_ih x + b`` for (n,) units: (n, 4H)."""
-        V = self.cfg.vocab_size
-        if self.table is None and self.stepped >= V and V * 4 * self.cfg.hidden_dim <= TABLE_MAX_ELEMENTS:
-            self.table = self._build_table()
+        self._maybe_build_table()
         if self.table is not None:
             return self.table.index_select(0, tokens)
         x = self.model.embed(tokens)
         return F.linear(self.quant(x), self.w_ih[0], self.bias[0])
+
+    def _maybe_build_table(self) -> None:
+        V = self.cfg.vocab_size
+        if self.table is None and self.stepped >= V and V * 4 * self.cfg.hidden_dim <= TABLE_MAX_ELEMENTS:
+            self.table = self._build_table()
+            if self.native is not None:
+                self.native.set_table(self.table)
 
     def _build_table(self, chunk: int = 4096) -> torch.Tensor:
         V, H4 = self.cfg.vocab_size, 4 * self.cfg.hidden_dim
@@ -138,6 +157,13 @@ class StepLM:
         """
         t0 = time.perf_counter()
         self.stepped += int(tokens.numel())
+        if self.native is not None and not torch.is_autocast_enabled("cpu"):
+            self._maybe_build_table()
+            out, state = self.native.step(tokens, lambda t: self.model.embed(t), state)
+            if self.model.output_linear is not None:
+                out = self.model.output_linear(out)
+            self.seconds["lstm"] += time.perf_counter() - t0
+            return out, state
         hs, cs = [], []
         x = None
         for k in range(self.cfg.layers):
