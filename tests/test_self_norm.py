@@ -62,6 +62,10 @@ def test_self_norm_training_brings_log_z_to_zero(ptb_slice, tmp_path):
     assert sn_ppl < float("inf")  # (its perplexity cost is measured on all of PTB: docs/speed.md)
     stored = read_checkpoint(tmp_path / "a1.0" / "best.pt")
     assert stored["train_config"]["self_norm"] == 1.0
+    from rescorer.pack.lm_file import export_packed
+    export_packed(tmp_path / "a1.0" / "best.pt", tmp_path / "sn.packed")  # the packed file says so too
+    assert load_lm(tmp_path / "sn.packed").self_norm == 1.0 == load_lm(tmp_path / "a1.0").self_norm
+    assert load_lm(tmp_path / "a0.0").self_norm == 0.0
     with pytest.raises(Exception, match="--self-norm must be >= 0"):
         TrainConfig(train="t", valid="v", self_norm=-1.0)
 

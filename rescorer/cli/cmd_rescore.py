@@ -113,6 +113,9 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         scorer, choice = load_tuned_scorer(lm_paths, ngram_paths, weights, oov, tune_on, dev_name, batch_tokens,
                                            ngram_backend, ngram_case, quiet, neural)
         report_choice(choice)
+        for c in getattr(scorer, "components", [scorer]):
+            if getattr(c, "warning", None):
+                click.echo(f"admmq: warning: {c.warning}", err=True)
         settings["interpolation"] = choice.to_dict()  # into summary.json
         choices.append(choice)
         return scorer

@@ -80,8 +80,8 @@ def encode_each(units, sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
     get, unk = units.index_of.get, units.unk_id
     flat = np.array([get(w, unk) for s in sentences for w in s], dtype=np.int64)
     flat[flat == units.bos_id] = unk  # <s> inside a sentence is the unknown word, as in encode_sentence
-    ends = np.cumsum([len(s) for s in sentences])
-    return np.split(flat, ends[:-1]) if len(sentences) else []
+    ends = np.cumsum([len(s) for s in sentences]).tolist()
+    return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 def load_corpus(units, path: PathLike, fmt: str = "plain", max_sentences: int = 0) -> EncodedCorpus:

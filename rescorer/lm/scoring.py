@@ -177,6 +177,7 @@ class NeuralScorer:
         self.quantized = quantized or {}
         self.before_batch = before_batch
         self.stats = ScoringStats()
+        self.warning: Optional[str] = None  # for the command to say once (set by whoever loaded the model)
         self._step_lm: Optional[StepLM] = None
         self._budget: Optional[int] = None  # rows per batch after out-of-memory halvings
 
@@ -229,16 +230,9 @@ class NeuralScorer:
 
     def _oov_flags(self, sentences: Sequence[Tuple[str, ...]]) -> np.ndarray:
         """Whether each word of ``sentences`` (flat, in order) is out of the vocabulary: (words,) bool."""
-        cache: Dict[str, bool] = {}
         is_oov = self.units.is_oov
-
-        def flag(w: str) -> bool:
-            f = cache.get(w)
-            if f is None:
-                f = cache[w] = is_oov(w)
-            return f
-
-        return np.array([flag(w) for s in sentences for w in s], dtype=bool)
+        oov = {w for w in {w for s in sentences for w in s} if is_oov(w)}
+        return np.array([w in oov for s in sentences for w in s], dtype=bool)
 
     def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True) -> WordScores:
         """Per-word log-probabilities of ``sentences`` (see :class:`WordScores`)."""

@@ -66,9 +66,13 @@ def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[Pat
     neural = neural or NeuralOptions()
     for p in lm_paths:
         lm = load_lm(p, device=device)
-        comps.append(Component("lstm", lm.path, NeuralScorer(
-            lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing, int8=neural.int8,
-            precision=neural.precision, quantized=lm.quantized, normalize=neural.normalize)))
+        scorer = NeuralScorer(lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing,
+                              int8=neural.int8, precision=neural.precision, quantized=lm.quantized,
+                              normalize=neural.normalize)
+        if not neural.normalize and not lm.self_norm:
+            scorer.warning = (f"--no-normalize-probs with {lm.path}, which was not trained with --self-norm: its "
+                              f"word logits are not log-probabilities (docs/speed.md)")
+        comps.append(Component("lstm", lm.path, scorer))
     for p in ngram_paths:
         ng = NgramScorer(p, backend=ngram_backend, case=ngram_case, quiet=quiet)
         comps.append(Component("ngram", ng.path, ng))

@@ -107,6 +107,12 @@ class LoadedLM:
     def method(self) -> str:
         return str(self.method_config.get("method", "fp"))
 
+    @property
+    def self_norm(self) -> float:
+        """The ``--self-norm`` weight the model was trained with (0: not self-normalised)."""
+        train_cfg = self.meta.get("train_config") or {}
+        return float(train_cfg.get("self_norm") or self.method_config.get("self_norm") or 0.0)
+
 
 def quantized_from_state(state: Optional[Dict[str, Any]], source: str) -> Dict[str, QuantizedMatrix]:
     out = {}

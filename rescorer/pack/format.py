@@ -95,8 +95,11 @@ class PackedModel:
         if stray:
             raise MismatchError(f"quantized matrices {stray} are not model parameters")
         dense = {k: v for k, v in data["model"].items() if k not in quantized}
-        return cls(dict(data["model_config"]), dict(data.get("method_config") or {}), data["units"], dense,
-                   quantized)
+        method = dict(data.get("method_config") or {})
+        self_norm = (data.get("train_config") or {}).get("self_norm")
+        if self_norm:  # a self-normalised model stays one in its packed form (admmq rescore --no-normalize-probs)
+            method["self_norm"] = float(self_norm)
+        return cls(dict(data["model_config"]), method, data["units"], dense, quantized)
 
 
 @dataclass
