@@ -137,11 +137,11 @@ def synthetic_nbest(utterances: Sequence[Hyps], n: int, seed: int = 0) -> List[H
     return out
 
 
-def peak_gflops(device, n: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul throughput on ``device``: a (n, n) @ (n, n) product (8192 on a GPU), the fastest of
-    ``repeats`` (GFLOP/s)."""
+def peak_gflops(device, n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+    """Matmul throughput on ``device``: a (n, n) @ (n, n) product of ``dtype`` (8192 on a GPU), the fastest
+    of ``repeats`` (GFLOP/s)."""
     n = n if device.type == "cpu" else 4 * n
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     a @ b
     times = []
@@ -458,11 +458,13 @@ def main() -> None:
     utterances = [list(nb.words[nb.offsets[u]: nb.offsets[u + 1]]) for u in range(nb.num_utterances)]
     load0 = os.getloadavg()
     peak0 = peak_gflops(device)
+    bf16 = peak_gflops(device, n=512, repeats=2, dtype=torch.bfloat16)
     with tempfile.TemporaryDirectory() as tmp:
         packed = packed_ternary(model, units, Path(tmp))
     print(f"# n-best rescoring speed; LM: {what}; device {device}; batch tokens {args.batch_tokens}; {machine()}")
     print(f"# load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; fp32 peak (large matmul on "
-          f"{device}) {peak0:.1f} GFLOP/s")
+          f"{device}) {peak0:.1f} GFLOP/s; bf16 {bf16:.1f} GFLOP/s (a 512^3 product: bf16 arithmetic "
+          f"{'in hardware' if bf16 > peak0 else 'emulated, slower than fp32: --precision bf16 does not pay here'})")
     texts = [p for p in (Path(args.nbest) / "text", Path(args.nbest) / "text.gz") if p.exists()]
     refs = read_text(texts[0]) if texts else None
     if args.commands:
