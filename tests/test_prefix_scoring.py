@@ -190,7 +190,7 @@ def test_long_1000_best_list_stays_within_the_row_bounds():
         h[int(rng.integers(len(h)))] = str(rng.choice(VOCAB.symbols[2:-1]))
         hyps.append(tuple(h))
     m = model_for(VOCAB, dim=8)
-    s = NeuralScorer(m, VOCAB, batch_tokens=128)
+    s = NeuralScorer(m, VOCAB, batch_tokens=128, native=False)  # PyTorch's output layer, rows counted below
     seen = []
     out = s.step_lm.output
     s.step_lm.output = lambda h: (seen.append(h.shape[0]), out(h))[1]

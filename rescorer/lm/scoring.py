@@ -147,6 +147,7 @@ class NeuralScorer:
     prefix-shared; ``quantized`` = the model's quantized matrices make its
     weights exact).  ``precision``: ``fp32`` | ``tf32`` | ``bf16``.  ``normalize=False``
     (prefix-shared): a word's log-probability is its logit, no normaliser (a self-normalised model).
+    ``native=False``: PyTorch even where the compiled kernels would run.
     ``softmax_rows``: logits rows at once (default 256 on CPU, ``batch_tokens``
     on GPU).  ``before_batch``: called with the rows of every batch (fault injection).
     """
@@ -156,9 +157,11 @@ class NeuralScorer:
     def __init__(self, model: LSTMLM, units, batch_tokens: int = 8192, device: Optional[str] = None,
                  prefix_sharing: bool = True, int8: bool = False, precision: str = "fp32",
                  quantized: Optional[dict] = None, softmax_rows: Optional[int] = None,
-                 before_batch: Optional[Callable[[int], None]] = None, normalize: bool = True):
+                 before_batch: Optional[Callable[[int], None]] = None, normalize: bool = True,
+                 native: Optional[bool] = None):
         self.model = model
         self.normalize = normalize
+        self.native = native  # False: never the compiled kernels (PyTorch throughout)
         self.units = units
         self.batch_tokens = batch_tokens
         self.device = torch.device(device) if device else next(model.parameters()).device
@@ -192,20 +195,42 @@ class NeuralScorer:
         return self.device.type == "cuda"
 
     @property
-    def step_lm(self) -> StepLM:
+    def step_lm(self):
+        """The stepper of prefix-tree scoring: the compiled kernels (:class:`KernelStep`) on one CPU thread
+        for an fp32 model, else :class:`StepLM` (PyTorch)."""
         if self._step_lm is None:
-            if self.int8:
-                from rescorer.lm.int8_output import Int8Output
-                output = Int8Output(self.model, self.quantized)
-            else:  # a quantized model's weights are already its exact (dequantized) values
-                output = DenseOutput(self.model)
-            self._step_lm = StepLM(self.model, output, min(self.softmax_rows, self.batch_tokens), self.normalize)
+            self._step_lm = self._kernel_step() or self._torch_step()
         return self._step_lm
+
+    def _kernel_step(self):
+        if not (self.native is not False and self.device.type == "cpu" and self.precision == "fp32" and not self.int8
+                and not self.model.cfg.act_bits and torch.get_num_threads() == 1):
+            return None
+        from rescorer.lm import native_kernel
+        lib = native_kernel.load()
+        if lib is None:
+            return None
+        from rescorer.lm.kernel_step import KernelStep
+        weights = {k: v.detach() for k, v in self.model.state_dict().items()}
+        cfg = self.model.cfg
+        return KernelStep(lib, weights, cfg.layers, cfg.hidden_dim, cfg.output_size,
+                          min(self.softmax_rows, self.batch_tokens), self.normalize)
+
+    def _torch_step(self) -> StepLM:
+        if self.int8:
+            from rescorer.lm.int8_output import Int8Output
+            output = Int8Output(self.model, self.quantized)
+        else:  # a quantized model's weights are already its exact (dequantized) values
+            output = DenseOutput(self.model)
+        return StepLM(self.model, output, min(self.softmax_rows, self.batch_tokens), self.normalize)
 
     def describe(self) -> str:
         path = "prefix-shared" if self.prefix_sharing else "plain batched"
-        output = self.step_lm.output
-        out = output.describe() if hasattr(output, "describe") else "fp32 output layer"
+        step = self.step_lm
+        if hasattr(step, "output"):
+            out = step.output.describe() if hasattr(step.output, "describe") else "fp32 output layer"
+        else:
+            out = step.describe()
         return f"{path}, {out}, precision {self.precision}, batch tokens {self.batch_tokens}"
 
     def is_oov(self, word: str) -> bool:

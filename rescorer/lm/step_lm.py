@@ -13,13 +13,17 @@ float rounding:
 * on the CPU the output layer never writes its (rows, V) logits: a wanted
   log-probability is one dot product (the word's logit, float64) minus the
   row's normaliser ``log Z``, computed by :class:`rescorer.lm.log_normalizer.LogNormalizer`
-  (a fused compiled kernel, or PyTorch in vocabulary chunks);
+  (numpy in vocabulary chunks, or the compiled kernel; with the kernel at hand
+  scoring normally runs on :class:`rescorer.lm.kernel_step.KernelStep` instead);
 * elsewhere (a GPU) the output layer runs in row slices of ``softmax_rows``,
   with the weight stored transposed for ``addmm``, and only the wanted entries
   of each row's log-softmax are kept.
 
 The output layer is pluggable: :class:`DenseOutput` (fp32, exact) or
-:class:`rescorer.lm.int8_output.Int8Output` (opt-in approximation).
+:class:`rescorer.lm.int8_output.Int8Output` (opt-in approximation).  The
+stepper interface :func:`rescorer.lm.prefix_scoring.score_tree` drives
+(``step``, ``new_state``, ``put_state``, ``concat``, ``logprobs_at``) takes numpy
+index arrays and returns numpy log-probabilities.
 ``normalize=False`` skips ``log Z`` altogether (a self-normalised model's
 log-probability is its logit; ``admmq rescore --no-normalize-probs``).
 """
@@ -27,8 +31,9 @@ log-probability is its logit; ``admmq rescore --no-normalize-probs``).
 from __future__ import annotations
 
 import time
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -64,12 +69,15 @@ class DenseOutput:
             self._normalizer = LogNormalizer(self.weight, self.bias)
         return self._normalizer
 
-    def log_z(self, h: torch.Tensor) -> torch.Tensor:
-        """(n, H) -> (n,) float64 normalisers (CPU)."""
-        return self.normalizer(h)
+    def logprobs(self, h: torch.Tensor, rows: np.ndarray, targets: np.ndarray, normalize: bool) -> np.ndarray:
+        """(n, H) outputs on the CPU, (k,) rows and word ids -> (k,) float64 log-probabilities (logits
+        without ``normalize``), by :class:`LogNormalizer`."""
+        hn = h.detach().float().numpy()
+        lp = self.normalizer.target_logits(hn[rows], targets)
+        return lp - self.normalizer(hn)[rows] if normalize else lp
 
     def target_logits(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """(k, H) rows and (k,) word ids -> (k,) float64 logits."""
+        """(k, H) rows and (k,) word ids -> (k,) float64 logits (any device)."""
         w = self.weight.index_select(0, targets).double()
         return (h.double() * w).sum(1) + self.bias.double().index_select(0, targets)
 
@@ -109,22 +117,8 @@ class StepLM:
         self.table: Optional[torch.Tensor] = None
         self.stepped = 0  # units stepped so far (decides when the input table pays off)
         self.device = next(model.parameters()).device
-        self.native = self._native_lstm()
 
     # ------------------------------------------------------------ LSTM
-    def _native_lstm(self):
-        """The compiled LSTM step (:mod:`rescorer.lm.native_lstm`) where it applies: CPU, one thread, the
-        kernel at hand, no activation quantization; else None (the PyTorch step)."""
-        if self.device.type != "cpu" or self.cfg.act_bits or torch.get_num_threads() != 1:
-            return None
-        from rescorer.lm import native_kernel
-        lib = native_kernel.load()
-        if lib is None:
-            return None
-        from rescorer.lm.native_lstm import NativeLSTM
-        w_hh = [w.t() for w in self.w_hh_t]
-        return NativeLSTM(lib, self.cfg.hidden_dim, self.w_ih, w_hh, self.bias)
-
     @torch.no_grad()
     def _input_gates(self, tokens: torch.Tensor) -> torch.Tensor:
         """First layer's ``W_ih x + b`` for (n,) units: (n, 4H)."""
@@ -138,8 +132,6 @@ class StepLM:
         V = self.cfg.vocab_size
         if self.table is None and self.stepped >= V and V * 4 * self.cfg.hidden_dim <= TABLE_MAX_ELEMENTS:
             self.table = self._build_table()
-            if self.native is not None:
-                self.native.set_table(self.table)
 
     def _build_table(self, chunk: int = 4096) -> torch.Tensor:
         V, H4 = self.cfg.vocab_size, 4 * self.cfg.hidden_dim
@@ -149,21 +141,38 @@ class StepLM:
             table[a: a + ids.numel()] = F.linear(self.quant(self.model.embed(ids)), self.w_ih[0], self.bias[0])
         return table
 
+    # ---------------------------------------------- the stepper interface
+    def new_state(self, n: int) -> State:
+        L, H = self.cfg.layers, self.cfg.hidden_dim
+        return torch.empty(L, n, H, device=self.device), torch.empty(L, n, H, device=self.device)
+
+    @staticmethod
+    def put_state(buf: State, s0: int, s1: int, state: State) -> None:
+        buf[0][:, s0:s1] = state[0]
+        buf[1][:, s0:s1] = state[1]
+
+    @staticmethod
+    def concat(parts: List[torch.Tensor]) -> torch.Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def step(self, tokens: np.ndarray, prev: Optional[State], parents: Optional[np.ndarray]) -> Tuple[torch.Tensor,
+                                                                                                     State]:
+        """Consume (n,) units (numpy) from the states ``prev[:, parents]`` (None: zeros)."""
+        t = torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device)
+        state = None
+        if prev is not None:
+            idx = torch.from_numpy(np.ascontiguousarray(parents)).to(self.device)
+            state = (prev[0][:, idx], prev[1][:, idx])
+        return self.step_tensors(t, state)
+
     @torch.no_grad()
-    def step(self, tokens: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+    def step_tensors(self, tokens: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         """Consume (n,) units from ``state`` ((L, n, H) h and c; None = zeros).
 
         Returns the top layer's output after ``output_linear`` (n, H) and the new state.
         """
         t0 = time.perf_counter()
         self.stepped += int(tokens.numel())
-        if self.native is not None and not torch.is_autocast_enabled("cpu"):
-            self._maybe_build_table()
-            out, state = self.native.step(tokens, lambda t: self.model.embed(t), state)
-            if self.model.output_linear is not None:
-                out = self.model.output_linear(out)
-            self.seconds["lstm"] += time.perf_counter() - t0
-            return out, state
         hs, cs = [], []
         x = None
         for k in range(self.cfg.layers):
@@ -187,36 +196,36 @@ class StepLM:
 
     # ---------------------------------------------------------- outputs
     @torch.no_grad()
-    def logprobs_at(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def logprobs_at(self, h: torch.Tensor, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """``log softmax(logits(h[rows]))[targets]``: (k,) float64, for (k,) row indices sorted ascending.
 
         Without ``normalize``: the logits themselves.
         """
         t0 = time.perf_counter()
         try:
-            return self._logprobs_at(h, rows, targets)
+            return self._logprobs_at(h, np.asarray(rows), np.asarray(targets))
         finally:
             self.seconds["output"] += time.perf_counter() - t0
 
-    def _logprobs_at(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if rows.numel() == 0:
-            return torch.empty(0, dtype=torch.float64, device=h.device)
-        if not self.normalize or getattr(self.output, "fused", False):
+    def _logprobs_at(self, h: torch.Tensor, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        if rows.size == 0:
+            return np.zeros(0)
+        if getattr(self.output, "fused", False):
+            return self.output.logprobs(h, rows, targets, self.normalize)
+        r = torch.from_numpy(rows).to(h.device)
+        t = torch.from_numpy(targets).to(h.device)
+        if not self.normalize:
             out = self.output if hasattr(self.output, "target_logits") else self.dense
-            h = h.float()
-            lp = out.target_logits(h.index_select(0, rows), targets)
-            if self.normalize:
-                lp -= out.log_z(h).index_select(0, rows)
-            return lp
-        out = torch.empty(rows.numel(), dtype=torch.float64, device=h.device)
+            return out.target_logits(h.float().index_select(0, r), t).cpu().numpy()
+        out = torch.empty(rows.size, dtype=torch.float64, device=h.device)
         R = self.softmax_rows
-        bounds = torch.searchsorted(rows, torch.arange(0, h.shape[0] + R, R, device=rows.device)).tolist()
+        bounds = torch.searchsorted(r, torch.arange(0, h.shape[0] + R, R, device=r.device)).tolist()
         for j, r0 in enumerate(range(0, h.shape[0], R)):
             a, b = bounds[j], bounds[j + 1]
             if a == b:
                 continue
-            out[a:b] = log_softmax_at(self.output(h[r0: r0 + R]).float(), rows[a:b] - r0, targets[a:b])
-        return out
+            out[a:b] = log_softmax_at(self.output(h[r0: r0 + R]).float(), r[a:b] - r0, t[a:b])
+        return out.cpu().numpy()
 
     @property
     def dense(self) -> DenseOutput:
