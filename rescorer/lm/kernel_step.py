@@ -114,11 +114,6 @@ class KernelStep:
                 np.empty((self.layers, n, self.H), dtype=np.float32))
 
     @staticmethod
-    def put_state(buf: State, s0: int, s1: int, state: State) -> None:
-        buf[0][:, s0:s1] = state[0]
-        buf[1][:, s0:s1] = state[1]
-
-    @staticmethod
     def concat(parts: List[np.ndarray]) -> np.ndarray:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

@@ -75,8 +75,8 @@ def score_tree(step_lm, tree: PrefixTree, eos: int, control: BatchControl) -> Tu
 
     ``step_lm`` is a stepper (:class:`rescorer.lm.step_lm.StepLM` in PyTorch,
     :class:`rescorer.lm.kernel_step.KernelStep` on numpy): ``step(tokens, prev, parents)``,
-    ``new_state(n)``, ``put_state(buf, s0, s1, state)``, ``concat(outputs)``,
-    ``logprobs_at(h, rows, targets)`` and ``softmax_rows``; the bookkeeping here is numpy index
+    ``new_state(n)`` ((L, n, H) h and c), ``concat(outputs)``, ``logprobs_at(h, rows, targets)``
+    and ``softmax_rows``; the bookkeeping here is numpy index
     arithmetic.  Entries not needed (the root's unit; ``</s>`` at non-terminal nodes) are 0.
     """
     M = tree.num_nodes
@@ -108,7 +108,8 @@ def score_tree(step_lm, tree: PrefixTree, eos: int, control: BatchControl) -> Tu
             dest = np.concatenate([np.arange(ca + ka, ca + kb), M + a + term[ta:tb]])
             perm = np.argsort(rows, kind="stable")
             pending.add(out, rows[perm], targets[perm], dest[perm])
-            step_lm.put_state(new, s0, s1, state)
+            new[0][:, s0:s1] = state[0]  # (numpy arrays or tensors alike)
+            new[1][:, s0:s1] = state[1]
             s0 = s1
         prev = new
         control.stats.lstm_steps += n

@@ -22,7 +22,7 @@ float rounding:
 The output layer is pluggable: :class:`DenseOutput` (fp32, exact) or
 :class:`rescorer.lm.int8_output.Int8Output` (opt-in approximation).  The
 stepper interface :func:`rescorer.lm.prefix_scoring.score_tree` drives
-(``step``, ``new_state``, ``put_state``, ``concat``, ``logprobs_at``) takes numpy
+(``step``, ``new_state``, ``concat``, ``logprobs_at``) takes numpy
 index arrays and returns numpy log-probabilities.
 ``normalize=False`` skips ``log Z`` altogether (a self-normalised model's
 log-probability is its logit; ``admmq rescore --no-normalize-probs``).
@@ -145,11 +145,6 @@ class StepLM:
     def new_state(self, n: int) -> State:
         L, H = self.cfg.layers, self.cfg.hidden_dim
         return torch.empty(L, n, H, device=self.device), torch.empty(L, n, H, device=self.device)
-
-    @staticmethod
-    def put_state(buf: State, s0: int, s1: int, state: State) -> None:
-        buf[0][:, s0:s1] = state[0]
-        buf[1][:, s0:s1] = state[1]
 
     @staticmethod
     def concat(parts: List[torch.Tensor]) -> torch.Tensor:
