@@ -91,3 +91,32 @@ def test_rescore_as_a_process_ends_early_with_everything_written(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["timing"]["startup"] > 0 and summary["hypotheses"] == 200
     assert len((tmp_path / "out" / "text").read_text().splitlines()) == 2
+
+
+def test_rescore_on_the_cpu_kernels_never_imports_torch(tmp_path):
+    """Importing PyTorch is most of a short run's time: the kernel path reads the model with numpy."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from rescorer.lm.model import LSTMLM, ModelConfig
+    from rescorer.lm.vocab import Vocab
+    from rescorer.pack.checkpoint import save_checkpoint
+    from tests.test_log_normalizer import CAN_BUILD
+    from tests.test_rescore import ptb_tts_slice
+
+    d, ref = ptb_tts_slice(tmp_path, lines=100)
+    vocab = Vocab.build([ln.split()[1:] for ln in (d / "words_text").read_text().splitlines()])
+    m = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8))
+    save_checkpoint(tmp_path / "lm.pt", {"model_config": m.cfg.to_dict(), "units": vocab.to_state(),
+                                         "model": m.state_dict(), "method_config": {"method": "fp"}})
+    code = ("import sys\nimport rescorer.cli as c\ntry:\n    c.cli.main(args=sys.argv[1:], standalone_mode=False)\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    args = ["rescore", str(d), "--lm", str(tmp_path / "lm.pt"), "--lm-scale", "5", "--wip", "0", "--quiet"]
+    for flags, torch_expected in ((["--threads", "1"], not CAN_BUILD), (["--threads", "0"], True),
+                                  (["--int8"], True)):
+        out = subprocess.run([sys.executable, "-c", code] + args + ["-o", str(tmp_path / "o")] + flags,
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == str(torch_expected), (flags, out)
+    assert torch.__version__  # (this process has it; the children decide for themselves)

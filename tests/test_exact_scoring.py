@@ -100,3 +100,32 @@ def test_without_the_normaliser_a_word_costs_its_logit(path):
         assert np.abs(got.sentence(i) - want).max() <= 1e-6, i
     normalised = NeuralScorer(model, VOCAB).score(sents).totals()
     assert np.abs(got.totals() - normalised).max() > 1.0  # this model is not self-normalised
+
+
+@pytest.mark.skipif(not CAN_BUILD, reason="needs a C compiler and an AVX2/FMA CPU")
+@pytest.mark.parametrize("scheme", [None, "binary", "pow4"])
+def test_the_scorer_loaded_without_torch_equals_the_reference(tmp_path, scheme):
+    """What 'admmq rescore' builds on the CPU kernels: weights read by numpy, KernelScorer."""
+    from rescorer.lm.kernel_scorer import KernelScorer, kernel_scorer_for
+    from rescorer.lm.word_scores import NeuralOptions
+    from rescorer.pack.checkpoint import save_checkpoint
+
+    native_kernel.reset()
+    if scheme is None:
+        model = trained_like(2, 24)
+        path = tmp_path / "fp.pt"
+        save_checkpoint(path, {"model_config": model.cfg.to_dict(), "units": VOCAB.to_state(),
+                               "model": model.state_dict(), "method_config": {"method": "fp"}})
+    else:
+        make_quantized_checkpoint(tmp_path / "q.pt", VOCAB.symbols[2:-1], scheme=scheme, tying="node", dim=40)
+        export_packed(tmp_path / "q.pt", tmp_path / "q.packed")
+        path = tmp_path / "q.packed"
+    scorer = kernel_scorer_for(path, NeuralOptions(threads=1), "cpu", 8192)
+    assert isinstance(scorer, KernelScorer)
+    assert kernel_scorer_for(path, NeuralOptions(threads=0), "cpu", 8192) is None  # PyTorch's threads: its path
+    assert kernel_scorer_for(path, NeuralOptions(int8=True), "cpu", 8192) is None
+    lm = load_lm(path)
+    sents = sentences()
+    got = scorer.score(sents).totals()
+    want = reference(lm.model, lm.units, sents)
+    assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()

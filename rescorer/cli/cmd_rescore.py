@@ -92,7 +92,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                         chunk_tokens=4 * batch_tokens, swbd_norm=swbd_norm, subset_specs=tuple(subsets),
                         utt2subset=utt2subset)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
-    dev_name = str(pick_device(device))
+    dev_name = "cpu" if device == "cpu" else str(pick_device(device))  # (the CPU kernels need no PyTorch)
     neural = neural_options(prefix_sharing, int8, precision, threads, normalize_probs)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths), "ngram": list(ngram_paths),
                 "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,

@@ -23,7 +23,6 @@ vector; such a model always runs the native cell.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -32,35 +31,9 @@ import torch.nn.functional as F
 
 from rescorer.errors import MismatchError
 from rescorer.lm.alternating_quant import quantize_activations
-from rescorer.settings import settings_from_dict
+from rescorer.lm.model_config import ModelConfig  # noqa: F401  (the model's shape; torch-free module)
 
 State = Tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of an :class:`LSTMLM`; ``vocab_size`` counts ``<s>`` (outputs = vocab_size - 1)."""
-
-    vocab_size: int
-    embed_dim: int = 200
-    hidden_dim: int = 200
-    layers: int = 1
-    dropout: float = 0.0
-    tie_embeddings: bool = False
-    input_linear: bool = False
-    output_linear: bool = False
-    act_bits: int = 0  # >0: LSTM matrix inputs quantized to this many bits (multibit)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return settings_from_dict(cls, d, "model")
-
-    @property
-    def output_size(self) -> int:
-        return self.vocab_size - 1
 
 
 class ScaledLinear(nn.Module):

@@ -27,48 +27,19 @@ halve the batch and retry (:class:`rescorer.lm.batch_control.BatchControl`);
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from rescorer.lm.batch_control import BatchControl, ScoringStats, precision_context
+from rescorer.lm.batch_control import BatchControl, precision_context
 from rescorer.lm.batching import IGNORE, Batch, length_sorted_batches, make_batch
 from rescorer.lm.corpus import EncodedCorpus, encode_each, encode_sentences
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import LSTMLM
 from rescorer.lm.prefix_scoring import prefix_shared_unit_logprobs
 from rescorer.lm.step_lm import DenseOutput, StepLM
-
-
-@dataclass
-class WordScores:
-    """Per-word scores of N sentences, flat.
-
-    ``logprob``: (total,) float64 natural-log probability of each word and of
-    each sentence's final ``</s>``; sentence ``i`` owns
-    ``logprob[offsets[i]:offsets[i+1]]`` (``n_i + 1`` entries, ``</s>`` last).
-    ``oov``: (total,) bool, True where the word was scored as the unknown word.
-    """
-
-    logprob: np.ndarray
-    offsets: np.ndarray
-    oov: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def sentence(self, i: int) -> np.ndarray:
-        return self.logprob[self.offsets[i]: self.offsets[i + 1]]
-
-    def totals(self) -> np.ndarray:
-        """Sum per sentence: (N,) float64."""
-        if self.logprob.size == 0:
-            return np.zeros(len(self), dtype=np.float64)
-        sums = np.add.reduceat(self.logprob, self.offsets[:-1])
-        return sums
+from rescorer.lm.word_scores import NeuralOptions, UnitLMScorer, WordScores  # noqa: F401  (re-exported)
 
 
 @torch.no_grad()
@@ -122,21 +93,7 @@ def corpus_nll(model: LSTMLM, corpus: EncodedCorpus, bos: int, eos: int, batch_t
     return float(sum(a.sum() for a in per)), corpus.tokens
 
 
-@dataclass(frozen=True)
-class NeuralOptions:
-    """How :class:`NeuralScorer` computes (``admmq rescore --prefix-sharing/--int8/--precision``)."""
-
-    prefix_sharing: bool = True
-    int8: bool = False
-    precision: str = "fp32"
-    normalize: bool = True
-
-    def to_dict(self) -> dict:
-        return {"prefix_sharing": self.prefix_sharing, "int8": self.int8, "precision": self.precision,
-                "normalize": self.normalize}
-
-
-class NeuralScorer:
+class NeuralScorer(UnitLMScorer):
     """Scores word sequences with an LSTM LM and its units (word vocabulary or SentencePiece).
 
     ``batch_tokens`` bounds a batch: padded tokens (plain path) or tree
@@ -152,19 +109,18 @@ class NeuralScorer:
     on GPU).  ``before_batch``: called with the rows of every batch (fault injection).
     """
 
-    kind = "lstm"
-
     def __init__(self, model: LSTMLM, units, batch_tokens: int = 8192, device: Optional[str] = None,
                  prefix_sharing: bool = True, int8: bool = False, precision: str = "fp32",
                  quantized: Optional[dict] = None, softmax_rows: Optional[int] = None,
                  before_batch: Optional[Callable[[int], None]] = None, normalize: bool = True,
                  native: Optional[bool] = None):
+        super().__init__(units)
         self.model = model
         self.normalize = normalize
         self.native = native  # False: never the compiled kernels (PyTorch throughout)
-        self.units = units
         self.batch_tokens = batch_tokens
         self.device = torch.device(device) if device else next(model.parameters()).device
+        self.device_type = self.device.type
         self.prefix_sharing = prefix_sharing
         self.precision = precision
         self.int8 = int8
@@ -179,20 +135,7 @@ class NeuralScorer:
         self.softmax_rows = softmax_rows or (256 if self.device.type == "cpu" else batch_tokens)
         self.quantized = quantized or {}
         self.before_batch = before_batch
-        self.stats = ScoringStats()
-        self.warning: Optional[str] = None  # for the command to say once (set by whoever loaded the model)
-        self._step_lm: Optional[StepLM] = None
         self._budget: Optional[int] = None  # rows per batch after out-of-memory halvings
-
-    @property
-    def sentence_order(self) -> str:
-        """How callers should order sentences into calls: ``prefix`` (lexicographic) or ``length``."""
-        return "prefix" if self.prefix_sharing else "length"
-
-    @property
-    def prefers_concurrency(self) -> bool:
-        """Run beside the other mixture components (n-grams on the CPU) when the LSTM is on a GPU."""
-        return self.device.type == "cuda"
 
     @property
     def step_lm(self):
@@ -233,9 +176,6 @@ class NeuralScorer:
             out = step.describe()
         return f"{path}, {out}, precision {self.precision}, batch tokens {self.batch_tokens}"
 
-    def is_oov(self, word: str) -> bool:
-        return self.units.is_oov(word)
-
     def _unit_logprobs(self, unique: List[Tuple[str, ...]]) -> List[np.ndarray]:
         bos, eos = self.units.bos_id, self.units.eos_id
         with precision_context(self.precision, self.device):
@@ -253,56 +193,3 @@ class NeuralScorer:
             self._budget = control.max_rows
         return out
 
-    def _oov_flags(self, sentences: Sequence[Tuple[str, ...]]) -> np.ndarray:
-        """Whether each word of ``sentences`` (flat, in order) is out of the vocabulary: (words,) bool."""
-        is_oov = self.units.is_oov
-        oov = {w for w in {w for s in sentences for w in s} if is_oov(w)}
-        return np.array([w in oov for s in sentences for w in s], dtype=bool)
-
-    def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True) -> WordScores:
-        """Per-word log-probabilities of ``sentences`` (see :class:`WordScores`)."""
-        t0 = time.perf_counter()
-        try:
-            return self._score(sentences, dedup)
-        finally:
-            self.stats.seconds += time.perf_counter() - t0
-            if self._step_lm is not None:
-                self.stats.lstm_seconds = self._step_lm.seconds["lstm"]
-                self.stats.output_seconds = self._step_lm.seconds["output"]
-
-    def _score(self, sentences: Sequence[Sequence[str]], dedup: bool) -> WordScores:
-        sentences = [tuple(s) for s in sentences]
-        if dedup:
-            first: Dict[Tuple[str, ...], int] = {}
-            unique: List[Tuple[str, ...]] = []
-            where = np.empty(len(sentences), dtype=np.int64)
-            for i, s in enumerate(sentences):
-                j = first.get(s)
-                if j is None:
-                    j = first[s] = len(unique)
-                    unique.append(s)
-                where[i] = j
-        else:
-            unique, where = sentences, np.arange(len(sentences))
-        per_unit = self._unit_logprobs(unique)
-        self.stats.sentences += len(unique)
-        per_word: List[np.ndarray] = []
-        for s, lp in zip(unique, per_unit):
-            counts = self.units.units_per_word(s)
-            if counts is not None and len(s):
-                starts = np.concatenate([[0], np.cumsum(counts)])  # </s> is the last unit
-                lp = np.add.reduceat(lp, starts)
-            per_word.append(lp)
-        lens_u = np.array([len(s) + 1 for s in unique], dtype=np.int64)
-        flat_u = np.concatenate(per_word) if unique else np.zeros(0)
-        oov_u = np.zeros(flat_u.size, dtype=bool)  # </s> is never out of vocabulary
-        is_word = np.ones(flat_u.size, dtype=bool)
-        is_word[np.cumsum(lens_u) - 1] = False
-        oov_u[is_word] = self._oov_flags(unique)
-        lens = lens_u[where]
-        offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(lens)
-        starts_u = np.cumsum(lens_u) - lens_u
-        take = np.repeat(starts_u[where] - offsets[:-1], lens) + np.arange(int(offsets[-1]))  # row -> unique row
-        logprob, oov = flat_u[take], oov_u[take]
-        return WordScores(logprob.astype(np.float64), offsets, oov)

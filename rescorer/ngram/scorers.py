@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
-from rescorer.pack.lm_file import load_lm
 from rescorer.fileio import kaldi_text_notice
 from rescorer.errors import AdmmqError, MismatchError, PathLike
 from rescorer.ngram.interpolate import interpolate
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy
 from rescorer.ngram.ngram_lm import NgramScorer
-from rescorer.lm.scoring import NeuralOptions, NeuralScorer
+from rescorer.lm.kernel_scorer import kernel_scorer_for
+from rescorer.lm.word_scores import NeuralOptions
 from rescorer.ngram.weightsfile import WeightsFile, read_weights
 
 WeightsSpec = Union[None, str, "os.PathLike[str]", Sequence[float]]
@@ -65,10 +65,19 @@ def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[Pat
     comps: List[Component] = []
     neural = neural or NeuralOptions()
     for p in lm_paths:
-        lm = load_lm(p, device=device)
-        scorer = NeuralScorer(lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing,
-                              int8=neural.int8, precision=neural.precision, quantized=lm.quantized,
-                              normalize=neural.normalize)
+        scorer = kernel_scorer_for(p, neural, device, batch_tokens)  # no PyTorch on this path
+        lm = scorer.lm if scorer is not None else None
+        if scorer is None:
+            import torch
+
+            from rescorer.lm.scoring import NeuralScorer
+            from rescorer.pack.lm_file import load_lm
+            if neural.threads:
+                torch.set_num_threads(neural.threads)
+            lm = load_lm(p, device=device)
+            scorer = NeuralScorer(lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing,
+                                  int8=neural.int8, precision=neural.precision, quantized=lm.quantized,
+                                  normalize=neural.normalize)
         if not neural.normalize and not lm.self_norm:
             scorer.warning = (f"--no-normalize-probs with {lm.path}, which was not trained with --self-norm: its "
                               f"word logits are not log-probabilities (docs/speed.md)")

@@ -56,13 +56,15 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from rescorer.pack.bitpack import CodePacking
 from rescorer.errors import MismatchError
-from rescorer.lm.quantized import QuantizedMatrix
+
+if TYPE_CHECKING:  # the packed form is read without PyTorch for the CPU kernels (rescorer/pack/numpy_lm.py)
+    import torch
+
+    from rescorer.lm.quantized import QuantizedMatrix
 
 MAGIC = b"ADMMQPK\x00"
 VERSION = 1
