@@ -8,9 +8,10 @@ Runs ``admmq rescore NBEST --lm LM -o TMP --lm-scale 10 --wip 0 --threads 1 --qu
 arguments after ``--``) as a fresh process, ``--repeats`` times, one thread (``OMP_NUM_THREADS=1``),
 and times its parts from inside: a small driver (below) imports admmq, wraps the functions every
 version of ``admmq rescore`` calls — ``read_nbest`` (reading the lists), ``load_tuned_scorer``
-(loading the LM), ``score_sentences`` (LM scoring; inside it ``StepLM.step``, the LSTM, and
-``StepLM.logprobs_at``, the output layer and its normaliser), ``write_outputs`` — with timers, runs
-the command, and reports.  ``start-up`` is the process's age when the driver starts (Python) plus
+(loading the LM), ``score_sentences`` (LM scoring; inside it the LSTM steps and the output layer
+with its normaliser: the scorer's own clocks in ``summary.json``, or for versions without them
+timers around ``StepLM.step`` and ``StepLM.logprobs_at``), ``write_outputs`` — with timers, runs
+the command, and reports whether PyTorch was imported.  ``start-up`` is the process's age when the driver starts (Python) plus
 the imports; ``exit`` is the wall time after the command returned (interpreter teardown).  The wall
 time is measured outside the process.
 
@@ -32,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
 from bench.common import ROOT, machine, table  # noqa: E402
 
 DRIVER = r'''
@@ -48,7 +51,10 @@ import rescorer.cli as entry
 import rescorer.cli.cmd_rescore as cmd
 import rescorer.nbest.rescore as rescore_mod
 import rescorer.nbest.rescore_job as job
-import rescorer.lm.step_lm as step_lm
+import importlib.util
+kernel_version = importlib.util.find_spec("rescorer.lm.kernel_step") is not None
+if not kernel_version:  # an older admmq: its PyTorch stepper is what scores
+    import rescorer.lm.step_lm as step_lm
 imports_s = time.perf_counter() - t_start
 timers = {}
 def timed(name, fn):
@@ -62,8 +68,9 @@ def timed(name, fn):
 job.read_nbest = timed("read", job.read_nbest)
 cmd.load_tuned_scorer = timed("load_lm", cmd.load_tuned_scorer)
 rescore_mod.score_sentences = timed("lm_scoring", rescore_mod.score_sentences)
-step_lm.StepLM.step = timed("lstm_steps", step_lm.StepLM.step)
-step_lm.StepLM.logprobs_at = timed("output_layer", step_lm.StepLM.logprobs_at)
+if not kernel_version:
+    step_lm.StepLM.step = timed("lstm_steps", step_lm.StepLM.step)
+    step_lm.StepLM.logprobs_at = timed("output_layer", step_lm.StepLM.logprobs_at)
 job.write_outputs = timed("write", job.write_outputs)
 import gc
 gc.freeze() if hasattr(getattr(entry, "group", None), "fast_exit_allowed") else None  # as this version does
@@ -72,6 +79,11 @@ try:
     entry.cli.main(args=sys.argv[2:], prog_name="admmq", standalone_mode=False)
 finally:
     timers.update(python=python_s, imports=imports_s, command=time.perf_counter() - t_cmd, end=time.time())
+    if kernel_version:  # the scorer's own clocks (summary.json), no wrapper on the steppers
+        out = sys.argv[sys.argv.index("-o") + 1]
+        work = json.load(open(os.path.join(out, "summary.json")))["scoring"]["lm_work"][0]
+        timers.update(lstm_steps=work["lstm_seconds"], output_layer=work["output_seconds"])
+    timers["torch_imported"] = "torch" in sys.modules
     with open(sys.argv[1], "w") as fh:
         json.dump(timers, fh)
 group = getattr(entry, "group", None)
@@ -117,6 +129,7 @@ def main() -> None:
     ap.add_argument("--label", action="append", default=[], help="column name of each --source")
     args = ap.parse_args(argv)
     args.lm, args.nbest = str(Path(args.lm).resolve()), str(Path(args.nbest).resolve())
+    torch.set_num_threads(1)  # (the runs themselves get OMP_NUM_THREADS=1 and --threads 1)
     sources = [Path(s).resolve() for s in args.source] or [ROOT]
     labels = args.label + [s.name for s in sources[len(args.label):]]
     load0 = os.getloadavg()
@@ -124,7 +137,8 @@ def main() -> None:
     for _ in range(args.repeats):
         for lab, src in zip(labels, sources):
             runs[lab].append(run_once(src, args, extra))
-    med = {lab: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "end"} for lab, rs in runs.items()}
+    med = {lab: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("end", "torch_imported")}
+           for lab, rs in runs.items()}
     print(f"# admmq rescore {args.nbest} --lm {args.lm} --lm-scale 10 --wip 0 --threads 1 {' '.join(extra)}")
     print(f"# {machine()}; load average at start {load0[0]:.2f}, at end {os.getloadavg()[0]:.2f}; "
           f"medians of {args.repeats} runs per column, interleaved")
@@ -134,6 +148,7 @@ def main() -> None:
         rows.append([name] + [med[lab].get(key, 0.0) for lab in labels] +
                     [100.0 * med[lab].get(key, 0.0) / med[lab]["wall"] for lab in labels])
     print(table(header, rows))
+    print("# PyTorch imported: " + ", ".join(f"{lab} {runs[lab][-1]['torch_imported']}" for lab in labels))
     if len(labels) > 1:
         base = med[labels[0]]["wall"]
         print("# wall time ratio against " + labels[0] + ": " +
