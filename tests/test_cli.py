@@ -95,6 +95,7 @@ def test_rescore_as_a_process_ends_early_with_everything_written(tmp_path):
 
 def test_rescore_on_the_cpu_kernels_never_imports_torch(tmp_path):
     """Importing PyTorch is most of a short run's time: the kernel path reads the model with numpy."""
+    import os
     import subprocess
     import sys
 
@@ -116,7 +117,8 @@ def test_rescore_on_the_cpu_kernels_never_imports_torch(tmp_path):
     args = ["rescore", str(d), "--lm", str(tmp_path / "lm.pt"), "--lm-scale", "5", "--wip", "0", "--quiet"]
     for flags, torch_expected in ((["--threads", "1"], not CAN_BUILD), (["--threads", "0"], True),
                                   (["--int8"], True)):
+        env = dict(os.environ, OMP_NUM_THREADS="2")  # --threads 0: PyTorch's default, two threads here
         out = subprocess.run([sys.executable, "-c", code] + args + ["-o", str(tmp_path / "o")] + flags,
-                             capture_output=True, text=True, check=True).stdout
+                             capture_output=True, text=True, check=True, env=env).stdout
         assert out.strip().splitlines()[-1] == str(torch_expected), (flags, out)
     assert torch.__version__  # (this process has it; the children decide for themselves)

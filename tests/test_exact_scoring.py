@@ -104,10 +104,11 @@ def test_without_the_normaliser_a_word_costs_its_logit(path):
 
 @pytest.mark.skipif(not CAN_BUILD, reason="needs a C compiler and an AVX2/FMA CPU")
 @pytest.mark.parametrize("scheme", [None, "binary", "pow4"])
-def test_the_scorer_loaded_without_torch_equals_the_reference(tmp_path, scheme):
+def test_the_scorer_loaded_without_torch_equals_the_reference(tmp_path, monkeypatch, scheme):
     """What 'admmq rescore' builds on the CPU kernels: weights read by numpy, KernelScorer."""
-    from rescorer.lm.kernel_scorer import KernelScorer, kernel_scorer_for
+    from rescorer.lm.kernel_scorer import KernelScorer
     from rescorer.lm.word_scores import NeuralOptions
+    from rescorer.ngram.scorers import kernel_scorer_for
     from rescorer.pack.checkpoint import save_checkpoint
 
     native_kernel.reset()
@@ -122,6 +123,7 @@ def test_the_scorer_loaded_without_torch_equals_the_reference(tmp_path, scheme):
         path = tmp_path / "q.packed"
     scorer = kernel_scorer_for(path, NeuralOptions(threads=1), "cpu", 8192)
     assert isinstance(scorer, KernelScorer)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert kernel_scorer_for(path, NeuralOptions(threads=0), "cpu", 8192) is None  # PyTorch's threads: its path
     assert kernel_scorer_for(path, NeuralOptions(int8=True), "cpu", 8192) is None
     lm = load_lm(path)

@@ -85,7 +85,9 @@ def test_a_run_from_a_trained_model_starts_with_log_z_centred_and_the_same_proba
     x = torch.tensor([[vocab.bos_id] + corpus.sentence(0).tolist()])
     y = torch.tensor([corpus.sentence(0).tolist() + [vocab.eos_id]])
     before, _ = m.token_nll(x, y)
-    shift = centre_log_z(m, corpus, vocab.bos_id, vocab.eos_id, sentences=50)
+    said = []
+    shift = centre_log_z(m, corpus, vocab, said.append, sentences=50)
+    assert len(said) == 1 and "normalised model is unchanged" in said[0]
     after, _ = m.token_nll(x, y)
     assert torch.allclose(before, after, atol=1e-5) and shift > 3.0
     with torch.no_grad():

@@ -4,8 +4,8 @@
 path (same trees, same stepper protocol, same scores to float rounding) for a model loaded by
 :func:`rescorer.pack.numpy_lm.load_weights_lm`, with :class:`rescorer.lm.kernel_step.KernelStep`
 as the stepper.  It applies where the kernels do (one CPU thread, fp32, no int8, no
-activation quantization): :func:`kernel_scorer_for` says when and builds it; elsewhere the
-PyTorch scorer runs.
+activation quantization): :func:`rescorer.ngram.scorers.kernel_scorer_for` says when and builds
+it; elsewhere the PyTorch scorer runs.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from rescorer.lm import native_kernel
 from rescorer.lm.batch_control import BatchControl
 from rescorer.lm.corpus import encode_each
 from rescorer.lm.kernel_step import KernelStep
 from rescorer.lm.prefix_scoring import prefix_shared_unit_logprobs
-from rescorer.lm.word_scores import NeuralOptions, UnitLMScorer
+from rescorer.lm.word_scores import UnitLMScorer
 
 
 class KernelScorer(UnitLMScorer):
@@ -54,20 +53,3 @@ class KernelScorer(UnitLMScorer):
         if control.stats.oom_splits:
             self._budget = control.max_rows
         return out
-
-
-def kernel_scorer_for(path, options: NeuralOptions, device: str, batch_tokens: int) -> Optional[KernelScorer]:
-    """A :class:`KernelScorer` of the LM file ``path`` when ``options`` on ``device`` are the kernels' case
-    (:meth:`NeuralOptions.kernel_path`), the kernels load and the model needs nothing they lack (activation
-    quantization); else None."""
-    if not options.kernel_path(device):
-        return None
-    lib = native_kernel.load()
-    if lib is None:
-        return None
-    from rescorer.pack.numpy_lm import load_weights_lm
-
-    lm = load_weights_lm(path)
-    if lm.cfg.act_bits:
-        return None
-    return KernelScorer(lib, lm, batch_tokens, options.normalize)

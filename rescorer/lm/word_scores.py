@@ -11,6 +11,7 @@ No PyTorch here: ``admmq rescore`` on the kernels never imports it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -52,14 +53,14 @@ class WordScores:
 class NeuralOptions:
     """How an LSTM scores (``admmq rescore --prefix-sharing/--int8/--precision/--normalize-probs/--threads``).
 
-    ``threads``: CPU threads (0: PyTorch's default); the compiled kernels run with 1
-    (:func:`kernel_path`)."""
+    ``threads``: CPU threads (0: PyTorch's default: ``OMP_NUM_THREADS``, else the cores); the compiled
+    kernels run with one (:meth:`kernel_path`)."""
 
     prefix_sharing: bool = True
     int8: bool = False
     precision: str = "fp32"
     normalize: bool = True
-    threads: int = 1
+    threads: int = 0
 
     def to_dict(self) -> dict:
         return {"prefix_sharing": self.prefix_sharing, "int8": self.int8, "precision": self.precision,
@@ -68,8 +69,9 @@ class NeuralOptions:
     def kernel_path(self, device: str) -> bool:
         """Whether these options on ``device`` are what the compiled CPU kernels compute: one thread, the CPU,
         fp32, prefix sharing, no int8 (the kernels themselves must still load)."""
-        return (device == "cpu" and self.threads == 1 and self.precision == "fp32" and self.prefix_sharing
-                and not self.int8)
+        one = self.threads == 1 or (self.threads == 0 and (os.environ.get("OMP_NUM_THREADS", "").strip() == "1"
+                                                           or os.cpu_count() == 1))
+        return device == "cpu" and one and self.precision == "fp32" and self.prefix_sharing and not self.int8
 
 
 class UnitLMScorer:

@@ -26,7 +26,8 @@ from rescorer.errors import AdmmqError, MismatchError, PathLike
 from rescorer.ngram.interpolate import interpolate
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy
 from rescorer.ngram.ngram_lm import NgramScorer
-from rescorer.lm.kernel_scorer import kernel_scorer_for
+from rescorer.lm import native_kernel
+from rescorer.lm.kernel_scorer import KernelScorer
 from rescorer.lm.word_scores import NeuralOptions
 from rescorer.ngram.weightsfile import WeightsFile, read_weights
 
@@ -56,6 +57,24 @@ def parse_weights(spec: WeightsSpec) -> Union[None, WeightsFile, List[float]]:
     except ValueError:
         raise AdmmqError(f"--weights: {s!r} is neither a weights file (from admmq interpolate) nor "
                          f"comma-separated numbers") from None
+
+
+def kernel_scorer_for(path: PathLike, options: NeuralOptions, device: str,
+                      batch_tokens: int) -> Optional[KernelScorer]:
+    """A :class:`KernelScorer` of the LM file ``path`` (read by numpy, no PyTorch) when ``options`` on ``device``
+    are the compiled kernels' case (:meth:`NeuralOptions.kernel_path`), the kernels load and the model needs
+    nothing they lack (activation quantization); else None."""
+    if not options.kernel_path(device):
+        return None
+    lib = native_kernel.load()
+    if lib is None:
+        return None
+    from rescorer.pack.numpy_lm import load_weights_lm
+
+    lm = load_weights_lm(path)
+    if lm.cfg.act_bits:
+        return None
+    return KernelScorer(lib, lm, batch_tokens, options.normalize)
 
 
 def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (), device: str = "cpu",

@@ -57,6 +57,7 @@ from rescorer.train.runlogs import EpochSink, RunLog
 from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.method import TrainingMethod, deployed_state_dict
 from rescorer.lm.scoring import corpus_nll
+from rescorer.train.self_norm import centre_log_z
 from rescorer.lm.subword import units_from_state
 from rescorer.train.config import TrainConfig, TrainerState, build_units
 from rescorer.lm.batch_control import pick_device
@@ -168,11 +169,8 @@ class Trainer:
             if cfg.init_from:
                 self.model.load_weights(self.method.adapt_init_weights(init["model"], model_cfg, cfg.init_from),
                                         cfg.init_from)
-                if cfg.self_norm:  # rescorer/train/self_norm.py
-                    from rescorer.train.self_norm import centre_log_z
-                    shift = centre_log_z(self.model, self.train_data, self.units.bos_id, self.units.eos_id)
-                    self.log.line(f"self-norm: output biases shifted by {-shift:.4f} (mean log Z of the "
-                                  f"training text's first sentences); the normalised model is unchanged")
+                if cfg.self_norm:
+                    centre_log_z(self.model, self.train_data, self.units, self.log.line)
             dist.broadcast_parameters(self.model)
             self.method.setup(self.model)
             self.state = TrainerState(lr=cfg.lr)

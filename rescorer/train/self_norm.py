@@ -10,6 +10,8 @@ training sentences, and the penalty only has the spread of log Z left to remove.
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import torch
 
 from rescorer.lm.batching import IGNORE, length_sorted_batches
@@ -18,9 +20,12 @@ from rescorer.lm.model import LSTMLM
 
 
 @torch.no_grad()
-def centre_log_z(model: LSTMLM, corpus: EncodedCorpus, bos: int, eos: int, sentences: int = 2000) -> float:
-    """Subtract the mean log Z over the first ``sentences`` sentences of ``corpus`` from the output bias;
-    returns that mean (the shift).  The normalised model's probabilities do not change."""
+def centre_log_z(model: LSTMLM, corpus: EncodedCorpus, units, log: Optional[Callable[[str], None]] = None,
+                 sentences: int = 2000) -> float:
+    """Subtract the mean log Z over the first ``sentences`` sentences of ``corpus`` (encoded with ``units``)
+    from the output bias, and say so to ``log``; returns that mean (the shift).  The normalised model's
+    probabilities do not change."""
+    bos, eos = units.bos_id, units.eos_id
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -35,4 +40,7 @@ def centre_log_z(model: LSTMLM, corpus: EncodedCorpus, bos: int, eos: int, sente
     model.train(was_training)
     shift = total / max(count, 1)
     model.decoder.bias.sub_(shift)
+    if log is not None:
+        log(f"self-norm: output biases shifted by {-shift:.4f} (mean log Z of the training text's first "
+            f"sentences); the normalised model is unchanged")
     return shift
