@@ -137,6 +137,12 @@ def kaldi_like_scores(model, units, utterances: Sequence[Hyps], device) -> Tuple
     return np.array(out), steps, lines
 
 
+def kaldi_positions(utterances: Sequence[Hyps]) -> int:
+    """LSTM steps (= output rows) Kaldi's script computes: each utterance's hypotheses padded to its longest
+    plus ``</s>``, and the first hypothesis once more for the carried state."""
+    return sum((len(hyps) + 1) * (max(len(h) for h in hyps) + 1) for hyps in utterances if hyps)
+
+
 def script_dir(kaldi_dir: str) -> Path:
     """The directory of ``compute_sentence_scores.py`` and ``model.py`` in a Kaldi checkout."""
     for rel in SCRIPT_DIRS:

@@ -131,11 +131,12 @@ class Row:
 
 
 def compare_commands(rows: Sequence[Row], nbest: str, n_hyps: int, kaldi, repeats: int, ref: Optional[str],
-                     dev: Optional[str], dev_ref: Optional[str]) -> Dict[str, dict]:
+                     dev: Optional[str], dev_ref: Optional[str], kaldi_rows: Optional[int] = None) -> Dict[str, dict]:
     """Kaldi's script (``kaldi()`` -> :class:`Timed`, the baseline; None: no baseline) and each row's
     ``admmq rescore`` on the whole list, ``repeats`` interleaved runs, medians; LM scale and penalty of
     each row chosen on the dev list first (untimed), then applied to ``nbest`` once per run.
-    Prints the table; returns label -> figures."""
+    ``kaldi_rows``: the LSTM steps Kaldi's script computes (padded positions and its extra pass), for the
+    steps column.  Prints the table; returns label -> figures."""
     weights = {r.name: tune_on_dev(dev, dev_ref, r.lm, r.flags) if dev else (10.0, 0.0) for r in rows}
     times: Dict[str, List[Timed]] = {"kaldi": []}
     times.update({r.name: [] for r in rows})
@@ -154,7 +155,7 @@ def compare_commands(rows: Sequence[Row], nbest: str, n_hyps: int, kaldi, repeat
     table_rows = []
     if base is not None:
         table_rows.append(["Kaldi: steps/pytorchnn/compute_sentence_scores.py", base, n_hyps / base, 1.0,
-                           med("kaldi", "max_rss_mib"), "", "", "", "", "", ""])
+                           med("kaldi", "max_rss_mib"), "", "", kaldi_rows or "", "", "", "", ""])
     for r in rows:
         s = med(r.name, "seconds")
         last = times[r.name][-1]
@@ -166,12 +167,14 @@ def compare_commands(rows: Sequence[Row], nbest: str, n_hyps: int, kaldi, repeat
                        "runs": [t.seconds for t in times[r.name]], "timing": timing, "best": last.best}
         diff = f"{w[0] - exact['wer'][0]:+.2f} ({w[1] - exact['wer'][1]:+d})" if w and exact.get("wer") else ""
         other = sum(last.best[u] != b for u, b in exact["best"].items()) if exact else ""
+        work = (last.summary.get("scoring", {}).get("lm_work") or [{}])[0]
         table_rows.append([r.name, s, n_hyps / s, base / s if base else "", med(r.name, "max_rss_mib"),
-                           timing.get("load_lm", ""), timing.get("lm_scoring", ""), "%g, %g" % weights[r.name],
+                           timing.get("load_lm", ""), timing.get("lm_scoring", ""), work.get("lstm_steps", ""),
+                           "%g, %g" % weights[r.name],
                            f"{w[0]:.2f} ({w[1]}/{w[2]})" if w else "", diff, other])
     from bench.common import table
     print(table(["command (one thread)", "seconds", "hyp/s", "x Kaldi's script", "peak MiB", "load s", "LM s",
-                 "LM scale, wip" + (" (dev)" if dev else ""), "WER % (errors/words)", "WER - exact (errors)",
+                 "LSTM steps", "LM scale, wip" + (" (dev)" if dev else ""), "WER % (errors/words)", "WER - exact (errors)",
                  "choices != exact"], table_rows))
     spread = {k: f"{min(t.seconds for t in v):.2f}-{max(t.seconds for t in v):.2f}" for k, v in times.items() if v}
     print("# seconds: median of " + str(repeats) + " interleaved runs, wall time of the whole command (Python "

@@ -81,7 +81,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PTB, ROOT, machine, table  # noqa: E402
-from bench.baselines import (KALDI_TARBALL, kaldi_like_scores, kaldi_script_dir, naive_scores, per_utterance_scores,  # noqa: E402
+from bench.baselines import (KALDI_TARBALL, kaldi_like_scores, kaldi_positions, kaldi_script_dir, naive_scores, per_utterance_scores,  # noqa: E402
                              run_kaldi_script, within)
 from rescorer.pack.lm_file import load_lm  # noqa: E402
 from bench.commands import Row, compare_commands  # noqa: E402
@@ -407,7 +407,8 @@ def run_commands(args, model, units, utterances: List[Hyps], refs) -> None:
             print("# Kaldi's script not found (no --kaldi-dir and no Kaldi tarball at "
                   f"{args.kaldi_tarball}): no baseline row")
         compare_commands(rows, args.nbest, n_hyps, kaldi, args.command_repeats, str(text[0]) if text else None,
-                         args.dev if dev_text else None, str(dev_text[0]) if dev_text else None)
+                         args.dev if dev_text else None, str(dev_text[0]) if dev_text else None,
+                         kaldi_positions(utterances))
         print(f"# Kaldi's script: {args.kaldi_scripts}, a same-shape {model.cfg.layers}x{model.cfg.hidden_dim} "
               f"RNNModel (tied embeddings, as the script requires; random weights, so its scores are not compared), "
               f"vocabulary of {len(units.vocab)} words; WER: admmq rescore --ref")

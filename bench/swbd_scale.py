@@ -9,8 +9,9 @@ Hub5'00-sized 100-best lists; ``admmq rescore`` (fp32, packed 1/2/3-bit, opt-in 
 * Vocabulary: PTB's 10k words, then the other words of the ptb-tts n-best lists, then made-up words
   (``w00001`` ...) up to ``--vocab`` outputs (Switchboard's LMs have ~30k).
 * Lists: ``--utts`` utterances (Hub5'00 has 4,458) of 100 hypotheses each, seeded: each utterance
-  is a random ptb-tts test utterance whose 100 hypotheses are fresh random edits of its real ones
-  (``rescore_speed.synthetic_nbest``), with random acoustic costs; the lists are written in
+  is a random ptb-tts test utterance's real 100-best list with its words renamed by a random
+  one-to-one map into the vocabulary (so the lists keep real lists' lengths, duplicates and shared
+  prefixes, and no two utterances share a sentence), with random acoustic costs; written in
   admmq's single-file n-best form.  Kaldi's script at this scale would take hours, so every row
   scores the same seeded random sample of ``--sample-utts`` of these utterances (stated in the
   output; default 100 for 1x200, 30 for 2x650).
@@ -39,11 +40,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.baselines import KALDI_TARBALL, kaldi_script_dir, run_kaldi_script  # noqa: E402
+from bench.baselines import KALDI_TARBALL, kaldi_positions, kaldi_script_dir, run_kaldi_script  # noqa: E402
 from bench.commands import Row, compare_commands  # noqa: E402
 from bench.common import PTB, ROOT, machine  # noqa: E402
 from bench.model_files import EXACT, exact_rows, save_fp32  # noqa: E402
-from bench.rescore_speed import synthetic_nbest  # noqa: E402
 from rescorer.fileio import read_sentences  # noqa: E402
 from rescorer.lm.model import LSTMLM, ModelConfig  # noqa: E402
 from rescorer.lm.vocab import Vocab  # noqa: E402
@@ -75,12 +75,20 @@ def big_vocabulary(size: int) -> Vocab:
     return Vocab(words[: size - 2], unk=ptb.unk)
 
 
-def hub5_sized_lists(utts: int, seed: int = 3) -> List[List[tuple]]:
-    """``utts`` utterances x 100 hypotheses: random ptb-tts test utterances, fresh edits of their hypotheses."""
+def hub5_sized_lists(utts: int, vocab: Vocab, seed: int = 3) -> List[List[tuple]]:
+    """``utts`` utterances x 100 hypotheses: each a random ptb-tts test utterance's real 100-best list with its
+    words renamed by a random one-to-one map into ``vocab`` (its own map per utterance): the lists keep the
+    real lists' shape — lengths, duplicates, shared prefixes — and no two utterances share a sentence."""
     nb = read_nbest(ROOT / "data" / "ptb-tts" / "test")
     real = [list(nb.words[nb.offsets[u]: nb.offsets[u + 1]]) for u in range(nb.num_utterances)]
-    picks = np.random.default_rng(seed).integers(len(real), size=utts)
-    return [synthetic_nbest([real[i]], 200, seed=j)[0][100:] for j, i in enumerate(picks.tolist())]
+    rng = np.random.default_rng(seed)
+    words = [w for w in vocab.symbols if w not in ("<s>", "</s>", vocab.unk)]
+    out = []
+    for i in rng.integers(len(real), size=utts).tolist():
+        types = sorted({w for h in real[i] for w in h})
+        rename = dict(zip(types, (words[k] for k in rng.choice(len(words), size=len(types), replace=False))))
+        out.append([tuple(rename[w] for w in h) for h in real[i]])
+    return out
 
 
 def write_lists(utterances: List[List[tuple]], path: Path, seed: int = 4) -> Path:
@@ -124,7 +132,7 @@ def run_shape(shape: str, vocab: Vocab, sets: List[List[tuple]], args, tmp: Path
     print("# files: " + ", ".join(f"{Path(p).name} {m:.1f} MiB" for p, m in mb.items()))
     if kaldi is None:
         print("# Kaldi's script not found: no baseline row")
-    compare_commands(rows, str(lists), n_hyps, kaldi, args.repeats, None, None, None)
+    compare_commands(rows, str(lists), n_hyps, kaldi, args.repeats, None, None, None, kaldi_positions(sample))
 
 
 def main() -> None:
@@ -144,7 +152,7 @@ def main() -> None:
     torch.set_num_threads(1)
     load0 = os.getloadavg()
     vocab = big_vocabulary(args.vocab)
-    sets = hub5_sized_lists(args.utts)
+    sets = hub5_sized_lists(args.utts, vocab)
     print(f"# Switchboard-scale rescoring speed; {machine()}; load average at start {load0[0]:.2f}")
     print(f"# lists: {len(sets)} utterances x 100 hypotheses (Hub5'00-sized, synthetic from ptb-tts test); "
           f"vocabulary {vocab.output_size} outputs; Kaldi's script: {args.kaldi_scripts}")
