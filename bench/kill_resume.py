@@ -155,7 +155,7 @@ RESCORE_OUTPUTS = ("text", "nbest.txt", "lmwt.new", "wer.txt", "summary.json")
 
 def prepare_rescore(work: Path, utterances: int = 0) -> List[str]:
     sys.path.insert(0, str(ROOT))
-    from tests.ngram_fixtures import backoff_arpa  # the normalised back-off test estimator
+    from bench.toy_lms import backoff_arpa  # the normalised back-off estimator of toy corpora
 
     with gzip.open(ROOT / "data" / "ptb" / "ptb.train.txt.gz", "rt", encoding="utf-8") as fh:
         sents = [next(fh).split() for _ in range(1000 if utterances else 5000)]

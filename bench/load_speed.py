@@ -5,7 +5,7 @@
 The model is the paper's PTB shape (embedding 200, one LSTM layer of 200
 units, the 10k PTB vocabulary built from ptb.train), randomly initialised and
 quantized here, not trained: loading cost does not depend on the values.
-Quantization is the simple projection of ``tests/packed_models.py`` (nearest
+Quantization is the simple projection of ``bench/toy_lms.py`` (nearest
 level of alpha * set, alpha = mean |w| per matrix or per row).  Cases:
 
 * fp32 checkpoint: a full-precision training checkpoint (the baseline);
@@ -82,7 +82,7 @@ def build(tmp: Path) -> dict:
     from rescorer.lm.model import LSTMLM, ModelConfig
     from rescorer.pack.lm_file import export_packed
     from rescorer.lm.vocab import Vocab
-    from tests.packed_models import quantize_model
+    from bench.toy_lms import quantize_model
 
     train = ptb_slice("train", 0, tmp / "train.txt")
     vocab = Vocab.build(line.split() for line in train.read_text().splitlines())

@@ -31,7 +31,7 @@ def save_fp32(model, units, path: Path) -> Path:
 def packed_export(model, units, scheme: str, tying: str, tmp: Path) -> Path:
     """``model`` projected onto ``scheme`` (a set of ``tests/packed_models.py``; :data:`PACKED` names the
     1/2/3-bit ones) with ``tying``, exported packed into ``tmp``: the file's path."""
-    from tests.packed_models import quantize_model
+    from bench.toy_lms import quantize_model
 
     model = copy.deepcopy(model).cpu()
     q = quantize_model(model, scheme, tying)

@@ -27,7 +27,7 @@ LM: ``--lm`` (an admmq checkpoint), else a 1x200 LSTM with random weights on
 the PTB vocabulary (10k softmax; speed does not depend on the weights).  The
 low-bit row scores a packed file exported here (``admmq export``'s
 function) from that model quantized by the simple projection of
-``tests/packed_models.py`` (ternary {0, ±1} * alpha, one alpha per row).
+``bench/toy_lms.py`` (ternary {0, ±1} * alpha, one alpha per row).
 
 Rows (every row of a set's first table scores the same seeded random sample
 of ``--sample-utts`` utterances, so its ratios compare equal work):

@@ -1,19 +1,18 @@
 """Fixtures for the n-gram tests: a hand-written ARPA file and a small back-off estimator.
 
 ``TINY_ARPA`` is a trigram whose every probability can be computed by hand
-(see ``TINY_EXPECTED``).  :func:`backoff_arpa` writes a *normalised* back-off
-model (absolute discounting, back-off weights computed so that every
-distribution sums to one) for any toy corpus and order — a test oracle for the
+(see ``TINY_EXPECTED``).  :func:`backoff_arpa` (from :mod:`bench.toy_lms`) writes a
+*normalised* back-off model for any toy corpus and order — a test oracle for the
 ARPA back-off definition, not an LM estimator for users.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
-from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Tuple
+
+from bench.toy_lms import backoff_arpa  # noqa: F401 (re-exported)
 
 TINY_ARPA = """\
 \\data\\
@@ -63,70 +62,6 @@ TINY_EXPECTED: List[Tuple[List[str], List[float]]] = [
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def backoff_arpa(sentences: Sequence[Sequence[str]], order: int, discount: float = 0.5) -> str:
-    """A normalised back-off ARPA model of ``sentences`` (closed vocabulary: no ``<unk>``).
-
-    p(w|h) = (c(h w) - D) / c(h) for listed n-grams; bo(h) makes every
-    conditional distribution over the vocabulary plus ``</s>`` sum to one.
-    Raises ValueError when a history has seen every word (no mass left to back off to).
-    """
-    counts: List[Dict[Tuple[str, ...], int]] = [defaultdict(int) for _ in range(order + 1)]
-    for s in sentences:
-        toks = ["<s>"] + list(s) + ["</s>"]
-        for n in range(1, order + 1):
-            for i in range(len(toks) - n + 1):
-                gram = tuple(toks[i:i + n])
-                if n == 1 and gram == ("<s>",):
-                    continue
-                if n > 1 and "<s>" in gram[1:]:
-                    continue
-                counts[n][gram] += 1
-    vocab = sorted(w for (w,) in counts[1])  # words and </s>
-    total = sum(counts[1].values())
-    prob: List[Dict[Tuple[str, ...], float]] = [dict() for _ in range(order + 1)]
-    bow: List[Dict[Tuple[str, ...], float]] = [dict() for _ in range(order + 1)]
-    for (w,), c in counts[1].items():
-        prob[1][(w,)] = c / total
-
-    def p(w: str, h: Tuple[str, ...]) -> float:
-        if (h + (w,)) in prob[len(h) + 1]:
-            return prob[len(h) + 1][h + (w,)]
-        if not h:
-            return 0.0
-        return bow[len(h)].get(h, 1.0) * p(w, h[1:])
-
-    for n in range(2, order + 1):
-        ctx_count: Dict[Tuple[str, ...], int] = defaultdict(int)
-        followers: Dict[Tuple[str, ...], List[str]] = defaultdict(list)
-        for gram, c in counts[n].items():
-            ctx_count[gram[:-1]] += c
-            followers[gram[:-1]].append(gram[-1])
-        for gram, c in counts[n].items():
-            prob[n][gram] = (c - discount) / ctx_count[gram[:-1]]
-        for h, ws in followers.items():
-            left = discount * len(ws) / ctx_count[h]
-            lower = 1.0 - sum(p(w, h[1:]) for w in ws)
-            if lower <= 1e-9:
-                raise ValueError(f"history {h} has seen every word")
-            bow[n - 1][h] = left / lower
-    lines = ["\\data\\"]
-    listed = [None] + [sorted(prob[n]) for n in range(1, order + 1)]
-    listed[1] = [("<s>",)] + listed[1]
-    for n in range(1, order + 1):
-        lines.append(f"ngram {n}={len(listed[n])}")
-    for n in range(1, order + 1):
-        lines += ["", f"\\{n}-grams:"]
-        for gram in listed[n]:
-            lp = -99.0 if gram == ("<s>",) else math.log10(prob[n][gram])
-            entry = f"{lp:.10f}\t{' '.join(gram)}"
-            if n < order and gram in bow[n]:
-                entry += f"\t{math.log10(bow[n][gram]):.10f}"
-            lines.append(entry)
-    lines += ["", "\\end\\", ""]
-    assert vocab  # the model covers these words (and </s>)
-    return "\n".join(lines)
 
 
 def estimation_tools() -> List[str]:

@@ -1,6 +1,8 @@
 """ADMM schedules: updates every N mini-batches (--admm-interval), γ growth and cap, the
 quantized-point gradient, and exact resumption under each schedule."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -93,6 +95,78 @@ def test_gamma_restarts_once_after_the_stated_iteration(ptb_slice, restart_growt
         MethodConfig(method="admm", gamma_restart_after=-1)
 
 
+def schedule_events(monkeypatch, tmp_path, ptb_slice, mcfg, sentences, batch_size, epochs=3):
+    """(progress in epochs, γ of the coming mini-batches) after each ADMM iteration of a run on the first
+    ``sentences`` slice sentences in batches of ``batch_size``; and the run's result."""
+    events = []
+    real_iter = AdmmMethod.admm_iteration
+
+    def iteration(self, model):
+        figures = real_iter(self, model)
+        events.append((self.progress(), self.gamma))
+        return figures
+
+    monkeypatch.setattr(AdmmMethod, "admm_iteration", iteration)
+    cfg = cfg_for(ptb_slice, epochs=epochs, batch_size=batch_size, max_sentences=sentences)
+    out = tmp_path / f"s{sentences}_b{batch_size}_k{mcfg.admm_per_epoch}_i{mcfg.admm_interval}_e{epochs}"
+    res = train(out, cfg, SMALL, mcfg, quiet=True)
+    monkeypatch.setattr(AdmmMethod, "admm_iteration", real_iter)
+    return events, res
+
+
+EPOCH_UNITS = MethodConfig(method="admm", qset="pm1", tying="layer", gamma=1e-3, gamma_growth=20.0, gamma_max=2e-2,
+                           gamma_restart_after=1.4, gamma_restart_growth=3.0, admm_per_epoch=5,
+                           warm_start="quantized")
+
+
+def test_epoch_unit_schedule_lands_at_the_same_fractions_for_any_corpus_or_batch_size(ptb_slice, tmp_path,
+                                                                                      monkeypatch):
+    """``admm_per_epoch``: the ADMM iterations, γ's growth, cap and second warm-up happen at the same points of
+    training (in epochs) on 400 or 200 sentences, in batches of 10 or 20 (40, 20 or 10 mini-batches per
+    epoch); the iteration-counted form does not."""
+    runs = {(n, b): schedule_events(monkeypatch, tmp_path, ptb_slice, EPOCH_UNITS, n, b)
+            for n, b in ((400, 10), (200, 10), (400, 20), (200, 20))}
+    expect_t = [e + k / 5 for e in range(3) for k in range(1, 6)]
+    for key, (events, res) in runs.items():
+        assert [t for t, _ in events] == pytest.approx(expect_t), key
+        # γ(t) = 1e-3·20^t to the cap 2e-2; from t = 1.4: 1e-3·3^(t − 1.4) to the same cap
+        gammas = [min(1e-3 * (20.0 ** t if t < 1.4 - 1e-9 else 3.0 ** (t - 1.4)), 2e-2) for t in expect_t]
+        assert [g for _, g in events] == pytest.approx(gammas), key
+        assert [r["admm_updates"] for r in res.log] == [5, 5, 5], key
+    assert gammas[6] == pytest.approx(1e-3)  # the restart happened (t = 1.4), and the cap was reached before it
+    assert gammas[4] == gammas[5] == pytest.approx(2e-2)
+    # K that does not divide the batch count: the same fractions within one mini-batch of the smaller corpus
+    odd = replace(EPOCH_UNITS, admm_per_epoch=3)
+    a, _ = schedule_events(monkeypatch, tmp_path, ptb_slice, odd, 400, 10, epochs=2)
+    b, _ = schedule_events(monkeypatch, tmp_path, ptb_slice, odd, 200, 10, epochs=2)
+    assert len(a) == len(b) == 6
+    assert [ta for ta, _ in a] == pytest.approx([tb for tb, _ in b], abs=1 / 20)
+    # the iteration-counted form (every 10 mini-batches, growth per iteration) runs twice the iterations
+    # on twice the text, so its γ is further along after the same epochs
+    legacy = MethodConfig(method="admm", qset="pm1", tying="layer", gamma=1e-3, gamma_growth=1.2, admm_interval=10)
+    big, _ = schedule_events(monkeypatch, tmp_path, ptb_slice, legacy, 400, 10, epochs=1)
+    small, _ = schedule_events(monkeypatch, tmp_path, ptb_slice, legacy, 200, 10, epochs=1)
+    assert (len(big), len(small)) == (4, 2) and big[-1][1] > small[-1][1]
+
+
+def test_batch_interval_with_an_epoch_unit_schedule_is_refused():
+    """An interval in mini-batches counts γ per ADMM iteration: a schedule whose γ grows per epoch needs its
+    growth restated, else the one-line error says so."""
+    from rescorer.train.options import TrainOptions, resolve_options
+
+    with pytest.raises(AdmmqError, match="per epoch"):
+        resolve_options(TrainOptions(train="t", valid="v", method="admm", admm_schedule="trained-adam",
+                                     admm_interval=(0, 50)))
+    s = resolve_options(TrainOptions(train="t", valid="v", method="admm", admm_schedule="trained-adam",
+                                     admm_interval=(0, 50), gamma_growth=1.01, gamma_restart_after=300))
+    assert (s.method_cfg.admm_interval, s.method_cfg.admm_per_epoch, s.method_cfg.schedule_unit) == \
+        (50, 0, "iteration")
+    s = resolve_options(TrainOptions(train="t", valid="v", method="admm", admm_schedule="trained-adam",
+                                     admm_interval=(20, 0)))
+    assert (s.method_cfg.admm_interval, s.method_cfg.admm_per_epoch, s.method_cfg.schedule_unit) == \
+        (0, 20, "epoch")
+
+
 def test_quantized_extragradient_takes_the_loss_gradient_at_q(ptb_slice):
     """``extragradient=quantized``: ∇F_ce at the quantized weights (by autograd on a model holding Q),
     plus the penalty γ(Θ − Q + λ) at Θ (eq. 16)."""
@@ -164,17 +238,22 @@ def test_checkpoints_from_before_the_warm_start_modes_still_load():
     assert MethodConfig.from_dict({"method": "admm", "warm_start": False}).warm_start == "none"
 
 
-@pytest.mark.parametrize("interval, mode, warm, optimizer, restart", [(0, "past", "none", "sgd", 0),
-                                                                     (7, "quantized", "quantized", "sgd", 0),
-                                                                     (7, "past", "quantized", "adam", 0),
-                                                                     (7, "past", "quantized", "adam", 9)])
+@pytest.mark.parametrize("interval, mode, warm, optimizer, restart, per_epoch",
+                         [(0, "past", "none", "sgd", 0, 0),
+                          (7, "quantized", "quantized", "sgd", 0, 0),
+                          (7, "past", "quantized", "adam", 0, 0),
+                          (7, "past", "quantized", "adam", 9, 0),
+                          (0, "past", "quantized", "sgd", 0, 6),
+                          (0, "past", "quantized", "adam", 1.5, 6)])
 def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tmp_path, monkeypatch, interval,
-                                                                    mode, warm, optimizer, restart):
+                                                                    mode, warm, optimizer, restart, per_epoch):
     """``restart`` 9: γ's second warm-up starts after the 9th ADMM iteration (epoch 2's 3rd, after its
-    21st batch), i.e. in the resumed part of the run."""
-    mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2, gamma_growth=1.01,
-                        extragradient=mode, admm_interval=interval, warm_start=warm, gamma_restart_after=restart,
-                        gamma_restart_growth=1.05)
+    21st batch), i.e. in the resumed part of the run; ``per_epoch`` 6: the epoch-unit schedule, whose
+    warm-up restarts 1.5 epochs in (after epoch 2's 20th batch), also in the resumed part."""
+    mcfg = MethodConfig(method="admm", qset="pm124", tying="node", gamma=1e-2,
+                        gamma_growth=1.5 if per_epoch else 1.01, extragradient=mode, admm_interval=interval,
+                        admm_per_epoch=per_epoch, warm_start=warm, gamma_restart_after=restart,
+                        gamma_restart_growth=2.0 if per_epoch else 1.05)
     lr = {"sgd": 1.0, "adam": 5e-3}[optimizer]
     cfg = cfg_for(ptb_slice, epochs=2, save_every=15, optimizer=optimizer, lr=lr)
     # killed in epoch 2, after the save at its step 15
@@ -186,7 +265,10 @@ def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tm
                 assert torch.equal(v, cut[key][k]), (key, k)
     for k in ("iteration", "gamma", "since_update"):
         assert torch.equal(full["method_state"][k], cut["method_state"][k]), k
-    if restart:  # 12 iterations: 9 at ×1.01, then from 1e-2 again for 3 at ×1.05
+    if per_epoch:  # 12 iterations, the last at t = 2 epochs: γ = 1e-2·2^(2 − 1.5) with the restart, else ·1.5^2
+        assert int(full["method_state"]["iteration"]) == 12
+        assert float(full["method_state"]["gamma"]) == pytest.approx(1e-2 * (2.0 ** 0.5 if restart else 1.5 ** 2))
+    elif restart:  # 12 iterations: 9 at ×1.01, then from 1e-2 again for 3 at ×1.05
         assert int(full["method_state"]["iteration"]) == 12
         assert float(full["method_state"]["gamma"]) == pytest.approx(1e-2 * 1.05 ** 3)
     assert full["train_config"]["optimizer"] == optimizer
@@ -225,8 +307,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
 
     method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
-    keys = ("admm_interval", "warm_start", "gamma", "gamma_growth", "gamma_max", "gamma_restart_after",
-            "gamma_restart_growth")
+    keys = ("admm_interval", "admm_per_epoch", "warm_start", "gamma", "gamma_growth", "gamma_max",
+            "gamma_restart_after", "gamma_restart_growth")
 
     def schedule(name):  # a schedule without a setting leaves MethodConfig's default
         out = {k: getattr(MethodConfig(), k) for k in keys}
@@ -242,13 +324,16 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
         larger = method_config(f"larger_{qset}", "--method", "admm", "--init-from", fp, "--qset", qset, "--tying",
                                tying)
         assert {k: larger[k] for k in keys} == schedule("trained"), qset
+    for name in ADMM_SCHEDULES:  # every named schedule is stated per epoch, not in one corpus's mini-batches
+        assert ADMM_SCHEDULES[name]["admm_per_epoch"] > 0 and ADMM_SCHEDULES[name]["admm_interval"] == 0, name
     for name in ("trained", "trained-adam"):
-        assert ADMM_SCHEDULES[name]["admm_interval"] > 0 and ADMM_SCHEDULES[name]["warm_start"] == "quantized"
+        assert ADMM_SCHEDULES[name]["warm_start"] == "quantized"
     paper = method_config("paper", "--method", "admm", "--init-from", fp, "--admm-schedule", "paper")
     assert {k: paper[k] for k in keys} == schedule("paper")
     mixed = method_config("mixed", "--method", "admm", "--init-from", fp, "--gamma", "0.02", "--admm-interval",
                           "epoch", "--warm-start", "none")
-    assert (mixed["gamma"], mixed["admm_interval"], mixed["warm_start"]) == (0.02, 0, "none")
+    assert (mixed["gamma"], mixed["admm_interval"], mixed["admm_per_epoch"], mixed["warm_start"]) == \
+        (0.02, 0, 1, "none")
     assert {k: mixed[k] for k in ("gamma_growth", "gamma_max")} == \
         {k: schedule("trained-adam")[k] for k in ("gamma_growth", "gamma_max")}  # pm1: trained-adam's γ growth
 
@@ -279,13 +364,13 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert stall("given_stall", "--method", "admm", "--init-from", fp, "--min-improvement", "0.05") == 0.05
     trained_ckpt = read_checkpoint(tmp_path / "trained" / "last.pt")
     assert all("exp_avg" in st for st in trained_ckpt["optimizer"]["state"].values())  # Adam really ran
-    # trained-adam's penalty starts loose and grows per ADMM iteration up to a cap (RESULTS_admm.md §7)
+    # trained-adam's penalty starts loose and grows per epoch up to a cap; one epoch of 2 mini-batches here, so
+    # (more iterations per epoch than mini-batches) one ADMM iteration after each, the last at t = 1 epoch
     sched, admm_state = ADMM_SCHEDULES["trained-adam"], trained_ckpt["method_state"]
     assert sched["gamma_growth"] > 1 and sched["gamma_max"] > sched["gamma"], sched
-    iterations = int(admm_state["iteration"])
-    assert 1 <= iterations < sched["gamma_restart_after"], iterations  # before the second warm-up
-    assert float(admm_state["gamma"]) == pytest.approx(
-        min(sched["gamma"] * sched["gamma_growth"] ** iterations, sched["gamma_max"])), (admm_state["gamma"], iterations)
+    assert int(admm_state["iteration"]) == 2
+    assert sched["gamma_restart_after"] == 0 or sched["gamma_restart_after"] > 1  # before any second warm-up
+    assert float(admm_state["gamma"]) == pytest.approx(min(sched["gamma"] * sched["gamma_growth"], sched["gamma_max"]))
 
 
 def test_finishing_lr_is_the_best_epochs_rate():

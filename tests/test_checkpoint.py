@@ -45,8 +45,20 @@ def test_code_in_a_pickle_is_never_run(tmp_path):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     torch.save({"format": "admmq-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match="evil.pt: refused: it holds pickled Python objects"):
         read_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+    # through the CLI: admmq's one line, nothing of torch's advice to load it unsafely
+    from click.testing import CliRunner
+
+    from rescorer.cli.group import cli
+
+    text = tmp_path / "t.txt"
+    text.write_text("a b\n")
+    r = CliRunner().invoke(cli, ["eval", "--lm", str(tmp_path / "evil.pt"), "--text", str(text)])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "nothing was run" in lines[0] and "weights_only" not in lines[0], r.output
     assert not (tmp_path / "pwned").exists()
 
 

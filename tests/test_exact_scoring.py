@@ -97,7 +97,7 @@ def test_without_the_normaliser_a_word_costs_its_logit(path):
         h, _ = m(torch.tensor([[VOCAB.bos_id] + ids]))
         logits = m.logits(h[0])
         want = logits[torch.arange(len(ids) + 1), torch.tensor(ids + [VOCAB.eos_id])].detach().numpy()
-        assert np.abs(got.sentence(i) - want).max() <= 1e-6, i
+        assert np.abs(got.sentence(i) - want).max() <= 1e-4, i
     normalised = NeuralScorer(model, VOCAB).score(sents).totals()
     assert np.abs(got.totals() - normalised).max() > 1.0  # this model is not self-normalised
 

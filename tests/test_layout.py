@@ -22,11 +22,11 @@ PACKAGE_DIR = Path(rescorer.__file__).parent
 MAX_LINES = 400
 
 # layer -> rank; a module may import modules of its own rank or lower
-RANKS = {"top": 0, "lm": 1, "quant": 2, "ngram": 2, "pack": 2,
+RANKS = {"top": 0, "lm": 1, "quant": 2, "ngram": 2, "pack": 2, "scoring": 2,
          "train": 3, "report": 3, "synth": 3, "nbest": 3, "cli": 4, "entry": 5}
 TOP_LEVEL = {"errors", "fileio", "perplexity", "progress", "settings", "timing"}
 # layers that deployment (loading and scoring) needs: never training code
-NO_TRAINING = {"lm", "pack", "ngram", "nbest"}
+NO_TRAINING = {"lm", "pack", "ngram", "nbest", "scoring"}
 TRAINING = {"train", "quant"}
 
 
@@ -176,3 +176,25 @@ def test_checks_catch_circles_and_upward_imports(tmp_path):
                             for k, vs in graph.items()})
     assert bad == ["rescorer.lm.c (lm) imports training code rescorer.train.loop"]
     assert find_cycle({"x": {"y"}, "y": set()}) is None
+
+
+def imported_roots(path: Path) -> Set[str]:
+    """The top-level names ``path`` imports (``from tests.x import y`` -> ``tests``), at any depth."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_benchmarks_do_not_import_the_tests(tmp_path):
+    # bench/ runs without the test suite: what it shares with the tests lives in bench/ or the package
+    bench = sorted((PACKAGE_DIR.parent / "bench").glob("*.py"))
+    assert len(bench) >= 5
+    bad = [p.name for p in bench if imported_roots(p) & {"tests", "conftest"}]
+    assert not bad, f"bench/ modules that import from tests/: {bad}"
+    toy = tmp_path / "toy.py"
+    toy.write_text("def f():\n    from tests.packed_models import quantize_model\n")
+    assert imported_roots(toy) == {"tests"}

@@ -70,7 +70,7 @@ def test_log_z_is_the_logsumexp_of_the_logits(native, V, K, n):
     got = ln(h)
     ref = reference_log_z(W, b, h)
     assert got.dtype == np.float64 and got.shape == (n,)
-    assert np.abs(got - ref).max() <= 2e-6 * (1 + np.abs(ref).max()), np.abs(got - ref).max()
+    assert np.abs(got - ref).max() <= 1e-5 * (1 + np.abs(ref).max()), np.abs(got - ref).max()
     assert ln.retried == 0
     rows = np.array([0, n - 1, n // 2])
     targets = np.array([0, V - 1, V // 3])
@@ -91,7 +91,7 @@ def test_rows_that_would_overflow_or_underflow_are_recomputed_exactly(native):
     got = ln(h)
     ref = reference_log_z(W, b, h)
     assert ln.retried == 9
-    assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max(), np.abs(got - ref).max()
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), np.abs(got - ref).max()
     assert np.isfinite(got).all()
 
 

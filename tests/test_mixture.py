@@ -139,7 +139,7 @@ def test_load_scorer_weights_file_list_and_single(tmp_path):
         load_scorer(ngram_paths=[a, b], weights=[0.2, 0.3, 0.5])
     with pytest.raises(MismatchError, match=r"weights are for \(ngram, ngram\)"):
         load_scorer(ngram_paths=[a], weights=w)
-    with pytest.raises(AdmmqError, match="neither a weights file"):
+    with pytest.raises(AdmmqError, match="expected a weights file"):
         load_scorer(ngram_paths=[a], weights="w.jsn")
     assert unseen_types(listed, ["a", "c", "d", "zz", "yy", "<eps>", "#0"]) == 2
 

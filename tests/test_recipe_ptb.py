@@ -108,7 +108,7 @@ def check_wer_and_perplexity_values(tmp_path, exp, results):
         total = next(ln for ln in (exp / "rescore" / name / "wer.txt").read_text().split("# first_pass")[0]
                      .splitlines() if ln.startswith("total"))
         assert f"[ {errors} / {words}," in total, (name, total)
-    for lm, label in ((exp / "train" / "std", "STD"), (exp / "export" / "admm_layer_pm1.pt", "ADMM {±1} layer")):
+    for lm, label in ((exp / "train" / "std", "STD"), (exp / "export" / "admm_layer_pm1.admmq", "ADMM {±1} layer")):
         r = CliRunner().invoke(cli, ["eval", "--lm", str(lm), "--text", str(tmp_path / "ptb" / "ptb.test.txt"),
                                      "--json"])
         assert r.exit_code == 0, r.output
@@ -146,7 +146,7 @@ def test_ptb_recipe_end_to_end_on_a_slice(tmp_path):
     admm = next(ln for ln in results.splitlines() if ln.startswith("| ADMM {±1} layer |") and "MiB" not in ln)
     cells = [c.strip() for c in admm.strip("|").split("|")]
     assert cells[1] == "1 (1)" and float(cells[5]) > 1 and cells[4].endswith("×")  # trained, sized, test PPL
-    assert (exp / "export" / "admm_layer_pm1.pt").is_file()
+    assert (exp / "export" / "admm_layer_pm1.admmq").is_file()
     for name in ("4gram", "std", "std+4gram", "admm_layer_pm1", "admm_layer_pm1+4gram"):
         assert (exp / "rescore" / name / ".done").is_file(), name
         assert (exp / "rescore" / name / "wer.txt").is_file()

@@ -18,8 +18,11 @@ from rescorer.nbest.rescore import RescoreConfig, parse_grid, rescore
 from rescorer.nbest.lm_costs import score_sentences, segment_argmin
 from rescorer.lm.scoring import NeuralScorer, WordScores
 from rescorer.train.loop import TrainConfig, train
-from rescorer.nbest.wer import align_counts, read_text, score_files
-from tests.conftest import NBEST_DIR, ptb_lines
+from rescorer.nbest.wer import align_counts, read_text, score_files, score_utterances
+from rescorer.scoring.glm import read_glm
+from rescorer.scoring.kaldi_filter import HypothesisFilter
+from rescorer.scoring.nist_scorer import NistScorer
+from tests.conftest import HUB5_GLM, NBEST_DIR, ptb_lines
 
 
 @pytest.fixture(scope="session")
@@ -187,8 +190,10 @@ def test_rescore_errors():
     del nb2.costs["lmwt.lmonly"]
     with pytest.raises(AdmmqError, match="--old-lm-weight needs the old LM cost"):
         rescore(nb2, lm, RescoreConfig(lm_scale=1.0, old_lm_weight=0.5), quiet=True)
-    with pytest.raises(AdmmqError, match="not START:STOP:STEP"):
+    with pytest.raises(AdmmqError, match="expected START:STOP:STEP"):
         parse_grid("1:0:0.1")
+    with pytest.raises(AdmmqError, match="expected START:STOP:STEP .* got '0,x'"):
+        parse_grid("0,x")
 
 
 def write_tiny_kaldi_set(d):
@@ -287,14 +292,80 @@ def test_real_ptb_tts_slice_rescored_with_dev_tuning(tiny_lm, tmp_path):
     assert s["wer"]["oracle"]["total"]["errors"] <= min(first["errors"], s["wer"]["rescored"]["total"]["errors"])
 
 
-def test_swbd_norm_applies_to_tuning_and_wer():
-    nb, lm, refs = toy_nbest()
-    refs = dict(refs, u1=("uh", "a", "b", "[noise]"))
-    plain = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0), refs=refs, quiet=True)
-    norm = rescore(nb, lm, RescoreConfig(lm_scale=1.0, wip=0.0, swbd_norm=True), refs=refs, quiet=True)
-    assert list(plain.best) == list(norm.best)
-    assert norm.wer["oracle"].total.words == plain.wer["oracle"].total.words - 2
-    assert norm.wer["oracle"].total.errors == plain.wer["oracle"].total.errors - 2 == 0
+NIST_GLM = ";; test GLM\n* format = 'NIST1'\n* case_sensitive = 'F'\nUM => %HESITATION / [ ] __ [ ]\n"
+
+
+def test_nist_scoring_counts_tuning_and_wer_as_hubscr(tmp_path):
+    """With a NIST scorer, every grid point's errors and words are sclite's (optional words correct when
+    deleted, the null alternative without words, IGNORE segments left out), in tuning and in the WER."""
+    (tmp_path / "glm").write_text(NIST_GLM)
+    scorer = NistScorer(read_glm(tmp_path / "glm"), HypothesisFilter("kaldi-swbd"))
+    keys = ["u1-1", "u1-2", "u2-1", "u2-2", "u4-1"]
+    words = [("A", "b"), ("a", "um", "b", "[noise]"), (), ("p",), ("x",)]
+    costs = {"acwt": np.array([1.0, 0.0, 1.0, 0.0, 0.0]), "lmwt.nolm": np.zeros(5)}
+    nb = build_nbest(keys, words, costs, [Entry(k, 0.0, "toy", line=i + 1) for i, k in enumerate(keys)], "toy")
+    lm = TableLM({w: -float(len(w)) for w in words})
+    refs = {"u1": ("a", "(%hesitation)", "b"), "u2": ("{", "p", "/", "@", "}"), "u3": ("(uh)", "q"),
+            "u4": ("IGNORE_TIME_SEGMENT_IN_SCORING",)}
+    res = rescore(nb, lm, RescoreConfig(lm_scale_grid=(0.0, 2.0), wip_grid=(0.0,)), refs=refs, quiet=True,
+                  scorer=scorer)
+    for k, a in enumerate((0.0, 2.0)):
+        best = segment_argmin(res.comp.total(1.0, a, 0.0), nb.offsets)
+        rep = score_utterances(refs, {u: nb.words[i] for u, i in zip(nb.utts, best)}, scorer=scorer)
+        assert (res.sweep.errors[k], res.sweep.words[k]) == (rep.total.errors, rep.total.words)
+    # LM scale 0 picks u2's "p" (one word), 2 its empty hypothesis (no word: the null alternative);
+    # u1 is correct either way (um -> dropped by Kaldi's filter / %HESITATION; (%hesitation) deleted: correct);
+    # u3 has no n-best: (uh) correct, q deleted; u4 is ignored
+    assert list(res.sweep.words) == [3 + 1 + 2, 3 + 0 + 2] and list(res.sweep.errors) == [1, 1]
+    assert res.lm_scale == 0.0 and res.wer["rescored"].total.words == 6 and res.wer["rescored"].ignored == 1
+    assert res.wer["rescored"].total.to_dict()["corr"] == 5
+    plain = rescore(nb, lm, RescoreConfig(lm_scale_grid=(0.0, 2.0), wip_grid=(0.0,)),
+                    refs={u: r for u, r in refs.items() if u != "u4"} | {"u4": ("x",)}, quiet=True)
+    assert plain.sweep.errors[0] > res.sweep.errors[0]  # "(%hesitation)", "{", "/" ... count as words there
+
+
+STM_REFS = {"sw_4001-A_000100-000300": "i'm (uh) gonna say {yes / yeah} okay",
+            "sw_4001-A_000400-000612": "(%hesitation) the aircraft can't fly",
+            "en_4002-B_000050-000200": "mm-hmm you know IGNORE",
+            "en_4002-B_000300-000400": "IGNORE_TIME_SEGMENT_IN_SCORING"}
+
+
+def test_cli_rescore_with_stm_and_glm_reports_what_admmq_wer_reports(tmp_path):
+    """rescore --stm --glm --hyp-filter: tuning and WER as hubscr.pl counts them, equal to admmq wer's."""
+    with open(tmp_path / "ref.stm", "w") as fh:
+        for utt, text in STM_REFS.items():
+            reco, times = utt.rsplit("_", 1)
+            file, chan = reco.rsplit("-", 1)
+            b, e = (int(t) / 100 for t in times.split("-"))
+            fh.write(f"{file} {chan} {file}_{chan} {b:.2f} {e:.2f} <O> {text}\n")
+    hyps = {"sw_4001-A_000100-000300": ["I am going to say yeah OK", "i'm uh [noise] gonna say yes okay"],
+            "sw_4001-A_000400-000612": ["the air craft cannot fly", "the aircraft can't fly <unk>"],
+            "en_4002-B_000050-000200": ["MM-HMM you know", "mhm you no"],
+            "en_4002-B_000300-000400": ["anything"]}
+    with open(tmp_path / "nbest.txt", "w") as fh:
+        fh.write("# admmq-nbest costs: acwt lmwt.nolm\n")
+        for utt, hs in hyps.items():
+            fh.writelines(f"{utt}-{n} {10.0 * n} 0.0 {h}\n" for n, h in enumerate(hs, 1))
+    arpa = write(tmp_path / "lm.arpa", backoff_arpa([h.lower().split() for hs in hyps.values() for h in hs], order=2))
+    glm = tmp_path / "glm.gz"
+    glm.write_bytes(HUB5_GLM.read_bytes())
+    scoring = ["--stm", str(tmp_path / "ref.stm"), "--glm", str(glm), "--hyp-filter", "kaldi-swbd"]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["rescore", str(tmp_path / "nbest.txt"), "--ngram", str(arpa), "-o", str(out),
+                                 "--lm-scale-grid", "0:4:1", "--json", "--quiet"] + scoring)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    w = json.loads(CliRunner().invoke(cli, ["wer", str(out / "text"), "--json"] + scoring).output)
+    assert s["wer"]["rescored"] == w and set(w) == {"swbd", "callhm", "total"}
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert w["total"]["utterances"] == 3 and "NIST hubscr rules" in settings["scoring"]
+    # the oracle: I'M (%HESITATION) GOING TO SAY {YES / YEAH} O. K. | (%HESITATION) THE AIR CRAFT CAN'T FLY |
+    # %BCACK YOU KNOW IGNORE: optional words deleted count as correct; the hypotheses' I'M -> I AM (sub + ins)
+    # and CAN'T -> {CAN NOT / CANNOT} (sub) cannot match the references' I'M and CAN'T
+    assert s["wer"]["oracle"]["total"]["words"] == 8 + 6 + 4 and s["wer"]["oracle"]["swbd"]["errors"] == 3
+    r = CliRunner().invoke(cli, ["rescore", str(tmp_path / "nbest.txt"), "--ngram", str(arpa), "-o", str(out),
+                                 "--ref", str(tmp_path / "ref.stm")] + scoring)
+    assert r.exit_code == 1 and "--ref TEXT or --stm STM, not both" in r.output
 
 
 def test_end_to_end_lstm_and_arpa_interpolated(tiny_lm, ptb_slice, tmp_path):

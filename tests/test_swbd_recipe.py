@@ -6,9 +6,9 @@ Kaldi is not installable here.  ``tests/kaldi_standins/`` holds stand-ins for
 labelled as such: they read and write Kaldi's linear n-best archives (the
 real ``ark,t`` formats admmq reads), while their "lattices" are a stand-in
 text format.  The data are the real ptb-tts 100-best lists (3 utterances of
-each voice, renamed ``sw_*`` and ``en_*`` so they fall into the swbd and
-callhm subsets), a PTB slice as ``data/train/text`` and a real back-off
-3-gram of it as the ``sw1_fsh`` n-gram.  A stand-in ``local/score.sh`` picks
+each voice, renamed to Kaldi eval2000 ids ``sw_*`` and ``en_*`` so they fall into the swbd and
+callhm subsets, with an stm reference, NIST's public GLM and an acronym map), a PTB slice as
+``data/train/text`` and a real back-off 3-gram of it as the ``sw1_fsh`` n-gram.  A stand-in ``local/score.sh`` picks
 each lattice's best path at LMWT 10, which must be admmq's own choice: the new
 LM costs went back into the lattices correctly.
 """
@@ -28,7 +28,8 @@ import pytest
 from rescorer.nbest.kaldi_archive import INT_VECTOR, SCALAR, read_archive
 from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.wer import read_text, score_files
-from tests.conftest import NBEST_DIR, ROOT, ptb_lines
+from rescorer.scoring.nist_scorer import make_scorer
+from tests.conftest import HUB5_GLM, NBEST_DIR, ROOT, ptb_lines
 from tests.ngram_fixtures import backoff_arpa
 
 STANDINS = Path(__file__).resolve().parent / "kaldi_standins"
@@ -50,13 +51,19 @@ def _gz_lines(split: str, name: str):
         return [ln.split() for ln in fh if ln.strip()]
 
 
-def _rename(utt: str) -> str:
-    return ("sw_" if utt.startswith("rms_") else "en_") + utt
+def _kaldi_ids(utts):
+    """ptb-tts utterance -> (Kaldi eval2000 utterance id, stm fields): one conversation side each."""
+    out = {}
+    for k, u in enumerate(utts):
+        file = f"{'sw' if u.startswith('rms_') else 'en'}_{4000 + k}"
+        out[u] = (f"{file}-A_000100-000512", f"{file} A {file}_A 1.00 5.12 <O>")
+    return out
 
 
 def make_s5c(root: Path, per_voice: int = 3, nj: int = 2) -> Path:
     """A fake egs/swbd/s5c: training text, lang, eval2000 references, stand-in lattices in nj jobs, 4-gram."""
-    for d in ("data/train", "data/lang", "data/eval2000", "data/lang_sw1_fsh_fg", "data/local/lm", DECODE, "local"):
+    for d in ("data/train", "data/lang", "data/eval2000", "data/lang_sw1_fsh_fg", "data/local/lm", DECODE, "local",
+              "data/local/dict_nosp"):
         (root / d).mkdir(parents=True, exist_ok=True)
     train = ptb_lines("train", 400)
     (root / "data/train/text").write_text("".join(f"sw02001-A_{i:06d} {ln}" for i, ln in enumerate(train)))
@@ -65,7 +72,12 @@ def make_s5c(root: Path, per_voice: int = 3, nj: int = 2) -> Path:
     symbols = {w: int(i) for w, i in (ln.split() for ln in (root / "data/lang/words.txt").read_text().splitlines())}
     refs = {u: w for u, *w in _gz_lines("test", "text")}
     utts = [u for u in refs if u.startswith("rms_")][:per_voice] + [u for u in refs if u.startswith("slt_")][:per_voice]
-    (root / "data/eval2000/text").write_text("".join(f"{_rename(u)} {' '.join(refs[u])}\n" for u in utts))
+    kaldi = _kaldi_ids(utts)
+    (root / "data/eval2000/text").write_text("".join(f"{kaldi[u][0]} {' '.join(refs[u])}\n" for u in utts))
+    (root / "data/eval2000/stm").write_text(";; LABEL \"O\" \"Overall\" \"all\"\n" + "".join(
+        f"{kaldi[u][1]} {' '.join(refs[u])}\n" for u in utts))
+    shutil.copy(HUB5_GLM, root / "data/eval2000/glm")
+    (root / "data/local/dict_nosp/acronyms.map").write_text("i.b.m.\ti._b._m.\ti b m\n")
     cols = {name: {k: float(v) for k, v in _gz_lines("test", name)} for name in ("acwt", "lmwt.withlm", "lmwt.nolm")}
     paths = {}
     for key, *ids in _gz_lines("test", "words"):
@@ -78,7 +90,7 @@ def make_s5c(root: Path, per_voice: int = 3, nj: int = 2) -> Path:
         mine = utts[(j - 1) * len(utts) // nj: j * len(utts) // nj]
         with gzip.open(root / DECODE / f"lat.{j}.gz", "wt") as fh:
             for u in mine:
-                fh.write(f"{_rename(u)} {json.dumps(paths[u])}\n")
+                fh.write(f"{kaldi[u][0]} {json.dumps(paths[u])}\n")
     (root / DECODE / "num_jobs").write_text(f"{nj}\n")
     arpa = backoff_arpa([ln.split() for ln in train], order=3)
     with gzip.open(root / "data/local/lm/sw1_fsh.o4g.kn.gz", "wt") as fh:
@@ -124,8 +136,10 @@ def test_swbd_recipe_end_to_end_with_kaldi_standins(tmp_path):
     assert ali[0].value == (1, 2, 3)
     # per-stage logs from run.pl, the model exported packed
     assert "# Accounting" in (exp / "log/train_admm-pm1.log").read_text()
-    assert (exp / "admm-pm1/packed.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
-    refs = s5c / "data/eval2000/text"
+    assert (exp / "admm-pm1/lm.admmq").exists() and (exp / "admm-pm1/weights.json").exists()
+    assert "reference: --stm" in r.stdout and "--glm" in r.stdout and "--acronym-map" in r.stdout
+    scorer = make_scorer(s5c / "data/eval2000/glm", "kaldi-swbd", s5c / "data/local/dict_nosp/acronyms.map",
+                         stm=True)
     for run in ("4gram", "admm-pm1"):
         texts = [exp / f"rescore_{run}" / str(j) / "text" for j in (1, 2)]
         ours = {**read_text(texts[0]), **read_text(texts[1])}
@@ -135,8 +149,8 @@ def test_swbd_recipe_end_to_end_with_kaldi_standins(tmp_path):
         new = dict((e.key, e.value) for j in (1, 2)
                    for e in read_archive(exp / f"rescore_{run}" / str(j) / "lmwt.new", SCALAR))
         assert len(new) == 600
-        # stage 7: the table's numbers are admmq wer of the merged jobs
-        w = score_files(refs, texts, swbd_norm=True).to_dict()
+        # stage 7: the table's numbers are admmq wer of the merged jobs, counted as hubscr.pl (stm + glm)
+        w = score_files(None, texts, scorer=scorer, stm=s5c / "data/eval2000/stm").to_dict()
         assert set(w) == {"swbd", "callhm", "total"}
         line = next(ln for ln in (exp / "RESULTS.md").read_text().splitlines() if ln.startswith(f"| {run} |"))
         assert line == (f"| {run} | {w['swbd']['wer']:.2f} | {w['callhm']['wer']:.2f} | "

@@ -184,3 +184,60 @@ def test_train_notices_a_kaldi_valid_text_given_as_plain(ptb_slice, tmp_path):
     assert len(notes) == 1 and str(ktext) in notes[0] and "--text-format kaldi" in notes[0]
     r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "b"), "--text-format", "plain"])
     assert r.exit_code == 0 and "notice" not in r.stderr, r.output
+
+
+@pytest.mark.parametrize("which", ["train", "valid"])
+def test_a_run_that_fails_on_its_data_leaves_no_directory(ptb_slice, tmp_path, which):
+    """`admmq train` on an empty training (or validation) text: a one-line error and no output directory."""
+    from click.testing import CliRunner
+
+    from rescorer.cli.group import cli
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    paths = {"train": str(ptb_slice / "train.txt"), "valid": str(ptb_slice / "valid.txt"), which: str(empty)}
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", "--train", paths["train"], "--valid", paths["valid"], "-o", str(out),
+                                 "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1 and "empty.txt" in r.output, r.output
+    assert not out.exists()
+
+
+def test_restore_best_goes_on_from_the_best_epoch_after_a_worse_one(ptb_slice, tmp_path, monkeypatch):
+    """With restore_best, an epoch worse than the best is logged, then training continues from the best
+    epoch's weights, optimizer and ADMM state (codes, α, λ) at the halved rate, keeping γ's schedule; a run
+    killed after the restore resumes to the same weights."""
+    from quant_helpers import SMALL, admm_run_killed_and_resumed, cfg_for
+
+    fake = {0: 500.0, 1: 600.0, 2: 400.0}  # validation perplexity by epoch: epoch 2 is worse than epoch 1
+    monkeypatch.setattr(Trainer, "valid_ppl", lambda self, model: fake[self.state.epoch])
+    starts = []
+    real_epoch = Trainer._train_epoch
+
+    def recording(self, n_batches):
+        starts.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return real_epoch(self, n_batches)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", recording)
+    mcfg = MethodConfig(method="admm", qset="pm1", tying="layer", gamma=1e-3, gamma_growth=2.0, admm_per_epoch=4,
+                        warm_start="quantized")
+    cfg = cfg_for(ptb_slice, epochs=3, restore_best=True, optimizer="adam", lr=5e-3, save_every=15)
+    res = train(tmp_path / "run", cfg, SMALL, mcfg, quiet=True)
+    assert [r.get("restored") for r in res.log] == [None, 1, None]
+    assert [r["lr"] for r in res.log] == [5e-3, 5e-3, 2.5e-3]
+    epoch1_end = starts[1]  # the weights epoch 2 started from = epoch 1's best
+    for k, v in starts[2].items():
+        assert torch.equal(v, epoch1_end[k]), k  # epoch 3 started from epoch 1's state again
+    assert float(read_checkpoint(tmp_path / "run" / "last.pt")["method_state"]["gamma"]) == pytest.approx(1e-3 * 8)
+    # without restore_best epoch 3 starts where epoch 2 ended
+    starts.clear()
+    train(tmp_path / "plain", cfg_for(ptb_slice, epochs=3, optimizer="adam", lr=5e-3), SMALL, mcfg, quiet=True)
+    assert any(not torch.equal(v, starts[1][k]) for k, v in starts[2].items())
+    # killed in epoch 3 (after the restore), resumed: the same run
+    monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
+    full, cut, step = admm_run_killed_and_resumed(tmp_path / "kill", cfg, SMALL, mcfg, monkeypatch, kill_at=2 * 40 + 18)
+    assert step == 15
+    for k, v in full["model"].items():
+        assert torch.equal(v, cut["model"][k]), k
+    assert [r.get("restored") for r in full["log"]] == [r.get("restored") for r in cut["log"]] == [None, 1, None]

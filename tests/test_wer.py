@@ -1,5 +1,4 @@
 import json
-import os
 import random
 import re
 import subprocess
@@ -10,13 +9,10 @@ from click.testing import CliRunner
 from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.nbest.kaldi_dir import read_nbest
-from rescorer.nbest.wer import (ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances,
-                                swbd_normalize)
-from tests.conftest import NBEST_DIR
+from rescorer.nbest.wer import ErrorCounts, Subsets, align_counts, read_text, score_files, score_utterances
+from tests.conftest import NBEST_DIR, SCTK_BIN, needs_sctk
 
-SCLITE = "/usr/lib/sctk/bin/sclite"
-needs_sclite = pytest.mark.skipif(not os.access(SCLITE, os.X_OK),
-                                  reason="NIST sclite not installed (apt-get install sctk)")
+SCLITE = str(SCTK_BIN / "sclite")
 
 
 def s(text):
@@ -46,7 +42,9 @@ def test_report_line_and_json_fields():
     c.add(0, 0, 0, 400)
     assert c.line() == "%WER 12.30 [ 123 / 1000, 10 ins, 20 del, 93 sub ]"
     assert c.to_dict() == {"wer": 12.3, "errors": 123, "words": 1000, "ins": 10, "del": 20, "sub": 93,
-                           "utterances": 2, "utterance_errors": 1}
+                           "corr": 887, "utterances": 2, "utterance_errors": 1}
+    # sclite's sum-table row: percent of words (S.Err of utterances), 1 decimal
+    assert c.sum_row("all", 5) == "| all   |      2    1000 |   88.7    9.3    2.0    1.0   12.3   50.0 |"
 
 
 def test_subsets_by_default_prefixes_rules_and_utt2subset(tmp_path):
@@ -86,16 +84,6 @@ def test_missing_hypotheses_modes_and_extra_hypothesis():
         score_utterances(refs, {"u3": s("x")})
 
 
-def test_swbd_normalization():
-    words = s("UH i [noise] think um [laughter] you- (%HESITATION) know <unk> %hesitation [vocalized-noise] so")
-    assert swbd_normalize(words) == ("i", "think", "know", "so")
-    refs = {"sw_1": s("i uh think so")}
-    hyps = {"sw_1": s("I um [noise] think tha- so")}
-    assert score_utterances(refs, hyps).total.errors == 4
-    rep = score_utterances(refs, hyps, swbd_norm=True)
-    assert (rep.total.errors, rep.total.words) == (0, 3)
-
-
 def first_pass(split="test"):
     nb = read_nbest(NBEST_DIR / split)
     return {u: nb.words[nb.offsets[k]] for k, u in enumerate(nb.utts)}
@@ -126,9 +114,8 @@ def sclite_per_utterance(tmp_path, refs, hyps, case_sensitive=True):
     return {utt: (int(i), int(d), int(sb)) for utt, c, sb, d, i in found}
 
 
-@needs_sclite
-@pytest.mark.sclite
-def test_counts_equal_sclite_on_random_pairs(tmp_path):
+@needs_sctk
+def test_counts_equal_sclite_on_random_pairs(tmp_path, sctk):
     rng = random.Random(7)
     vocab = ["a", "b", "c", "d", "A", "the", "x"]
     refs, hyps = {}, {}
@@ -149,9 +136,8 @@ def test_counts_equal_sclite_on_random_pairs(tmp_path):
         assert align_counts(refs[utt], hyps[utt]) == theirs[utt], (utt, refs[utt], hyps[utt])
 
 
-@needs_sclite
-@pytest.mark.sclite
-def test_counts_equal_sclite_on_real_ptb_tts_first_pass(tmp_path):
+@needs_sctk
+def test_counts_equal_sclite_on_real_ptb_tts_first_pass(tmp_path, sctk):
     refs = read_text(NBEST_DIR / "test" / "text.gz")
     hyps = first_pass()
     theirs = sclite_per_utterance(tmp_path, refs, hyps, case_sensitive=False)  # the README's own invocation
@@ -166,8 +152,8 @@ def test_cli_wer_text_and_json(tmp_path):
     assert "total   %WER 33.33 [ 2 / 6, 1 ins, 0 del, 1 sub ]  2 utts" in r.output
     r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "hyp"), "--json"])
     d = json.loads(r.output)
-    assert d["swbd"] == {"wer": 50.0, "errors": 2, "words": 4, "ins": 1, "del": 0, "sub": 1, "utterances": 1,
-                         "utterance_errors": 1}
+    assert d["swbd"] == {"wer": 50.0, "errors": 2, "words": 4, "ins": 1, "del": 0, "sub": 1, "corr": 3,
+                         "utterances": 1, "utterance_errors": 1}
     assert d["callhm"]["errors"] == 0 and d["total"]["words"] == 6
     rep = score_files(tmp_path / "ref", tmp_path / "hyp", ["en_=C"])
     assert list(rep.to_dict()) == ["C", "total"]
@@ -179,3 +165,31 @@ def test_cli_wer_text_and_json(tmp_path):
     (tmp_path / "bad").write_text("sw_1 a\nsw_1 b\n")
     r = CliRunner().invoke(cli, ["wer", str(tmp_path / "ref"), str(tmp_path / "bad")])
     assert r.exit_code == 1 and "bad:2: utterance id 'sw_1' already used on line 1" in r.output
+
+
+def test_cli_wer_nist_scoring_report_and_errors(tmp_path):
+    (tmp_path / "ref.stm").write_text("sw_1 A sw_1_A 0.00 2.00 <O> (uh) hello there\n"
+                                      "en_2 B en_2_B 1.00 2.50 <O> you're right\n")
+    (tmp_path / "hyp").write_text("sw_1-A_000000-000200 um hello [noise] there\nen_2-B_000100-000250 you are write\n")
+    (tmp_path / "g.glm").write_text(";;\n* format = 'NIST1'\nUM => %HESITATION / [ ] __ [ ]\n"
+                                    "UH => %HESITATION / [ ] __ [ ]\n")
+    args = ["wer", "--stm", str(tmp_path / "ref.stm"), "--glm", str(tmp_path / "g.glm"), str(tmp_path / "hyp")]
+    r = CliRunner().invoke(cli, args + ["--hyp-filter", "kaldi-swbd"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    # sw_1: (uh) deleted = correct; um and [noise] dropped by Kaldi's filter. en_2: you're vs you are, right vs write
+    assert lines[0] == "swbd    %WER 0.00 [ 0 / 3, 0 ins, 0 del, 0 sub ]  1 utts"
+    assert lines[1] == "callhm  %WER 150.00 [ 3 / 2, 1 ins, 0 del, 2 sub ]  1 utts"
+    assert lines[4] == "| set    |  # Snt   # Wrd |   Corr    Sub    Del    Ins    Err  S.Err |"
+    assert lines[7] == "| total  |      2       5 |   60.0   40.0    0.0   20.0   60.0   50.0 |"
+    assert any("hypothesis filter kaldi-swbd" in ln for ln in lines)
+    r = CliRunner().invoke(cli, args)  # without the filter, um -> %HESITATION matches (uh); [noise] is inserted
+    assert r.output.splitlines()[0] == "swbd    %WER 33.33 [ 1 / 3, 1 ins, 0 del, 0 sub ]  1 utts"
+    r = CliRunner().invoke(cli, ["wer", str(tmp_path / "hyp")])
+    assert r.exit_code == 1 and "give REF and at least one HYP file" in r.output
+    r = CliRunner().invoke(cli, ["wer", str(tmp_path / "hyp"), str(tmp_path / "hyp"), "--hyp-filter", "kaldi-swbd"])
+    assert r.exit_code == 1 and "part of NIST (hubscr.pl) scoring" in r.output
+    (tmp_path / "bad.glm").write_text(";;\nUH -> %HESITATION\n")
+    r = CliRunner().invoke(cli, args[:3] + ["--glm", str(tmp_path / "bad.glm"), str(tmp_path / "hyp")])
+    assert r.exit_code == 1 and r.output.strip().endswith("bad.glm:2: expected a rule 'A => B' or 'A => B / C __ D' "
+                                                          "(no '=>')")

@@ -243,7 +243,7 @@ if run_stage 3; then
   for r in $rows; do say "  $r: $(grep ' epoch [0-9]*: ' "$exp/train/$r/train.log" | tail -n 1 | cut -c21-)"; done
 fi
 
-lm_of() { if [ "$1" = std ] || [ ! -f "$exp/export/$1.pt" ]; then echo "$exp/train/$1"; else echo "$exp/export/$1.pt"; fi; }
+lm_of() { if [ "$1" = std ] || [ ! -f "$exp/export/$1.admmq" ]; then echo "$exp/train/$1"; else echo "$exp/export/$1.admmq"; fi; }
 
 if run_stage 4; then
   say "stage 4: export, size, test perplexity, interpolation with the 4-gram"
@@ -253,9 +253,9 @@ if run_stage 4; then
     if [ "$r" = std ] || [ "$r" = admm_notie ]; then
       "$admmq" info --json "$exp/train/$r" > "$exp/export/$r.info.json"
     else
-      "$admmq" export "$exp/train/$r" --bits auto -o "$exp/export/$r.pt" --quiet > "$exp/log/export_$r.log" 2>&1 \
+      "$admmq" export "$exp/train/$r" --bits auto -o "$exp/export/$r.admmq" --quiet > "$exp/log/export_$r.log" 2>&1 \
         || { cat "$exp/log/export_$r.log"; exit 1; }
-      "$admmq" info --json "$exp/export/$r.pt" > "$exp/export/$r.info.json"
+      "$admmq" info --json "$exp/export/$r.admmq" > "$exp/export/$r.info.json"
     fi
     lm="$(lm_of "$r")"
     "$admmq" eval --lm "$lm" --text "$data/ptb.test.txt" --json --quiet > "$exp/train/$r/test_eval.json"

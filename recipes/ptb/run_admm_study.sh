@@ -86,8 +86,9 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 setting_opts() {
   local Q="--method admm --qset pm1 --tying layer --admm-schedule paper --lr 1 --dropout 0"  # the paper's γ, per epoch, lr 1
   local T="--method admm --admm-schedule trained --schedule constant --warm-start quantized --optimizer sgd --admm-interval 100"  # section 4
-  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --gamma-growth 1 --gamma-max 0 --gamma-restart-after 0"  # section 6 (γ fixed then)
-  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer"  # sections 7-10 (each names its cap)
+  # sections 6-10 ran before the schedules were stated per epoch: every 50 mini-batches, γ per ADMM iteration
+  local X="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --admm-interval 50 --gamma 1e-3 --gamma-growth 1 --gamma-max 0 --gamma-restart-after 0"  # section 6 (γ fixed then)
+  local Z="--method admm --admm-schedule trained-adam --qset pm1 --tying layer --admm-interval 50"  # sections 7-10 (each names its cap)
   local Z5="$Z --gamma 5e-4 --gamma-growth 1.0075"  # §7's warm-up, the base of sections 8-10
   case "$1" in
     A_paper) echo "$Q" ;;
@@ -126,7 +127,7 @@ setting_opts() {
     Y_l1_adam_lr3e3_i100_d05) echo "$X --lr 0.003 --admm-interval 100 --dropout 0.5" ;;
     Y_l1_adam_lr1e2_i20) echo "$X --lr 0.01 --admm-interval 20" ;;
     Y_l1_adam_lr5e3_i50) echo "$X" ;;
-    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node --gamma-growth 1 --gamma-max 0 --gamma-restart-after 0" ;;
+    Y_node_adam_lr5e3_i50) echo "--method admm --admm-schedule trained-adam --qset pm124 --tying node --admm-interval 50 --gamma 1e-3 --gamma-growth 1 --gamma-max 0 --gamma-restart-after 0" ;;
     Z_l1_g1e3_x105) echo "$Z --gamma 1e-3 --gamma-growth 1.05 --gamma-max 0.01 --gamma-restart-after 0" ;;
     Z_l1_g1e3_x102) echo "$Z --gamma 1e-3 --gamma-growth 1.02 --gamma-max 0.01 --gamma-restart-after 0" ;;
     Z_l1_g1e3_x1005) echo "$Z --gamma 1e-3 --gamma-growth 1.005 --gamma-max 0.01 --gamma-restart-after 0" ;;

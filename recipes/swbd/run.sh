@@ -13,7 +13,9 @@
 #   5 rescore each job with admmq rescore (LSTM + --ngram interpolated; and the 4-gram alone)
 #   6 write the new LM costs back: linear-to-nbest | nbest-to-lattice into DECODE_DIR.admmq_NAME/lat.JOB.gz,
 #     then Kaldi's own local/score.sh scores them
-#   7 admmq's WER table (swbd, callhm, total) of every LM at --lm-scale, merged over the jobs -> RESULTS.md
+#   7 admmq's WER table (swbd, callhm, total) of every LM at --lm-scale, merged over the jobs -> RESULTS.md;
+#     counted as Kaldi's local/score_sclite.sh counts (hubscr.pl: stm, glm, its hypothesis filter and
+#     acronym map) when $eval_data/stm exists, else against $eval_data/text
 # Every path below is an option; relative ones are relative to --kaldi-dir. Job commands: cmd.sh.
 
 set -euo pipefail
@@ -26,7 +28,8 @@ kaldi_dir=.                                   # the egs/swbd/s5c directory
 train_text=data/train/text                    # Kaldi text of the Switchboard training transcripts
 fisher_text=""                                # optional: more LM text (Kaldi text or plain), e.g. Fisher
 words_txt=data/lang/words.txt                 # vocabulary of the LMs and of the lattices
-eval_data=data/eval2000                       # its text holds the references (swbd sw_*, callhm en_*)
+eval_data=data/eval2000                       # its stm + glm (else text) hold the references (swbd sw_*, callhm en_*)
+acronyms=data/local/dict_nosp/acronyms.map    # Kaldi's acronym map (local/map_acronyms_ctm.py), when present
 decode_dir=exp/chain/tdnn7r_sp/decode_eval2000_sw1_fsh_fg   # lat.JOB.gz and num_jobs
 old_lang=data/lang_sw1_fsh_fg                 # lang dir of the first-pass LM (its G.fst is removed)
 ngram=data/local/lm/sw1_fsh.o4g.kn.gz         # the sw1_fsh 4-gram ARPA to interpolate with
@@ -58,7 +61,7 @@ model_opts() {
   local IFS=:; set -- $1
   echo "--method $2${3:+ --qset $3}${4:+ --tying $4}"
 }
-lm_file() { if [ -f "$exp/$1/packed.admmq" ]; then echo "$exp/$1/packed.admmq"; else echo "$exp/$1/best.pt"; fi; }
+lm_file() { if [ -f "$exp/$1/lm.admmq" ]; then echo "$exp/$1/lm.admmq"; else echo "$exp/$1/best.pt"; fi; }
 
 if run_stage 1; then
   echo "== stage 1: LM text and vocabulary"
@@ -99,7 +102,7 @@ if run_stage 3; then
   for m in $models; do
     name=${m%%:*}; method=$(echo "$m" | cut -d: -f2)
     if [ "$method" != fp ] && [ ! -f "$exp/$name/.export.done" ]; then
-      $train_cmd "$exp/log/export_$name.log" "$admmq" export "$exp/$name/best.pt" -o "$exp/$name/packed.admmq" --quiet
+      $train_cmd "$exp/log/export_$name.log" "$admmq" export "$exp/$name/best.pt" -o "$exp/$name/lm.admmq" --quiet
       touch "$exp/$name/.export.done"
     fi
     if [ ! -f "$exp/$name/.interp.done" ]; then
@@ -167,13 +170,20 @@ fi
 
 if run_stage 7; then
   echo "== stage 7: admmq WER table (LMWT $lm_scale, $nj jobs merged)"
+  reference="$eval_data/text"
+  if [ -f "$eval_data/stm" ]; then   # as local/score_sclite.sh: hubscr.pl's rules, Kaldi's ctm filter
+    reference="--stm $eval_data/stm --hyp-filter kaldi-swbd"
+    [ -f "$eval_data/glm" ] && reference="$reference --glm $eval_data/glm"
+    [ -f "$acronyms" ] && reference="$reference --acronym-map $acronyms"
+  fi
+  echo "reference: $reference"
   {
     echo "| LM | swbd WER | callhm WER | total WER |"
     echo "|----|----------|------------|-----------|"
     for r in $runs; do
       texts=""; for j in $(seq "$nj"); do texts="$texts $exp/rescore_$r/$j/text"; done
-      "$admmq" wer --swbd-norm --json "$eval_data/text" $texts > "$exp/rescore_$r/wer.json"
-      "$admmq" wer --swbd-norm --table-row "$r" "$eval_data/text" $texts
+      "$admmq" wer --json $reference $texts > "$exp/rescore_$r/wer.json"
+      "$admmq" wer --table-row "$r" $reference $texts
     done
   } | tee "$exp/RESULTS.md"
 fi

@@ -30,7 +30,7 @@ def import_command(weights, vocab_path, out, unk_symbol, dropout, as_json, quiet
 
     WEIGHTS is read with torch.load(weights_only=True) (save model.state_dict(), not the pickled model).
     <eos> (or </s>) is the sentence end and what each sentence starts from (<s> when the vocabulary has
-    it); see README.
+    it); see docs/training.md.
     """
     say(f"importing {weights} with vocabulary {vocab_path}", quiet)
     result = import_rnnmodel(weights, vocab_path, out, unk_symbol, dropout)

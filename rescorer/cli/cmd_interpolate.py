@@ -9,6 +9,7 @@ import click
 
 from rescorer.errors import AdmmqError
 from rescorer.fileio import check_writable
+from rescorer.settings import parse_numbers
 from rescorer.ngram.interpolate import interpolate, save_weights
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy
 from rescorer.ngram.scorers import load_components
@@ -49,12 +50,7 @@ def interpolate_command(lm_paths, ngram_paths, valid_path, text_format, out_path
         raise AdmmqError("give at least one --lm or --ngram")
     if out_path:
         check_writable(out_path)
-    start = None
-    if init is not None:
-        try:
-            start = [float(x) for x in init.split(",")]
-        except ValueError:
-            raise AdmmqError(f"--init: expected comma-separated numbers, got {init!r}") from None
+    start = list(parse_numbers(init, "--init")) if init is not None else None
     comps = load_components(lm_paths, ngram_paths, str(pick_device(device)), batch_tokens, ngram_backend,
                             ngram_case, quiet)
     n = len(comps)

@@ -9,6 +9,7 @@ import click
 from rescorer.nbest.kaldi_dir import ARCHIVE_FORMATS, convert_nbest
 from rescorer.nbest.shards import merge_nbest, split_nbest
 from rescorer.cli.group import cli
+from rescorer.cli.options import quiet_option
 
 
 @cli.group("nbest")
@@ -92,7 +93,7 @@ def merge_command(dest, srcs, to, archive, words_txt):
 @click.option("--work-dir", type=click.Path(file_okay=False),
               help="Per-utterance results (a killed run resumes from them). [default: OUT.work]")
 @click.option("--keep-audio", is_flag=True, help="Also keep each noisy utterance as WORK_DIR/<uttid>.wav.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@quiet_option
 def synth_command(text, out, voices, sentences, seed, noise_seed, letter, snr_db, nbest, max_raw, min_tokens,
                   max_tokens, limit, jobs, work_dir, keep_audio, quiet):
     """Make real n-best lists from TEXT: flite voices, pink noise, pocketsphinx (needs flite and pocketsphinx).

@@ -18,7 +18,9 @@ from rescorer.lm.batch_control import pick_device
 from rescorer.cli.group import allow_fast_exit, cli
 from rescorer.cli.lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
                                      oov_policy, report_choice, weights_option)
-from rescorer.cli.options import batch_tokens_option, device_option, json_option, quiet_option, text_format_option
+from rescorer.cli.options import (batch_tokens_option, device_option, json_option, quiet_option, scoring_options,
+                                  text_format_option)
+from rescorer.scoring.nist_scorer import make_scorer
 
 
 @cli.command("rescore")
@@ -30,7 +32,8 @@ from rescorer.cli.options import batch_tokens_option, device_option, json_option
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory: text, nbest.txt, lmwt.new, summary.json[, sweep.tsv, wer.txt].")
 @click.option("--ref", type=click.Path(exists=True, dir_okay=False),
-              help="Reference Kaldi text: report WER (and sweep the weights on it when not given or tuned).")
+              help="Reference Kaldi text: report WER (and sweep the weights on it when not given or tuned); "
+                   "or give --stm.")
 @click.option("--dev", type=click.Path(exists=True),
               help="Dev n-best list (directory or file) to tune the LM scale / penalty on.")
 @click.option("--dev-ref", type=click.Path(exists=True, dir_okay=False),
@@ -52,11 +55,7 @@ from rescorer.cli.options import batch_tokens_option, device_option, json_option
                    "(Kaldi's rnn-weight = 1 - b).")
 @click.option("--lm-scale-grid", default="0:20:0.1", show_default=True, help="LM scales to try: START:STOP:STEP or a,b,c.")
 @click.option("--wip-grid", default="0,0.5,1", show_default=True, help="Penalties to try: START:STOP:STEP or a,b,c.")
-@click.option("--subset", "subsets", multiple=True, metavar="PREFIX=NAME",
-              help="WER subset by utterance-id prefix (repeatable). Default sw_=swbd en_=callhm when ids match.")
-@click.option("--utt2subset", type=click.Path(exists=True, dir_okay=False),
-              help="WER subsets from a '<utt> <subset>' file instead of prefixes.")
-@click.option("--swbd-norm", is_flag=True, help="Switchboard/Hub5'00 scoring conventions (see README).")
+@scoring_options
 @click.option("--shard", default=None, metavar="K/N",
               help="Rescore job K of N only: a contiguous, deterministic block of utterances (Kaldi's JOB=1:N). "
                    "Weights must be given or tuned on --dev; merge with 'admmq wer REF J1/text J2/text ...' or "
@@ -67,8 +66,9 @@ from rescorer.cli.options import batch_tokens_option, device_option, json_option
 @json_option
 @quiet_option
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
-                    oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale, wip,
-                    old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, swbd_norm, shard, batch_tokens,
+                    oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale,
+                    wip, old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, stm, glm, hyp_filter, acronym_map,
+                    shard, batch_tokens,
                     prefix_sharing, int8, precision, normalize_probs, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
@@ -84,23 +84,24 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     interpolation: with --weights (a file from 'admmq interpolate', or
     numbers), else weights found by EM as 'admmq interpolate' finds them, on
     --valid or else on --dev-ref; with neither, equal weights and a warning.
-    Words no LM knows cost what --oov says (see README).
+    Words no LM knows cost what --oov says (see docs/ngram-lms.md).
     """
     phases = Phases(startup=seconds_since_process_start())
     cfg = RescoreConfig(acoustic_scale=acoustic_scale, lm_scale=lm_scale, wip=wip, old_lm_weight=old_lm_weight,
                         lm_scale_grid=parse_grid(lm_scale_grid), wip_grid=parse_grid(wip_grid),
-                        chunk_tokens=4 * batch_tokens, swbd_norm=swbd_norm, subset_specs=tuple(subsets),
-                        utt2subset=utt2subset)
+                        chunk_tokens=4 * batch_tokens, subset_specs=tuple(subsets), utt2subset=utt2subset)
+    scorer = make_scorer(glm, hyp_filter, acronym_map, stm=stm is not None)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
     dev_name = "cpu" if device == "cpu" else str(pick_device(device))  # (the CPU kernels need no PyTorch)
     neural = neural_options(prefix_sharing, int8, precision, threads, normalize_probs)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths), "ngram": list(ngram_paths),
                 "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
-                "dev_ref": dev_ref, "valid": valid_path, "device": device, "batch_tokens": batch_tokens,
+                "dev_ref": dev_ref, "stm": stm, "scoring": scorer.describe() if scorer else "plain (sclite -s)",
+                "valid": valid_path, "device": device, "batch_tokens": batch_tokens,
                 "neural": neural.to_dict(), "threads": threads, "config": config_dict(cfg)}
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
-    check_tuning(cfg, ref is not None, dev is not None)
+    check_tuning(cfg, ref is not None or stm is not None, dev is not None)
     if not (lm_paths or ngram_paths or weights):
         raise AdmmqError("no new LM given: --lm, --ngram or --weights FILE")
     say(f"rescore {nbest} with {' '.join(lm_paths + ngram_paths) or weights} (device {dev_name}, "
@@ -121,7 +122,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         return scorer
 
     res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings,
-                             parse_shard(shard) if shard else None, phases)
+                             parse_shard(shard) if shard else None, phases, stm=stm, scorer=scorer)
     summary = res.summary()
     summary["interpolation"] = choices[0].to_dict()
     for note in summary["notes"]:

@@ -6,41 +6,38 @@ import os
 
 import click
 
-from rescorer.train.distributed import init_from_env
-from rescorer.train.parallel import train_parallel
 from rescorer.errors import AdmmqError
-from rescorer.lm.model import ModelConfig
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, TRAINING_KEYS, WARM_STARTS, admm_schedule
+from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS
 from rescorer.quant.mixed import parse_bits_list
-from rescorer.quant.mixed_plan import bits_summary, plan_precision, write_plan
-from rescorer.quant.qsets import parse_qset
-from rescorer.train.loop import train
-from rescorer.train.config import (ADAM_LR, DEFAULT_MIN_IMPROVEMENT, OPTIMIZERS, SCHEDULES, TrainConfig,
-                                   finishing_lr, init_dropout)
-from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
-from rescorer.train.tensorboard_sink import tensorboard_sink
+from rescorer.quant.mixed_plan import bits_summary, write_plan
+from rescorer.train.config import ADAM_LR, OPTIMIZERS, SCHEDULES
+from rescorer.train.options import TrainOptions, resolve_options
+from rescorer.train.parallel import launch
 from rescorer.cli.group import cli
 from rescorer.cli.options import quiet_option, text_format_for, text_format_option
 
 
 class AdmmInterval(click.ParamType):
-    """``epoch`` (0: once per epoch) or a positive number of mini-batches."""
+    """``K/epoch`` (K ADMM iterations per epoch, evenly), ``epoch`` (= ``1/epoch``, the paper) or a positive
+    number N of mini-batches (the corpus-size dependent form); returns ``(per_epoch, batches)``."""
 
-    name = "N|epoch"
+    name = "K/epoch|epoch|N"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
+        if isinstance(value, tuple):
             return value
-        if str(value).strip().lower() == "epoch":
-            return 0
+        text = str(value).strip().lower()
+        if text == "epoch":
+            return (1, 0)
+        per_epoch = text.endswith("/epoch")
         try:
-            n = int(value)
+            n = int(text[: -len("/epoch")] if per_epoch else text)
         except ValueError:
             n = -1
         if n < 1:
-            self.fail(f"{value!r} is neither 'epoch' nor a positive number of mini-batches", param, ctx)
-        return n
+            self.fail(f"{value!r} is neither K/epoch, epoch nor a positive number of mini-batches", param, ctx)
+        return (n, 0) if per_epoch else (0, n)
 
 
 @cli.command("train")
@@ -104,6 +101,12 @@ class AdmmInterval(click.ParamType):
 @click.option("--init-from", type=click.Path(exists=True), default=None,
               help="Start from this checkpoint's full-precision weights Θ (and its vocabulary and model shape), "
                    "e.g. quantize a trained fp LM with admm.")
+@click.option("--teacher", type=click.Path(exists=True), default=None,
+              help="Knowledge distillation: mix this trained LM's next-word distributions into the objective "
+                   "(same vocabulary; e.g. the --init-from model when quantizing it).")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
+              help="With --teacher: the teacher's share β of the objective, (1 − β)·CE(data) + β·CE(teacher) "
+                   "[default: 0.5].")
 @click.option("--precision", default=None, metavar="auto|FILE",
               help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
                    "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "
@@ -172,7 +175,7 @@ class AdmmInterval(click.ParamType):
 @click.option("--self-norm", type=click.FloatRange(min=0), default=0.0,
               help="Self-normalisation: add this weight times (log Z)^2 per token to the training objective, so "
                    "that the softmax normaliser stays near 1 and 'admmq rescore --no-normalize-probs' may skip it "
-                   "(0.1 is Devlin et al.'s value; see docs/speed.md).")
+                   "(0.1 is Devlin et al.'s value; see docs/rescoring.md).")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="newbob: halve the lr once validation stalls, then every epoch, stop at the next stall; "
                    "plateau: halve at each stall, never stop early; constant: never halve "
@@ -181,6 +184,10 @@ class AdmmInterval(click.ParamType):
 @click.option("--min-improvement", type=click.FloatRange(min=0), default=None,
               help="Relative validation-perplexity improvement below which the epoch counts as a stall "
                    "[default: 0.003; the admm schedule's (0.01 under trained-adam)].")
+@click.option("--restore-best/--no-restore-best", default=None,
+              help="After an epoch whose validation perplexity is worse than the best so far, go on from the "
+                   "best epoch's weights, optimizer and method state (at the rate the schedule sets) "
+                   "[default: on for the quantized methods, off for fp].")
 @click.option("--seed", type=int, default=1, help="Random seed (initialisation, sentence order, dropout).")
 @click.option("--max-sentences", type=click.IntRange(min=0), default=0,
               help="Train on the first N sentences only (0 = all).")
@@ -198,12 +205,13 @@ class AdmmInterval(click.ParamType):
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
                   gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
-                  warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, precision,
+                  warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, teacher,
+                  distill_weight, precision,
                   sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
                   cycles,
                   units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
-                  weight_decay, clip, loss_norm, self_norm, schedule, lr_decay, min_improvement, seed, max_sentences, save_every, device,
+                  weight_decay, clip, loss_norm, self_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every, device,
                   eval_batch_tokens, nproc, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
@@ -224,80 +232,44 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             raise AdmmqError(f"--admm-iters {admm_iters} and --epochs {epochs} disagree (one ADMM iteration per "
                              f"epoch)")
         epochs = admm_iters
-    def run(**kwargs):
-        if nproc > 1:
-            return train_parallel(nproc, tensorboard_dir, quiet=quiet, **kwargs)
-        dist = init_from_env(device or (kwargs["cfg"].device if kwargs.get("cfg") else "auto"))  # torchrun
-        sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None] if dist.is_main else []
-        return train(quiet=quiet, sinks=sinks, dist=dist, **kwargs)
-
     if resume_dir:
-        result = run(out=resume_dir, resume=True, epochs=epochs, device=device)
+        result = launch(nproc, tensorboard_dir, out=resume_dir, resume=True, epochs=epochs, device=device,
+                        quiet=quiet)
     else:
         missing = [name for name, v in (("--train", train_path), ("--valid", valid_path), ("-o/--out", out))
                    if not v]
         if missing:
             raise AdmmqError(f"missing {', '.join(missing)} (or give --resume DIR)")
-        parse_qset(qset)  # a bad set name is an error before any data is read
         if text_format is None:  # plain, with a notice for a text that looks like Kaldi text
             text_format = [text_format_for(p, None) for p in (train_path, valid_path)][0]
-        plan = None
-        if precision is not None:
-            if method != "admm":
-                raise AdmmqError("--precision applies to --method admm only")
-            shape = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
-                                tie_embeddings=tie_embeddings)
-            plan = plan_precision(precision, init_from, valid_path, text_format, sensitivity, budget_bits, budget_mb,
-                                  parse_bits_list(precision_bits), tuple(keep_fp), probes, sensitivity_sentences,
-                                  quiet, shape)
-            for line in bits_summary(plan.pairs):
-                click.echo(f"precision {line}")
-            click.echo(plan.note)
-            os.makedirs(out, exist_ok=True)
-            write_plan(os.path.join(out, "precision.txt"), plan)
-        elif budget_bits is not None or budget_mb is not None:
-            raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
-        init_ckpt = read_checkpoint(resolve_lm_path(init_from)) if init_from else None
-        tables = [qset, *(spec for _, spec in (plan.pairs if plan else ()))]
-        binary = all(len(parse_qset(t).levels) == 2 for t in tables)
-        schedule_cfg = admm_schedule(admm_schedule_name, init_from is not None, binary, gamma=gamma,
-                                     gamma_growth=gamma_growth, gamma_max=gamma_max,
-                                     gamma_restart_after=gamma_restart_after,
-                                     gamma_restart_growth=gamma_restart_growth, admm_interval=admm_interval,
-                                     warm_start=warm_start, optimizer=optimizer, min_improvement=min_improvement)
-        training = {k: schedule_cfg.pop(k, None) for k in TRAINING_KEYS}  # the schedule's apply to admm only
-        if method != "admm":
-            training = {"optimizer": optimizer, "min_improvement": min_improvement}
-        optimizer = training["optimizer"] or "sgd"
-        min_improvement = DEFAULT_MIN_IMPROVEMENT if training["min_improvement"] is None else training["min_improvement"]
-        if lr is None and optimizer == "adam":
-            lr = ADAM_LR
-        elif lr is None:
-            start = finishing_lr(init_ckpt) if init_ckpt is not None else None
-            lr = start if start is not None else 1.0
-        if dropout is None:
-            dropout = init_dropout(init_ckpt, METHODS[method].quantized) if init_ckpt is not None else 0.0
-        method_cfg = MethodConfig(method=method, qset=qset, tying=tying, **schedule_cfg,
-                                  extragradient=extragradient, eta1=eta1, alpha_init=alpha_init,
-                                  projection_start=projection_start, keep_fp=tuple(keep_fp), bits=bits,
-                                  act_bits=act_bits, cycles=cycles, precision=plan.pairs if plan else (),
-                                  precision_note=plan.note if plan else "")
-        factory = METHODS[method]
-        if epochs is None:
-            epochs = factory.default_epochs
-        cfg = TrainConfig(
-            train=train_path, valid=valid_path, text_format=text_format, units=units, vocab=vocab_path,
+        options = TrainOptions(
+            train=train_path, valid=valid_path, text_format=text_format, method=method, qset=qset, tying=tying,
+            admm_schedule=admm_schedule_name, gamma=gamma, gamma_growth=gamma_growth, gamma_max=gamma_max,
+            gamma_restart_after=gamma_restart_after, gamma_restart_growth=gamma_restart_growth,
+            admm_interval=admm_interval, warm_start=warm_start, extragradient=extragradient, eta1=eta1,
+            alpha_init=alpha_init, projection_start=projection_start, keep_fp=tuple(keep_fp), init_from=init_from,
+            teacher=teacher, distill_weight=distill_weight,
+            precision=precision, sensitivity=sensitivity, budget_bits=budget_bits, budget_mb=budget_mb,
+            precision_bits=tuple(parse_bits_list(precision_bits)), sensitivity_sentences=sensitivity_sentences,
+            probes=probes, bits=bits, act_bits=act_bits, cycles=cycles, units=units, vocab=vocab_path,
             vocab_size=vocab_size, min_count=min_count, unk=unk_symbol, spm_model=spm_model,
-            spm_vocab_size=spm_vocab_size, epochs=epochs, batch_size=batch_size,
-            bptt=bptt, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, clip=clip, loss_norm=loss_norm,
-            schedule=schedule or factory.default_schedule,
-            lr_decay=lr_decay, min_improvement=min_improvement, seed=seed, max_sentences=max_sentences,
-            save_every=save_every, device=device or "auto", eval_batch_tokens=eval_batch_tokens, init_from=init_from,
-            self_norm=self_norm)
-        model_cfg = ModelConfig(vocab_size=0, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
-                                dropout=dropout, tie_embeddings=tie_embeddings)
-        result = run(out=out, cfg=cfg, model_cfg=model_cfg, method_cfg=method_cfg)
-    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+            spm_vocab_size=spm_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
+            dropout=dropout, tie_embeddings=tie_embeddings, epochs=epochs, batch_size=batch_size, bptt=bptt,
+            optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip,
+            loss_norm=loss_norm, self_norm=self_norm, schedule=schedule, lr_decay=lr_decay, min_improvement=min_improvement,
+            restore_best=restore_best,
+            seed=seed, max_sentences=max_sentences, save_every=save_every, device=device,
+            eval_batch_tokens=eval_batch_tokens)
+        settings = resolve_options(options, quiet)
+        if settings.plan is not None:
+            for line in bits_summary(settings.plan.pairs):
+                click.echo(f"precision {line}")
+            click.echo(settings.plan.note)
+            os.makedirs(out, exist_ok=True)
+            write_plan(os.path.join(out, "precision.txt"), settings.plan)
+        result = launch(nproc, tensorboard_dir, out=out, cfg=settings.cfg, model_cfg=settings.model_cfg,
+                        method_cfg=settings.method_cfg, quiet=quiet)
+    if result is None:  # torchrun: rank 0 reports
         return
     click.echo(f"best epoch {result.best_epoch}: valid ppl {result.best_valid_ppl:.2f} "
                f"({result.epochs_run} epochs) -> {result.out}/best.pt")

@@ -1,4 +1,4 @@
-"""``admmq wer``: word error rate of a hypothesis text against a reference text."""
+"""``admmq wer``: word error rate of a hypothesis text against a reference text or stm."""
 
 from __future__ import annotations
 
@@ -6,20 +6,17 @@ import json
 
 import click
 
+from rescorer.errors import AdmmqError
 from rescorer.nbest.wer import MODES, score_files
+from rescorer.scoring.nist_scorer import make_scorer
 from rescorer.cli.group import cli
-from rescorer.cli.options import json_option
+from rescorer.cli.options import json_option, scoring_options
 
 
 @cli.command("wer")
-@click.argument("ref", type=click.Path(exists=True, dir_okay=False))
-@click.argument("hyp", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--subset", "subsets", multiple=True, metavar="PREFIX=NAME",
-              help="Subset by utterance-id prefix (repeatable). Default sw_=swbd en_=callhm when ids match.")
-@click.option("--utt2subset", type=click.Path(exists=True, dir_okay=False),
-              help="Subsets from a '<utt> <subset>' file instead of prefixes.")
-@click.option("--swbd-norm", is_flag=True,
-              help="Switchboard/Hub5'00 conventions: lower-case; drop noise tokens, hesitations, partial words.")
+@click.argument("files", nargs=-1, required=True, metavar="[REF] HYP...",
+                type=click.Path(exists=True, dir_okay=False))
+@scoring_options
 @click.option("--mode", type=click.Choice(MODES), default="all", show_default=True,
               help="Reference utterances without hypothesis: all = all deletions, present = skip, strict = error.")
 @click.option("--table-row", metavar="NAME",
@@ -27,15 +24,22 @@ from rescorer.cli.options import json_option
 @click.option("--columns", default="swbd,callhm,total", show_default=True,
               help="Subsets (and 'total') of --table-row, comma-separated; '-' for one without words.")
 @json_option
-def wer_command(ref, hyp, subsets, utt2subset, swbd_norm, mode, table_row, columns, as_json):
+def wer_command(files, subsets, utt2subset, stm, glm, hyp_filter, acronym_map, mode, table_row, columns, as_json):
     """WER of HYP against REF (both Kaldi text: 'utt-id w1 w2 ...'), per subset and in total.
 
+    With --stm the reference is the stm file and every FILE is a hypothesis.
     Several HYP files (e.g. the text of each rescoring job) are scored as one; an
     utterance in two of them is an error.
 
-    Alignment as NIST sclite (same counts); report line as Kaldi's compute-wer.
+    Without --stm/--glm: alignment as NIST sclite -s (same counts). With them: counted
+    as hubscr.pl (Kaldi's local/score_sclite.sh) counts. Report lines as Kaldi's
+    compute-wer, then sclite's sum table.
     """
-    report = score_files(ref, list(hyp) if len(hyp) > 1 else hyp[0], subsets, utt2subset, mode, swbd_norm)
+    if stm is None and len(files) < 2:
+        raise AdmmqError("give REF and at least one HYP file (or --stm STM and HYP files)")
+    ref, hyps = (None, list(files)) if stm is not None else (files[0], list(files[1:]))
+    scorer = make_scorer(glm, hyp_filter, acronym_map, stm=stm is not None)
+    report = score_files(ref, hyps if len(hyps) > 1 else hyps[0], subsets, utt2subset, mode, scorer, stm)
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True))
     elif table_row is not None:

@@ -65,17 +65,16 @@ def neural_speed_options(f):
     f = click.option("--normalize-probs/--no-normalize-probs", default=True, show_default=True,
                      help="Divide by the softmax normaliser (exact). --no-normalize-probs takes a word's logit as "
                           "its log-probability: for self-normalised models ('admmq train --self-norm'), much "
-                          "faster, scores change (README, Rescoring speed; Kaldi's rnnlm option of that name).")(f)
+                          "faster, scores change (docs/rescoring.md; Kaldi's rnnlm option of that name).")(f)
     f = click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
                      help="CPU threads for the LSTM. 1 runs the compiled CPU kernels (the fastest path; run "
-                          "parallel jobs with --shard for more cores); 0: PyTorch's default (README, Rescoring "
-                          "speed).")(f)
+                          "parallel jobs with --shard for more cores); 0: PyTorch's default (docs/rescoring.md).")(f)
     f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                      help="LSTM arithmetic: fp32 (exact), tf32 (CUDA TF32 matmuls) or bf16 (autocast); the last "
-                          "two change scores slightly (README).")(f)
+                          "two change scores slightly (docs/rescoring.md).")(f)
     f = click.option("--int8", is_flag=True,
                      help="CPU: int8 output layer (a quantized model's weights exactly, 8-bit activations); "
-                          "faster, scores change slightly (README).")(f)
+                          "faster, scores change slightly (docs/rescoring.md).")(f)
     f = click.option("--prefix-sharing/--no-prefix-sharing", default=True, show_default=True,
                      help="Score each distinct hypothesis prefix once (a prefix tree); same scores, fewer steps.")(f)
     return f

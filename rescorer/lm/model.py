@@ -199,7 +199,3 @@ class LSTMLM(nn.Module):
                 raise MismatchError(f"{source}: weight {name!r} has shape {tuple(t.shape)}, "
                                     f"the model config expects {tuple(own[name].shape)}")
         self.load_state_dict(weights)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

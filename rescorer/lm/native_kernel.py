@@ -3,13 +3,14 @@
 The kernels (AVX2 + FMA) compute ``log sum_v exp(h . w_v + b_v)`` per row
 without writing the logits (:mod:`rescorer.lm.log_normalizer`) and the LSTM
 step (:mod:`rescorer.lm.step_lm`: gate products and the cell).  It is
-compiled on first use (about a second; ``bin/setup-env`` does it at install)
+compiled by ``bin/setup-env`` (``python -m rescorer.lm.native_kernel``) or else on first use, saying so
+in one line on stderr (about a second)
 with ``$CC`` (default ``cc``) ``-O3 -mavx2 -mfma`` into
 ``${XDG_CACHE_HOME:-~/.cache}/admmq/kernels/`` (``$ADMMQ_KERNEL_DIR`` overrides),
 keyed by the source's hash, written atomically.  Where it cannot be used — no
 compiler, a CPU without AVX2/FMA, not x86-64, or ``ADMMQ_NATIVE=0`` — :func:`load`
-returns None and says why in :func:`unavailable_reason`; scoring then takes the
-PyTorch path (same scores, slower).
+returns None and says why in :func:`unavailable_reason` (and once on stderr, unless disabled);
+scoring then takes the numpy/PyTorch path (the same scores within rounding, slower).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -102,6 +104,7 @@ def load() -> Optional[ctypes.CDLL]:
     else:
         path = library_path()
         if not path.is_file():
+            print(f"admmq: compiling the CPU scoring kernels once into {path.parent}", file=sys.stderr, flush=True)
             try:
                 _reason = build(path)
             except OSError as exc:
@@ -116,6 +119,9 @@ def load() -> Optional[ctypes.CDLL]:
                     _lib = lib
             except OSError as exc:
                 _reason = f"cannot load {path} ({exc})"
+    if _lib is None and not (_reason or "").startswith("disabled"):
+        print(f"admmq: note: no compiled CPU scoring kernels ({_reason}); scoring without them (slower)",
+              file=sys.stderr, flush=True)
     return _lib
 
 
@@ -128,3 +134,15 @@ def reset() -> None:
     """Forget the loaded library (tests switch ``ADMMQ_NATIVE`` between runs)."""
     global _lib, _reason, _tried
     _lib, _reason, _tried = None, None, False
+
+
+def main() -> int:
+    """``python -m rescorer.lm.native_kernel``: build (if needed) and load the kernels; one line saying which."""
+    lib = load()
+    print(f"scoring kernels: {library_path()}" if lib is not None else
+          f"scoring kernels unavailable: {unavailable_reason()}")
+    return 0  # scoring works either way
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,10 +53,6 @@ class PrefixTree:
         return int(self.token.size)
 
     @property
-    def num_sequences(self) -> int:
-        return int(self.offsets.size - 1)
-
-    @property
     def depth(self) -> int:
         """Largest node depth D (0 when every sequence is empty)."""
         return int(self.depth_offsets.size - 2)

@@ -36,8 +36,10 @@ import numpy as np
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.nbest.lists import NBestList
 from rescorer.nbest.lm_costs import Components, LMScores, components, score_sentences, segment_argmin
+from rescorer.nbest.wer import Subsets, WerReport, align_counts, score_utterances
+from rescorer.scoring.nist_scorer import NistScorer, count_all
+from rescorer.settings import parse_numbers
 from rescorer.timing import Phases
-from rescorer.nbest.wer import Subsets, WerReport, align_counts, score_utterances, swbd_normalize
 
 HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)",
        "default": "default (LM scale 10, Kaldi's usual LMWT; nothing to tune on)"}
@@ -46,19 +48,17 @@ DEFAULT_LM_SCALE = 10.0  # Kaldi's usual LMWT (acoustic scale 0.1), used when no
 
 def parse_grid(spec: str) -> Tuple[float, ...]:
     """``START:STOP:STEP`` (inclusive) or a comma list ``a,b,c`` -> sorted-as-given floats."""
+    expected = "START:STOP:STEP (STEP > 0) or a comma list of numbers"
+    if ":" not in spec:
+        return parse_numbers(spec, "grid", expected)
     try:
-        if ":" in spec:
-            start, stop, step = (float(x) for x in spec.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            n = int(np.floor((stop - start) / step + 1e-9)) + 1
-            return tuple(float(round(start + k * step, 10)) for k in range(n))
-        values = tuple(float(x) for x in spec.split(",") if x.strip())
-        if not values:
+        start, stop, step = (float(x) for x in spec.split(":"))
+        if step <= 0 or stop < start:
             raise ValueError
-        return values
     except ValueError:
-        raise AdmmqError(f"grid {spec!r} is not START:STOP:STEP (STEP > 0) or a comma list of numbers") from None
+        raise AdmmqError(f"grid: expected {expected}, got {spec!r}") from None
+    n = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return tuple(float(round(start + k * step, 10)) for k in range(n))
 
 
 @dataclass(frozen=True)
@@ -72,112 +72,155 @@ class RescoreConfig:
     lm_scale_grid: Tuple[float, ...] = parse_grid("0:20:0.1")
     wip_grid: Tuple[float, ...] = (0.0, 0.5, 1.0)
     chunk_tokens: int = 32768
-    swbd_norm: bool = False
     subset_specs: Tuple[str, ...] = ()
     utt2subset: Optional[str] = None
 
 
-def hypothesis_errors(nb: NBestList, refs: Dict[str, Tuple[str, ...]], swbd_norm: bool = False,
-                      source: str = "references") -> Tuple[np.ndarray, int]:
-    """Errors of every hypothesis against its reference: (N,) int64, plus the words of references
-    with no n-best (scored as all deletions, a constant of every setting)."""
+@dataclass
+class HypothesisErrors:
+    """Errors and reference words (sclite's count: it depends on the alignment with NIST scoring) of
+    every hypothesis, (N,) int64 each, and of the reference utterances that have no n-best (their
+    empty hypothesis: a constant of every setting; IGNORE_TIME_SEGMENT_IN_SCORING segments left out)."""
+
+    errors: np.ndarray
+    words: np.ndarray
+    absent: Dict[str, Tuple[int, int]]
+
+    @property
+    def absent_errors(self) -> int:
+        return sum(e for e, _ in self.absent.values())
+
+    @property
+    def absent_words(self) -> int:
+        return sum(w for _, w in self.absent.values())
+
+
+def _utterance_errors(ref: Tuple[str, ...], hyps: Sequence[Tuple[str, ...]], scorer: Optional[NistScorer],
+                      where: str) -> Optional[List[Tuple[int, int]]]:
+    """(errors, reference words) of each hypothesis of one utterance; None for an ignored stm segment."""
+    if scorer is None:
+        cache: Dict[Tuple[str, ...], int] = {}
+        for h in hyps:
+            if h not in cache:
+                cache[h] = sum(align_counts(ref, h))
+        return [(cache[h], len(ref)) for h in hyps]
+    net = scorer.reference(ref, where)
+    if net is None:
+        return None
+    return [(c.errors, c.words) for c in count_all(scorer, net, hyps, where)]
+
+
+def hypothesis_errors(nb: NBestList, refs: Dict[str, Tuple[str, ...]], scorer: Optional[NistScorer] = None,
+                      source: str = "references") -> HypothesisErrors:
+    """Errors of every hypothesis against its reference, counted plain or with a NIST ``scorer``."""
     missing = [u for u in nb.utts if u not in refs]
     if missing:
         raise MismatchError(f"n-best utterance {missing[0]!r} has no reference ({len(missing)} without one)", source)
-    norm = swbd_normalize if swbd_norm else tuple
     errors = np.zeros(len(nb), dtype=np.int64)
+    words = np.zeros(len(nb), dtype=np.int64)
     for u, utt in enumerate(nb.utts):
-        ref = norm(refs[utt])
-        cache: Dict[Tuple[str, ...], int] = {}
-        for i in range(nb.offsets[u], nb.offsets[u + 1]):
-            w = nb.words[i]
-            if w not in cache:
-                cache[w] = sum(align_counts(ref, norm(w)))
-            errors[i] = cache[w]
+        lo, hi = nb.offsets[u], nb.offsets[u + 1]
+        counts = _utterance_errors(refs[utt], nb.words[lo:hi], scorer, f"{source}: {utt}")
+        if counts is not None:
+            errors[lo:hi] = [e for e, _ in counts]
+            words[lo:hi] = [w for _, w in counts]
     listed = set(nb.utts)
-    absent = sum(len(norm(r)) for u, r in refs.items() if u not in listed)
-    return errors, absent
+    absent = {}
+    for utt, r in refs.items():
+        if utt not in listed:
+            counts = _utterance_errors(r, [()], scorer, f"{source}: {utt}")
+            if counts is not None:
+                absent[utt] = counts[0]
+    return HypothesisErrors(errors, words, absent)
 
 
 @dataclass
 class SubsetGroups:
     """The utterances of an n-best list by WER subset (subsets with no reference words left out).
 
-    ``index``: (U,) int64 subset of each utterance (-1: in none); ``words``: (S,) reference words;
-    ``constant``: (S,) words of the subset's references that have no n-best (deletions at every setting).
+    ``index``: (U,) int64 subset of each utterance (-1: in none); ``absent_errors``, ``absent_words``: (S,)
+    counts of the subset's references that have no n-best (the same at every setting).
     """
 
     names: Tuple[str, ...]
     index: np.ndarray
-    words: np.ndarray
-    constant: np.ndarray
+    absent_errors: np.ndarray
+    absent_words: np.ndarray
 
 
 def subset_groups(nb: NBestList, refs: Dict[str, Tuple[str, ...]], subsets: Subsets,
-                  swbd_norm: bool = False) -> SubsetGroups:
-    """Group ``nb``'s utterances (and ``refs``' words) by ``subsets``."""
-    norm = swbd_normalize if swbd_norm else tuple
+                  errors: HypothesisErrors) -> SubsetGroups:
+    """Group ``nb``'s utterances (and the references without n-best) by ``subsets``."""
     names = subsets.names()  # every name subsets.of() can return
     where = {name: i for i, name in enumerate(names)}
     words = np.zeros(len(names), dtype=np.int64)
-    constant = np.zeros(len(names), dtype=np.int64)
-    listed = set(nb.utts)
+    absent = np.zeros((2, len(names)), dtype=np.int64)
     for utt, ref in refs.items():
         s = where.get(subsets.of(utt), -1)
         if s >= 0:
-            words[s] += len(norm(ref))
-            constant[s] += 0 if utt in listed else len(norm(ref))
+            words[s] += len(ref)
+            absent[:, s] += errors.absent.get(utt, (0, 0))
     keep = np.flatnonzero(words > 0)
     remap = np.full(len(names) + 1, -1, dtype=np.int64)  # remap[-1] (no subset) stays -1
     remap[keep] = np.arange(len(keep))
     index = np.array([where.get(subsets.of(u), -1) for u in nb.utts], dtype=np.int64)
-    return SubsetGroups(tuple(names[i] for i in keep), remap[index], words[keep], constant[keep])
+    return SubsetGroups(tuple(names[i] for i in keep), remap[index], absent[0, keep], absent[1, keep])
 
 
 @dataclass
 class Sweep:
     """Errors of every (lm_scale, wip) setting, in grid order, and the chosen one.
 
-    ``subset_errors``: (S, P) int64 errors per subset of ``subsets`` at each of the P settings.
+    ``errors``, ``words``: (P,) int64 errors and reference words at each of the P settings;
+    ``subset_errors``, ``subset_words``: (S, P) the same per subset of ``subsets``.
     """
 
     lm_scales: np.ndarray
     wips: np.ndarray
     errors: np.ndarray
-    words: int
+    words: np.ndarray
     best: int
     subsets: Optional[SubsetGroups] = None
     subset_errors: Optional[np.ndarray] = None
+    subset_words: Optional[np.ndarray] = None
 
     def rows(self) -> List[Tuple[float, float, int, float]]:
-        return [(float(a), float(b), int(e), 100.0 * e / max(self.words, 1))
-                for a, b, e in zip(self.lm_scales, self.wips, self.errors)]
+        return [(float(a), float(b), int(e), 100.0 * e / max(int(w), 1))
+                for a, b, e, w in zip(self.lm_scales, self.wips, self.errors, self.words)]
 
     def subset_rows(self) -> List[List[Tuple[int, float]]]:
         """Per setting: (errors, WER %) of each subset, in ``subsets.names`` order."""
-        if self.subsets is None or self.subset_errors is None:
+        if self.subsets is None or self.subset_errors is None or self.subset_words is None:
             return [[] for _ in self.errors]
-        w = self.subsets.words
-        return [[(int(e), 100.0 * e / w[s]) for s, e in enumerate(col)] for col in self.subset_errors.T]
+        return [[(int(e), 100.0 * e / max(int(w), 1)) for e, w in zip(ecol, wcol)]
+                for ecol, wcol in zip(self.subset_errors.T, self.subset_words.T)]
+
+    def subset_words_at_best(self) -> Dict[str, int]:
+        if self.subsets is None or self.subset_words is None:
+            return {}
+        return {n: int(w) for n, w in zip(self.subsets.names, self.subset_words[:, self.best])}
 
 
-def sweep(comp: Components, errors: np.ndarray, constant: int, words: int, acoustic_scale: float,
-          lm_grid: Sequence[float], wip_grid: Sequence[float], groups: Optional[SubsetGroups] = None) -> Sweep:
-    """Total errors (and errors per subset of ``groups``) at every grid point (the first minimum is chosen)."""
+def sweep(comp: Components, errors: HypothesisErrors, acoustic_scale: float, lm_grid: Sequence[float],
+          wip_grid: Sequence[float], groups: Optional[SubsetGroups] = None) -> Sweep:
+    """Total errors and words (and per subset of ``groups``) at every grid point (the first minimum is chosen)."""
     settings = [(a, b) for a in lm_grid for b in wip_grid]
     errs = np.empty(len(settings), dtype=np.int64)
+    words = np.empty(len(settings), dtype=np.int64)
     n_sub = len(groups.names) if groups is not None else 0
-    sub_errs = np.empty((n_sub, len(settings)), dtype=np.int64)
+    sub = np.empty((2, n_sub, len(settings)), dtype=np.int64)
     inside = groups.index >= 0 if groups is not None else None
+    absent = (errors.absent_errors, errors.absent_words)
     for k, (a, b) in enumerate(settings):
         best = segment_argmin(comp.total(acoustic_scale, a, b), comp.offsets)
-        per_utt = errors[best]
-        errs[k] = per_utt.sum() + constant
-        if groups is not None:
-            sub_errs[:, k] = np.bincount(groups.index[inside], weights=per_utt[inside],
-                                         minlength=n_sub)[:n_sub].round().astype(np.int64) + groups.constant
+        for j, (per_utt, const) in enumerate(((errors.errors[best], absent[0]), (errors.words[best], absent[1]))):
+            (errs, words)[j][k] = per_utt.sum() + const
+            if groups is not None:
+                counts = np.bincount(groups.index[inside], weights=per_utt[inside], minlength=n_sub)[:n_sub]
+                sub[j, :, k] = counts.round().astype(np.int64) + (groups.absent_errors, groups.absent_words)[j]
     return Sweep(np.array([a for a, _ in settings]), np.array([b for _, b in settings]), errs, words,
-                 int(np.argmin(errs)), groups if n_sub else None, sub_errs if n_sub else None)
+                 int(np.argmin(errs)), groups if n_sub else None, sub[0] if n_sub else None,
+                 sub[1] if n_sub else None)
 
 
 @dataclass
@@ -214,30 +257,26 @@ class RescoreResult:
              "all_empty_utterances": nb.all_empty, "notes": list(nb.warnings) + self.notes}
         if self.sweep is not None:
             sw = self.sweep
-            d["sweep"] = {"settings": len(sw.errors), "best_errors": int(sw.errors[sw.best]), "words": sw.words,
+            d["sweep"] = {"settings": len(sw.errors), "best_errors": int(sw.errors[sw.best]),
+                          "words": int(sw.words[sw.best]),
                           "lm_scale_range": [float(sw.lm_scales.min()), float(sw.lm_scales.max())],
                           "wips": sorted(set(float(x) for x in sw.wips)),
                           "set": "dev" if self.chosen_by == "dev" else "test",
-                          "subset_words": {} if sw.subsets is None else
-                          {n: int(w) for n, w in zip(sw.subsets.names, sw.subsets.words)}}
+                          "subset_words": sw.subset_words_at_best()}
         if self.test_sweep is not None:
             ts = self.test_sweep
-            d["test_sweep"] = {"settings": len(ts.errors), "best_errors": int(ts.errors[ts.best]), "words": ts.words,
-                               "subset_words": {} if ts.subsets is None else
-                               {n: int(w) for n, w in zip(ts.subsets.names, ts.subsets.words)}}
+            d["test_sweep"] = {"settings": len(ts.errors), "best_errors": int(ts.errors[ts.best]),
+                               "words": int(ts.words[ts.best]), "subset_words": ts.subset_words_at_best()}
         if self.wer:
             d["wer"] = {name: rep.to_dict() for name, rep in self.wer.items()}
         return d
 
 
-def _tuning_target(comp: Components, nb: NBestList, refs, errors: Tuple[np.ndarray, int],
-                   cfg: RescoreConfig) -> Sweep:
-    norm = swbd_normalize if cfg.swbd_norm else tuple
-    words = sum(len(norm(r)) for r in refs.values())
+def _tuning_target(comp: Components, nb: NBestList, refs, errors: HypothesisErrors, cfg: RescoreConfig) -> Sweep:
     lm_grid = (cfg.lm_scale,) if cfg.lm_scale is not None else cfg.lm_scale_grid
     wip_grid = (cfg.wip,) if cfg.wip is not None else cfg.wip_grid
-    groups = subset_groups(nb, refs, Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset), cfg.swbd_norm)
-    return sweep(comp, errors[0], errors[1], words, cfg.acoustic_scale, lm_grid, wip_grid, groups)
+    groups = subset_groups(nb, refs, Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset), errors)
+    return sweep(comp, errors, cfg.acoustic_scale, lm_grid, wip_grid, groups)
 
 
 def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
@@ -249,8 +288,9 @@ def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
 def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tuple[str, ...]]] = None,
             dev: Optional[Tuple[NBestList, Dict[str, Tuple[str, ...]]]] = None, quiet: bool = False,
             ref_source: str = "references", dev_source: str = "dev references",
-            phases: Optional[Phases] = None) -> RescoreResult:
+            phases: Optional[Phases] = None, scorer: Optional[NistScorer] = None) -> RescoreResult:
     """Rescore ``nb`` with ``lm``; tune on ``dev`` (n-best, references) or sweep on ``refs`` when not given.
+    WER is counted plain (sclite -s) or, with ``scorer``, as hubscr.pl counts it (dev and test alike).
 
     ``phases`` (optional) receives the seconds of ``references`` (errors of every hypothesis),
     ``lm_scoring`` and ``choose`` (weights, WER)."""
@@ -259,21 +299,20 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     tuned = cfg.lm_scale is None or cfg.wip is None
     # errors of every hypothesis first: a missing reference fails before the LM runs
     with phases.phase("references"):
-        test_errors = hypothesis_errors(nb, refs, cfg.swbd_norm, ref_source) if refs is not None else None
+        test_errors = hypothesis_errors(nb, refs, scorer, ref_source) if refs is not None else None
         subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
         if dev is not None:  # bad subset rules fail before the LM runs
             Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
-        dev_errors = hypothesis_errors(dev[0], dev[1], cfg.swbd_norm, dev_source) if dev is not None and tuned \
-            else None
+        dev_errors = hypothesis_errors(dev[0], dev[1], scorer, dev_source) if dev is not None and tuned else None
     sentences = list(nb.words) + (list(dev[0].words) if dev is not None else [])
     with phases.phase("lm_scoring"):
         scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet)
     with phases.phase("choose"):
-        return _choose(nb, cfg, refs, dev, scores, tuned, test_errors, dev_errors, subsets, ref_source)
+        return _choose(nb, cfg, refs, dev, scores, tuned, test_errors, dev_errors, subsets, ref_source, scorer)
 
 
 def _choose(nb: NBestList, cfg: RescoreConfig, refs, dev, scores: LMScores, tuned: bool, test_errors, dev_errors,
-            subsets, ref_source: str) -> RescoreResult:
+            subsets, ref_source: str, scorer: Optional[NistScorer]) -> RescoreResult:
     """The LM scale and penalty (given, tuned on dev or swept on refs), the best hypotheses and the WER."""
     comp, notes = components(nb, scores.logprob[:len(nb)], cfg.old_lm_weight)
     lm_scale = cfg.lm_scale
@@ -302,17 +341,17 @@ def _choose(nb: NBestList, cfg: RescoreConfig, refs, dev, scores: LMScores, tune
     res = RescoreResult(nb, comp, total, best, cfg.acoustic_scale, lm_scale, wip, cfg.old_lm_weight, chosen,
                         scores, result_sweep, notes=notes, test_sweep=test_sweep)
     if refs is not None:
-        res.wer = evaluate_choices(nb, res.best, refs, test_errors[0], subsets, cfg.swbd_norm, ref_source)
+        res.wer = evaluate_choices(nb, res.best, refs, test_errors.errors, subsets, scorer, ref_source)
     return res
 
 
 def evaluate_choices(nb: NBestList, best: np.ndarray, refs, errors: np.ndarray, subsets: Subsets,
-                     swbd_norm: bool, source: str) -> Dict[str, WerReport]:
+                     scorer: Optional[NistScorer], source: str) -> Dict[str, WerReport]:
     """WER of the rescored choice ``best`` (U,), of the first pass (rank 1) and of the oracle (fewest
     ``errors`` (N,))."""
     picks = {"rescored": best, "first_pass": nb.offsets[:-1], "oracle": segment_argmin(errors, nb.offsets)}
     return {name: score_utterances(refs, {u: nb.words[i] for u, i in zip(nb.utts, idx)}, subsets, "all",
-                                   swbd_norm, source)
+                                   scorer, ref_source=source)
             for name, idx in picks.items()}
 
 

@@ -34,11 +34,15 @@ from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.lists import write_nbest_file
 from rescorer.nbest.shards import shard_nbest
 from rescorer.nbest.rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
-from rescorer.nbest.wer import read_text
+from rescorer.nbest.wer import read_references, read_text
+from rescorer.scoring.nist_scorer import NistScorer
 from rescorer.timing import Phases
 
 
-OUTPUTS = ("text", "nbest.txt", "lmwt.new", "summary.json", "sweep.tsv", "sweep.test.tsv", "wer.txt")
+SUMMARY = "summary.json"
+SWEEP = "sweep.tsv"  # on the set the weights were chosen on (summary.json chosen_by)
+SWEEP_TEST = "sweep.test.tsv"  # tuned on dev: the same grid on the test list
+OUTPUTS = ("text", "nbest.txt", "lmwt.new", SUMMARY, SWEEP, SWEEP_TEST, "wer.txt")
 
 
 def _input_bytes(path: PathLike) -> int:
@@ -80,7 +84,7 @@ def _write_files(res: RescoreResult, out_dir) -> Dict[str, str]:
     write_nbest_file(nb.with_costs({"lm.new": comp.lm_new, "lmwt.new": new_graph, "total": res.total}),
                      paths["nbest.txt"])
     write_archive(paths["lmwt.new"], list(zip(nb.keys, new_graph.tolist())), SCALAR)
-    for name, sw in (("sweep.tsv", res.sweep), ("sweep.test.tsv", res.test_sweep)):
+    for name, sw in ((SWEEP, res.sweep), (SWEEP_TEST, res.test_sweep)):
         if sw is not None:
             paths[name] = str(out / name)
             write_sweep(sw, paths[name])
@@ -103,7 +107,7 @@ def write_sweep(sw: Sweep, path: PathLike) -> None:
                                                                           for x in (str(se), f"{sw_:.2f}")]) + "\n")
 
 
-def _read_inputs(nbest: PathLike, ref, dev, dev_ref, words_txt, shard):
+def _read_inputs(nbest: PathLike, ref, stm, dev, dev_ref, words_txt, shard):
     """The n-best list (this job's share), its references and the dev pair (list, references) or None."""
     nb = read_nbest(nbest, words_txt)
     if shard is not None:
@@ -111,7 +115,7 @@ def _read_inputs(nbest: PathLike, ref, dev, dev_ref, words_txt, shard):
         if nb.num_utterances == 0:
             raise AdmmqError(f"job {shard[0]} of {shard[1]} holds no utterance ({nbest} has fewer utterances "
                              f"than jobs)")
-    refs = read_text(ref) if ref is not None else None
+    refs = read_references(ref, stm, nb.utts) if ref is not None or stm is not None else None
     if refs is not None and shard is not None:  # this job's utterances only
         mine = set(nb.utts)
         refs = {u: w for u, w in refs.items() if u in mine}
@@ -123,8 +127,12 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
                 dev: Optional[PathLike] = None, dev_ref: Optional[PathLike] = None,
                 words_txt: Optional[PathLike] = None, quiet: bool = False,
                 settings: Optional[dict] = None, shard: Optional[Tuple[int, int]] = None,
-                phases: Optional[Phases] = None) -> Tuple[RescoreResult, Dict[str, str]]:
+                phases: Optional[Phases] = None, stm: Optional[PathLike] = None,
+                scorer: Optional[NistScorer] = None) -> Tuple[RescoreResult, Dict[str, str]]:
     """Read the n-best list (and dev set, references), rescore with ``lm``, write the outputs.
+
+    The test references are a Kaldi ``text`` (``ref``) or an stm file (``stm``); ``scorer`` counts WER
+    as hubscr.pl does (:func:`rescorer.scoring.nist_scorer.make_scorer`), else as plain sclite.
 
     ``lm`` is the LM or a function without arguments returning it, called once
     the inputs have been read (bad input then fails before a slow LM load).
@@ -133,7 +141,9 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
     phases = phases or Phases()
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
-    check_tuning(cfg, ref is not None, dev is not None)
+    if ref is not None and stm is not None:
+        raise AdmmqError("give the test reference as --ref TEXT or --stm STM, not both")
+    check_tuning(cfg, ref is not None or stm is not None, dev is not None)
     if shard is not None and dev is None and (cfg.lm_scale is None or cfg.wip is None):
         raise AdmmqError("a rescoring job (--shard) must use the same weights as the other jobs: give --lm-scale "
                          "and --wip, or tune them on the whole dev set with --dev/--dev-ref (not on this job's "
@@ -148,9 +158,10 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
     # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
     check_free_space(existing_ancestor(out), 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
     with phases.phase("read"):
-        nb, refs, dev_pair = _read_inputs(nbest, ref, dev, dev_ref, words_txt, shard)
+        nb, refs, dev_pair = _read_inputs(nbest, ref, stm, dev, dev_ref, words_txt, shard)
     if not hasattr(lm, "score"):
         with phases.phase("load_lm"):
             lm = lm()
-    res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref), dev_source=str(dev_ref), phases=phases)
+    res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref if stm is None else stm),
+                  dev_source=str(dev_ref), phases=phases, scorer=scorer)
     return res, write_outputs(res, out, settings, phases)

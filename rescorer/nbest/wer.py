@@ -21,82 +21,42 @@ reference utterance without hypothesis as all deletions and counts it;
 ``present`` scores only utterances with a hypothesis; ``strict`` makes it an
 error.  A hypothesis without a reference is always an error.
 
-**Switchboard normalisation** (``swbd_norm``), as Kaldi's
-``egs/swbd/s5c/local/score_sclite.sh`` filters hypotheses before Hub5'00
-scoring (the reference stm marks the same tokens optionally deletable):
-words are lower-cased and these tokens are removed from reference *and*
-hypothesis: anything containing ``[noise``, ``laughter`` or
-``vocalized-noise]``; anything containing ``<unk>``; the hesitations
-``uh um eh mm hm ah huh ha er oof hee ach eee ew`` and ``%hesitation``;
-partial words (ending in ``-``); tokens in parentheses (the stm's optionally
-deletable form).  The GLM's spelling alternatives are not applied, and
-removed reference tokens do not count as reference words (hubscr.pl counts
-optionally deletable words it finds deleted as correct).
+**NIST scoring** (``scorer``, a :class:`~rescorer.scoring.nist_scorer.NistScorer`): each utterance is
+counted as ``hubscr.pl -h hub5 -g GLM`` counts it (GLM on both sides, optionally deletable words,
+alternations, fragments, case folded; see :mod:`rescorer.scoring`), against a Kaldi ``text`` or an
+stm reference (:func:`read_references`).  Reference words are then sclite's: correct +
+substitutions + deletions of the chosen path (an optional word deleted counts as correct).
+Segments marked IGNORE_TIME_SEGMENT_IN_SCORING are left out, hypotheses for them too.
+
+Besides Kaldi's ``%WER`` line, :meth:`WerReport.lines` gives sclite's sum table: sentences, words,
+and Corr / Sub / Del / Ins / Err / S.Err in percent (S.Err: utterances with an error).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from rescorer.fileio import read_sentences
 from rescorer.errors import AdmmqError, FormatError, MismatchError, PathLike
-from rescorer.fileio import iter_lines
+from rescorer.fileio import iter_lines, read_sentences
+from rescorer.scoring.network_align import chain_path
+from rescorer.scoring.nist_scorer import NistScorer
+from rescorer.scoring.stm import read_stm, utterance_index
 
 SUB, INS, DEL = 4, 3, 3  # sclite's default weights
 DEFAULT_SUBSETS = (("sw_", "swbd"), ("en_", "callhm"))
 MODES = ("all", "present", "strict")
-HESITATIONS = frozenset("uh um eh mm hm ah huh ha er oof hee ach eee ew %hesitation".split())
 
 
 def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> Tuple[int, int, int]:
-    """``(insertions, deletions, substitutions)`` of sclite's alignment of ``hyp`` to ``ref``."""
+    """``(insertions, deletions, substitutions)`` of sclite's alignment of ``hyp`` to ``ref`` (``-s``)."""
     n, m = len(ref), len(hyp)
     if n == 0 or m == 0:
         return m, n, 0
-    prev = [INS * j for j in range(m + 1)]
-    back: List[bytearray] = [bytearray(b"\x02" * (m + 1))]  # 0 diagonal, 1 deletion, 2 insertion
-    for i in range(1, n + 1):
-        r = ref[i - 1]
-        cur = [DEL * i] + [0] * m
-        ops = bytearray(m + 1)
-        ops[0] = 1
-        for j in range(1, m + 1):
-            s = prev[j - 1] + (0 if r == hyp[j - 1] else SUB)
-            d = prev[j] + DEL
-            a = cur[j - 1] + INS
-            if s <= d and s <= a:
-                cur[j] = s
-            elif d < a:
-                cur[j], ops[j] = d, 1
-            else:
-                cur[j], ops[j] = a, 2
-        back.append(ops)
-        prev = cur
-    ins = dels = subs = 0
-    i, j = n, m
-    while i > 0 or j > 0:
-        op = back[i][j]
-        if op == 0:
-            subs += ref[i - 1] != hyp[j - 1]
-            i, j = i - 1, j - 1
-        elif op == 1:
-            dels, i = dels + 1, i - 1
-        else:
-            ins, j = ins + 1, j - 1
-    return ins, dels, subs
-
-
-def swbd_normalize(words: Sequence[str]) -> Tuple[str, ...]:
-    """Lower-case and drop noise, hesitation, partial and optionally deletable tokens (module docstring)."""
-    out = []
-    for w in words:
-        w = w.lower()
-        if ("[noise" in w or "laughter" in w or "vocalized-noise]" in w or "<unk>" in w or w in HESITATIONS
-                or w.endswith("-") or (w.startswith("(") and w.endswith(")"))):
-            continue
-        out.append(w)
-    return tuple(out)
+    pairs = [[]] + [[0.0] + [0.0 if r == h else float(SUB) for h in hyp] for r in ref]
+    steps = chain_path(n + 1, m + 1, [0.0] + [float(DEL)] * n, [0.0] + [float(INS)] * m, pairs, False)
+    ops = [op if op or ref[a - 1] != hyp[b - 1] else -1 for op, a, b in steps]
+    return ops.count(2), ops.count(1), ops.count(0)
 
 
 @dataclass
@@ -106,9 +66,10 @@ class ErrorCounts:
     ins: int = 0
     dels: int = 0
     subs: int = 0
-    words: int = 0  # reference words
+    words: int = 0  # reference words (sclite: correct + substitutions + deletions)
     utterances: int = 0
     utterance_errors: int = 0  # utterances with at least one error
+    corr: int = 0
 
     @property
     def errors(self) -> int:
@@ -126,6 +87,7 @@ class ErrorCounts:
         self.dels += dels
         self.subs += subs
         self.words += words
+        self.corr += words - subs - dels
         self.utterances += 1
         self.utterance_errors += (ins + dels + subs) > 0
 
@@ -134,10 +96,18 @@ class ErrorCounts:
         return (f"%WER {self.wer:.2f} [ {self.errors} / {self.words}, {self.ins} ins, {self.dels} del, "
                 f"{self.subs} sub ]")
 
+    def sum_row(self, name: str, width: int) -> str:
+        """sclite's sum-table row: ``| name | #Snt #Wrd | Corr Sub Del Ins Err S.Err |`` (percent)."""
+        pct = (lambda x: 100.0 * x / self.words) if self.words else (lambda x: 0.0)
+        serr = 100.0 * self.utterance_errors / self.utterances if self.utterances else 0.0
+        cells = "".join(f"{v:7.1f}" for v in (pct(self.corr), pct(self.subs), pct(self.dels), pct(self.ins),
+                                              pct(self.errors), serr))
+        return f"| {name.ljust(width)} | {self.utterances:6d} {self.words:7d} |{cells} |"
+
     def to_dict(self) -> dict:
         wer = self.wer
         return {"wer": round(wer, 4) if wer != float("inf") else None, "errors": self.errors,
-                "words": self.words, "ins": self.ins, "del": self.dels, "sub": self.subs,
+                "words": self.words, "ins": self.ins, "del": self.dels, "sub": self.subs, "corr": self.corr,
                 "utterances": self.utterances, "utterance_errors": self.utterance_errors}
 
 
@@ -207,6 +177,7 @@ class WerReport:
     total: ErrorCounts
     missing: int = 0  # reference utterances without hypothesis (mode "all": scored as deletions)
     unassigned: int = 0  # utterances in no subset
+    ignored: int = 0  # stm segments IGNORE_TIME_SEGMENT_IN_SCORING
     notes: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -215,10 +186,15 @@ class WerReport:
         return d
 
     def lines(self) -> List[str]:
+        """Kaldi's ``%WER`` line per subset and in total, then sclite's sum table and the notes."""
         names = list(self.subsets) + ["total"]
         width = max(len(n) for n in names)
-        rows = [f"{n.ljust(width)}  {c.line()}  {c.utterances} utts" for n, c in self.subsets.items()]
-        rows.append(f"{'total'.ljust(width)}  {self.total.line()}  {self.total.utterances} utts")
+        counts = list(self.subsets.values()) + [self.total]
+        rows = [f"{n.ljust(width)}  {c.line()}  {c.utterances} utts" for n, c in zip(names, counts)]
+        head = f"| {'set'.ljust(width)} | {'# Snt':>6} {'# Wrd':>7} |" + "".join(
+            f"{h:>7}" for h in ("Corr", "Sub", "Del", "Ins", "Err", "S.Err")) + " |"
+        rows += ["sclite sum table (percent of reference words; S.Err: of utterances):", head]
+        rows += [c.sum_row(n, width) for n, c in zip(names, counts)]
         return rows + self.notes
 
     def table_row(self, name: str, columns: Sequence[str]) -> str:
@@ -229,9 +205,10 @@ class WerReport:
 
 
 def score_utterances(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
-                     subsets: Optional[Subsets] = None, mode: str = "all", swbd_norm: bool = False,
-                     hyp_source: str = "hypotheses") -> WerReport:
-    """WER of ``hyps`` against ``refs`` (utterance id -> words), per subset and in total."""
+                     subsets: Optional[Subsets] = None, mode: str = "all", scorer: Optional[NistScorer] = None,
+                     hyp_source: str = "hypotheses", ref_source: str = "reference") -> WerReport:
+    """WER of ``hyps`` against ``refs`` (utterance id -> words), per subset and in total; counted as
+    sclite does (plain), or as hubscr.pl does with a NIST ``scorer``."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     subsets = subsets or Subsets()
@@ -239,31 +216,44 @@ def score_utterances(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Seque
     if extra:
         raise MismatchError(f"utterance {extra[0]!r} has no reference ({len(extra)} hypothesis utterance(s) "
                             f"without one)", hyp_source)
-    missing = [u for u in refs if u not in hyps]
-    if missing and mode == "strict":
-        raise MismatchError(f"no hypothesis for utterance {missing[0]!r} ({len(missing)} missing)", hyp_source)
     per = {name: ErrorCounts() for name in subsets.names()}
     total = ErrorCounts()
-    unassigned = 0
+    unassigned = ignored = 0
+    missing: List[str] = []
     for utt, ref in refs.items():
-        if utt not in hyps and mode == "present":
+        where = f"{ref_source}: {utt}"
+        net = scorer.reference(ref, where) if scorer is not None else None
+        if scorer is not None and net is None:
+            ignored += 1
             continue
+        if utt not in hyps:
+            missing.append(utt)
+            if mode == "strict":
+                raise MismatchError(f"no hypothesis for utterance {utt!r}", hyp_source)
+            if mode == "present":
+                continue
         hyp = hyps.get(utt, ())
-        if swbd_norm:
-            ref, hyp = swbd_normalize(ref), swbd_normalize(hyp)
-        counts = align_counts(ref, hyp) + (len(ref),)
+        if net is None:
+            counts = align_counts(ref, hyp) + (len(ref),)
+        else:
+            c = scorer.count(net, hyp, f"{hyp_source}: {utt}")
+            counts = (c.ins, c.dels, c.sub, c.words)
         total.add(*counts)
         name = subsets.of(utt)
         if name is None:
             unassigned += 1
         else:
             per.setdefault(name, ErrorCounts()).add(*counts)
-    report = WerReport(per, total, missing=len(missing), unassigned=unassigned if per else 0)
+    report = WerReport(per, total, missing=len(missing), unassigned=unassigned if per else 0, ignored=ignored)
     if missing:
         verb = "skipped" if mode == "present" else "scored as all deletions"
         report.notes.append(f"{len(missing)} reference utterance(s) without hypothesis ({verb})")
+    if ignored:
+        report.notes.append(f"{ignored} segment(s) IGNORE_TIME_SEGMENT_IN_SCORING (not scored, as sclite)")
     if per and unassigned:
         report.notes.append(f"{unassigned} utterance(s) in no subset (counted in total only)")
+    if scorer is not None:
+        report.notes += scorer.warnings() + [scorer.describe()]
     return report
 
 
@@ -284,11 +274,36 @@ def read_texts(paths: Sequence[PathLike]) -> Dict[str, Tuple[str, ...]]:
     return merged
 
 
-def score_files(ref_path: PathLike, hyp_path, subset_specs: Sequence[str] = (),
-                utt2subset: Optional[PathLike] = None, mode: str = "all", swbd_norm: bool = False) -> WerReport:
-    """WER of a Kaldi ``text`` hypothesis file (or several, e.g. one per rescoring job) against a reference."""
+def read_stm_references(path: PathLike, utts: Iterable[str] = ()) -> Dict[str, Tuple[str, ...]]:
+    """An stm file as Kaldi utterance id -> transcript words (``rescorer.scoring.stm``); a segment whose
+    id appears among ``utts`` with rounded instead of truncated times is keyed that way."""
+    segments = read_stm(path)
+    index = utterance_index(segments, path)
+    refs = {seg.kaldi_id(): seg.words for seg in segments}
+    for u in utts:
+        if u not in refs and u in index:
+            seg = index[u]
+            refs[u] = refs.pop(seg.kaldi_id(), seg.words)
+    return refs
+
+
+def read_references(ref: Optional[PathLike] = None, stm: Optional[PathLike] = None,
+                    utts: Iterable[str] = ()) -> Dict[str, Tuple[str, ...]]:
+    """References from a Kaldi ``text`` file or an stm file (exactly one of them)."""
+    if (ref is None) == (stm is None):
+        raise AdmmqError("give the reference as a Kaldi text file or as an stm file (--stm), one of them")
+    return read_text(ref) if ref is not None else read_stm_references(stm, utts)
+
+
+def score_files(ref_path: Optional[PathLike], hyp_path, subset_specs: Sequence[str] = (),
+                utt2subset: Optional[PathLike] = None, mode: str = "all", scorer: Optional[NistScorer] = None,
+                stm: Optional[PathLike] = None) -> WerReport:
+    """WER of a Kaldi ``text`` hypothesis file (or several, e.g. one per rescoring job) against a reference
+    (Kaldi ``text`` ``ref_path``, or ``stm``)."""
     several = isinstance(hyp_path, (list, tuple))
-    refs, hyps = read_text(ref_path), read_texts(hyp_path) if several else read_text(hyp_path)
+    hyps = read_texts(hyp_path) if several else read_text(hyp_path)
+    refs = read_references(ref_path, stm, hyps)
     hyp_path = ", ".join(map(str, hyp_path)) if several else hyp_path
     subsets = Subsets.build(list(refs), subset_specs, utt2subset)
-    return score_utterances(refs, hyps, subsets, mode, swbd_norm, hyp_source=str(hyp_path))
+    return score_utterances(refs, hyps, subsets, mode, scorer, hyp_source=str(hyp_path),
+                            ref_source=str(ref_path if stm is None else stm))

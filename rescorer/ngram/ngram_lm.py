@@ -244,9 +244,3 @@ class NgramScorer:
 
     def __repr__(self) -> str:
         return f"NgramScorer({self.path!r}, order={self.order}, backend={self.backend})"
-
-
-def load_ngram(path: PathLike, backend: str = "auto", case: str = "keep", quiet: bool = True) -> NgramScorer:
-    """Load an n-gram LM file for scoring (see the module docstring)."""
-    return NgramScorer(path, backend=backend, case=case, quiet=quiet)
-

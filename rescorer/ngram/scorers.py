@@ -30,6 +30,7 @@ from rescorer.lm import native_kernel
 from rescorer.lm.kernel_scorer import KernelScorer
 from rescorer.lm.word_scores import NeuralOptions
 from rescorer.ngram.weightsfile import WeightsFile, read_weights
+from rescorer.settings import parse_numbers
 
 WeightsSpec = Union[None, str, "os.PathLike[str]", Sequence[float]]
 
@@ -52,11 +53,7 @@ def parse_weights(spec: WeightsSpec) -> Union[None, WeightsFile, List[float]]:
     s = os.fspath(spec)
     if Path(s).is_file():
         return read_weights(s)
-    try:
-        return [float(x) for x in s.split(",")]
-    except ValueError:
-        raise AdmmqError(f"--weights: {s!r} is neither a weights file (from admmq interpolate) nor "
-                         f"comma-separated numbers") from None
+    return list(parse_numbers(s, "--weights", "a weights file (from admmq interpolate) or comma-separated numbers"))
 
 
 def kernel_scorer_for(path: PathLike, options: NeuralOptions, device: str,
@@ -99,7 +96,7 @@ def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[Pat
                                   normalize=neural.normalize)
         if not neural.normalize and not lm.self_norm:
             scorer.warning = (f"--no-normalize-probs with {lm.path}, which was not trained with --self-norm: its "
-                              f"word logits are not log-probabilities (docs/speed.md)")
+                              f"word logits are not log-probabilities (docs/rescoring.md)")
         comps.append(Component("lstm", lm.path, scorer))
     for p in ngram_paths:
         ng = NgramScorer(p, backend=ngram_backend, case=ngram_case, quiet=quiet)

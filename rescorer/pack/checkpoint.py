@@ -24,6 +24,7 @@ loads packed files, recognised by their own header).
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +63,14 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     if p.is_dir():
         raise AdmmqError("is a directory, expected a checkpoint file", p)
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, KeyError,
+        with warnings.catch_warnings():  # torch's own advice would be to load it unsafely: not ours to give
+            warnings.simplefilter("ignore")
+            data = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise FormatError("refused: it holds pickled Python objects, which loading would run as code; nothing "
+                          "was run. An admmq checkpoint holds only tensors and plain values: for a model you "
+                          "trust, save its state_dict() and convert it with `admmq import`", p) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
             OSError, AttributeError, TypeError, IndexError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FormatError(f"not a readable admmq checkpoint (corrupt or truncated?): {msg[:200]}", p) from None

@@ -30,13 +30,23 @@ group) and the scaled multiplier λ (R, C).  One ADMM iteration per epoch:
    (:func:`rescorer.quant.qsets.project`).
 3. multiplier update (eq. 21): λ ← λ + Θ − Q.
 
-Schedule (``MethodConfig.admm_interval``): the paper runs 2-3 once per epoch
-(``0``).  With ``admm_interval = N`` they run after every N-th mini-batch of
-an epoch and once more at the epoch's end (unless its last batch was one), so
-an epoch of B batches holds ⌈B/N⌉ ADMM iterations.  After each iteration γ is
-multiplied by ``gamma_growth``, up to ``gamma_max`` (0: no cap); after iteration
-``gamma_restart_after`` (0: never) it starts again from ``gamma`` and grows by
-``gamma_restart_growth`` from then on (a second warm-up, once).
+Schedule, in units of the corpus (``MethodConfig.admm_per_epoch = K``): 2-3 run K
+times per epoch, evenly: after mini-batch b of an epoch of B whenever ⌊bK/B⌋ grows
+(so at the fractions 1/K, 2/K, …, 1 of every epoch, whatever the corpus size or
+batch size; K = 1 is the paper's once per epoch).  γ is a function of the training
+progress t in epochs (t = epoch + b/B at the iteration): γ(t) = γ₀·g^t up to
+``gamma_max`` (0: no cap), ``g = gamma_growth`` per epoch; from t_r =
+``gamma_restart_after`` epochs on (0: never) γ(t) = γ₀·g_r^(t − t_r), g_r =
+``gamma_restart_growth`` (0: g), a second warm-up.  The γ that an iteration at t
+sets holds for the mini-batches up to the next one.
+
+The earlier form, counted in mini-batches (``admm_interval = N``, ``admm_per_epoch
+= 0``): 2-3 run after every N-th mini-batch of an epoch and once more at its end
+(unless its last batch was one), ⌈B/N⌉ per epoch; γ is multiplied by
+``gamma_growth`` after each iteration, and restarts after iteration
+``gamma_restart_after``.  Its shape depends on the corpus size (kept so that
+older runs and checkpoints reproduce).  ``admm_interval = 0`` with
+``admm_per_epoch = 0`` is once per epoch.
 
 Warm start (``MethodConfig.warm_start``), after each iteration: ``quantized``
 sets Θ ← Q; with eq. 21's λ the sum Θ + λ (the "shadow" weights eq. 18
@@ -87,6 +97,9 @@ class AdmmMethod(TrainingMethod):
         self.gamma = float(cfg.gamma)
         self.iteration = 0
         self.since_update = 0  # mini-batches since the last ADMM iteration (interval schedule)
+        self.epoch = 0  # where training stands (begin_epoch / train_step): epoch, batches done of n_batches
+        self.batch = 0
+        self.n_batches = 0
         self.epoch_updates = 0  # ADMM iterations in the epoch so far
         self.names: List[str] = []
         self.codes: Dict[str, torch.Tensor] = {}  # (R, C) uint8: V
@@ -136,6 +149,21 @@ class AdmmMethod(TrainingMethod):
                 if v.device != dev:
                     store[k] = v.to(dev)
 
+    def begin_epoch(self, epoch: int, n_batches: int, start: int) -> None:
+        self.epoch, self.n_batches, self.batch = epoch, n_batches, start
+
+    def progress(self) -> float:
+        """Training progress in epochs: 0-based epoch plus the done fraction of this one."""
+        return self.epoch + (self.batch / self.n_batches if self.n_batches else 0.0)
+
+    def _iteration_due(self) -> bool:
+        """After this mini-batch, an ADMM iteration? (K per epoch, evenly; or every N mini-batches.)"""
+        k, n = self.cfg.admm_per_epoch, self.n_batches
+        if k > 0 and n > 0:
+            return (self.batch * k) // n > ((self.batch - 1) * k) // n
+        interval = self.cfg.admm_interval
+        return interval > 0 and self.since_update >= interval
+
     # ---------------------------------------------------- full-precision step
     def _gradient(self, model: LSTMLM, optimizer: torch.optim.Optimizer, batch: Batch, state: Optional[State],
                   clip: float, at_q: bool = False) -> Tuple[torch.Tensor, State]:
@@ -151,8 +179,8 @@ class AdmmMethod(TrainingMethod):
                 saved[name] = params[name].detach().clone()
                 params[name].data.copy_(self._dense_q(name))
         optimizer.zero_grad(set_to_none=True)
-        loss, new_state = self.forward_loss(model, batch, state)
-        (loss / batch.norm).backward()
+        objective, loss, new_state = self.forward_loss(model, batch, state)
+        (objective / batch.norm).backward()
         for name, theta in saved.items():
             params[name].data.copy_(theta)
         self.sync_gradients(model)  # data-parallel: the global batch's ∇F_ce, before clip and penalty
@@ -194,8 +222,8 @@ class AdmmMethod(TrainingMethod):
         optimizer.step()  # Θ ← Θ − η₂ ∇L(Θ̄)
         self.after_step(model)
         self.since_update += 1
-        interval = self.cfg.admm_interval
-        if interval > 0 and self.since_update >= interval:
+        self.batch += 1
+        if self._iteration_due():
             self.last_figures = self.admm_iteration(model)
         return loss.detach(), new_state
 
@@ -209,10 +237,23 @@ class AdmmMethod(TrainingMethod):
         self.last_figures = {}
         return figures
 
-    def _next_gamma(self, gamma_used: float) -> float:
-        """γ for the iteration after ``self.iteration`` (just counted): γ·growth up to the cap, or
-        the warm-up started again from ``gamma`` after iteration ``gamma_restart_after``."""
+    def gamma_at(self, t: float) -> float:
+        """γ(t) of the epoch-unit schedule at ``t`` epochs of training (module docstring)."""
         cfg = self.cfg
+        restart = cfg.gamma_restart_after
+        if restart > 0 and t >= restart:
+            growth = cfg.gamma_restart_growth or cfg.gamma_growth
+            gamma = cfg.gamma * growth ** (t - restart)
+        else:
+            gamma = cfg.gamma * cfg.gamma_growth ** t
+        return min(gamma, max(cfg.gamma_max, cfg.gamma)) if cfg.gamma_max > 0 else gamma
+
+    def _next_gamma(self, gamma_used: float) -> float:
+        """γ for the mini-batches after iteration ``self.iteration`` (just counted): γ(t) in epoch units;
+        else γ·growth up to the cap, or the warm-up started again after iteration ``gamma_restart_after``."""
+        cfg = self.cfg
+        if cfg.schedule_unit == "epoch":
+            return self.gamma_at(self.progress())
         restart = cfg.gamma_restart_after
         if restart > 0 and self.iteration == restart:  # a second warm-up (RESULTS_admm.md §10)
             return float(cfg.gamma)
@@ -295,6 +336,13 @@ class AdmmMethod(TrainingMethod):
                 "since_update": torch.tensor(self.since_update), "epoch_updates": torch.tensor(self.epoch_updates),
                 "last_figures": {k: torch.tensor(float(v), dtype=torch.float64)
                                  for k, v in self.last_figures.items()}}
+
+    def restore_position(self, state: dict) -> None:
+        """Θ's companions of an earlier state (codes, α, λ, the extra-gradient memory); the iteration count,
+        γ and the interval bookkeeping stay where the schedule is now."""
+        keep = (self.iteration, self.gamma, self.since_update, self.epoch_updates, dict(self.last_figures))
+        self.load_state_dict(state)
+        self.iteration, self.gamma, self.since_update, self.epoch_updates, self.last_figures = keep
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = int(state["iteration"])

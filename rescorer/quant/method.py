@@ -24,6 +24,7 @@ import torch
 from rescorer.lm.batching import Batch
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.settings import settings_from_dict
+from rescorer.lm.distillation import distillation_loss
 from rescorer.lm.model import LSTMLM, ModelConfig, State
 from rescorer.lm.quantized import QuantizedMatrix
 
@@ -51,13 +52,14 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: loose penalty lets them move once more and settle where the cross entropy wants them).
 #: ``optimizer`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
-    "paper": {"admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0, "gamma_max": 0.0,
-              "optimizer": "sgd"},
-    "trained": {"admm_interval": 100, "warm_start": "quantized", "gamma": 1e-3, "gamma_growth": 1.0,
-                "gamma_max": 0.0, "optimizer": "sgd"},
-    "trained-adam": {"admm_interval": 50, "warm_start": "quantized", "gamma": 5e-4, "gamma_growth": 1.0075,
-                     "gamma_max": 1e-1, "gamma_restart_after": 510, "gamma_restart_growth": 1.02,
-                     "optimizer": "adam", "min_improvement": 0.01},
+    "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
+              "gamma_max": 0.0, "gamma_restart_after": 0, "gamma_restart_growth": 0.0, "optimizer": "sgd"},
+    "trained": {"admm_per_epoch": 40, "admm_interval": 0, "warm_start": "quantized", "gamma": 1e-3,
+                "gamma_growth": 1.0, "gamma_max": 0.0, "gamma_restart_after": 0, "gamma_restart_growth": 0.0,
+                "optimizer": "sgd"},
+    "trained-adam": {"admm_per_epoch": 80, "admm_interval": 0, "warm_start": "quantized", "gamma": 5e-4,
+                     "gamma_growth": 1.9, "gamma_max": 1e-1, "gamma_restart_after": 6.0,
+                     "gamma_restart_growth": 5.4, "optimizer": "adam", "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
 #: ``min_improvement`` leaves the trainer's default).
@@ -112,9 +114,10 @@ class MethodConfig:
     gamma: float = 3e-3
     gamma_growth: float = 1.0
     gamma_max: float = 0.0
-    gamma_restart_after: int = 0
+    gamma_restart_after: float = 0
     gamma_restart_growth: float = 0.0
     admm_interval: int = 0
+    admm_per_epoch: int = 0
     warm_start: str = "none"
     extragradient: str = "past"
     eta1: float = 1.0
@@ -148,6 +151,9 @@ class MethodConfig:
              f"{self.gamma_restart_after}, {self.gamma_restart_growth})"),
             (self.admm_interval >= 0, f"admm interval must be >= 0 batches (0 = once per epoch), got "
                                       f"{self.admm_interval}"),
+            (self.admm_per_epoch >= 0 and not (self.admm_per_epoch and self.admm_interval),
+             f"admm iterations per epoch must be >= 0 and not given with an interval in mini-batches (got "
+             f"{self.admm_per_epoch} per epoch, every {self.admm_interval} mini-batches)"),
             (1 <= self.bits <= 8 and 0 <= self.act_bits <= 8 and self.cycles >= 0,
              f"bits must be 1..8, act bits 0..8 and cycles >= 0 (got {self.bits}, {self.act_bits}, "
              f"{self.cycles})"),
@@ -155,6 +161,12 @@ class MethodConfig:
         for ok, msg in checks:
             if not ok:
                 raise AdmmqError(msg)
+
+    @property
+    def schedule_unit(self) -> str:
+        """What γ's growth and restart count: ``epoch`` (fractions of an epoch, the same on every corpus;
+        with ``admm_per_epoch``) or ``iteration`` (ADMM iterations, with an interval in mini-batches)."""
+        return "epoch" if self.admm_per_epoch > 0 else "iteration"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,16 +202,31 @@ class TrainingMethod:
     def setup(self, model: LSTMLM) -> None:
         """Initialise the method's state for a fresh run (not called on resume)."""
 
-    def forward_loss(self, model: LSTMLM, batch: Batch, state: Optional[State]) -> Tuple[torch.Tensor, State]:
-        """Summed cross-entropy of the batch in the training forward pass."""
-        return model.loss(batch.inputs, batch.targets, state)
+    def begin_epoch(self, epoch: int, n_batches: int, start: int) -> None:
+        """Called before an epoch's first batch (or, on resume, before batch ``start`` + 1): the 0-based
+        ``epoch`` of ``n_batches`` mini-batches, ``start`` of them already done."""
+
+    #: set by the trainer for knowledge distillation (``--teacher``): the teacher LM and the weight β of its
+    #: soft targets (:mod:`rescorer.lm.distillation`)
+    teacher: Optional[LSTMLM] = None
+    distill_weight: float = 0.0
+
+    def forward_loss(self, model: LSTMLM, batch: Batch,
+                     state: Optional[State]) -> Tuple[torch.Tensor, torch.Tensor, State]:
+        """(objective to minimise, cross entropy against the data, final state) of the batch in the
+        training forward pass, both summed over its tokens; the objective is the cross entropy unless a
+        teacher is set."""
+        if self.teacher is not None:
+            return distillation_loss(model, self.teacher, batch.inputs, batch.targets, self.distill_weight, state)
+        loss, state = model.loss(batch.inputs, batch.targets, state)
+        return loss, loss, state
 
     def train_step(self, model: LSTMLM, optimizer: torch.optim.Optimizer, batch: Batch,
                    state: Optional[State], clip: float) -> Tuple[torch.Tensor, Optional[State]]:
         """One update; returns the summed loss (detached, on the device) and the carried state."""
         optimizer.zero_grad(set_to_none=True)
-        loss, new_state = self.forward_loss(model, batch, state)
-        (loss / batch.norm).backward()
+        objective, loss, new_state = self.forward_loss(model, batch, state)
+        (objective / batch.norm).backward()
         self.sync_gradients(model)
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -237,6 +264,11 @@ class TrainingMethod:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def restore_position(self, state: dict) -> None:
+        """Go back to an earlier state (``restore_best``): where the method stood then, keeping the schedule
+        where it is now (the training progress goes on)."""
+        self.load_state_dict(state)
 
 
 def deployed_state_dict(model: LSTMLM, qmats: Dict[str, QuantizedMatrix]) -> Dict[str, torch.Tensor]:

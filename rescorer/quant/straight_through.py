@@ -56,8 +56,8 @@ class StraightThroughMethod(TrainingMethod):
                 w.copy_(self.forward_weight(n, latent[n]))
         try:
             optimizer.zero_grad(set_to_none=True)
-            loss, new_state = self.forward_loss(model, batch, state)
-            (loss / batch.norm).backward()
+            objective, loss, new_state = self.forward_loss(model, batch, state)
+            (objective / batch.norm).backward()
         finally:
             with torch.no_grad():
                 for n in names:

@@ -32,35 +32,29 @@ writing logs and checkpoints.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from rescorer.lm.batching import epoch_order, num_sentence_batches, num_stream_batches, sentence_batches, stream_batches
-from rescorer.pack.checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path, save_checkpoint
-from rescorer.lm.corpus import EncodedCorpus, load_corpus
-from rescorer.fileio import read_sentences
-from rescorer.train.distributed import SINGLE, Dist, device_for, sharded_sentence_batches
-from rescorer.errors import AdmmqError, MismatchError
+from rescorer.errors import AdmmqError
 from rescorer.fileio import check_free_space, make_output_dir, remove_stale_temps
-from rescorer.ngram.mixture import OovPolicy
+from rescorer.lm.batching import epoch_order, sentence_batches, stream_batches
 from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.scoring import corpus_nll
+from rescorer.ngram.mixture import OovPolicy
+from rescorer.pack.checkpoint import BEST, LAST, read_checkpoint, resolve_lm_path
 from rescorer.perplexity import OVERFLOW_NATS, format_ppl, ppl_of_nll
 from rescorer.progress import progress_bar
+from rescorer.quant import MethodConfig
+from rescorer.quant.method import deployed_state_dict
+from rescorer.train.config import TrainConfig
+from rescorer.train.distributed import SINGLE, Dist, sharded_sentence_batches
+from rescorer.train.run_setup import RunSetup
 from rescorer.train.runlogs import EpochSink, RunLog
-from rescorer.quant import MethodConfig, build_method
-from rescorer.quant.method import TrainingMethod, deployed_state_dict
-from rescorer.lm.scoring import corpus_nll
-from rescorer.train.self_norm import centre_log_z
-from rescorer.lm.subword import units_from_state
-from rescorer.train.config import TrainConfig, TrainerState, build_units
-from rescorer.lm.batch_control import pick_device
 
 
 @dataclass
@@ -72,7 +66,7 @@ class TrainResult:
     log: List[Dict[str, Any]]
 
 
-class Trainer:
+class Trainer(RunSetup):
     """One training run in a directory: fresh or resumed."""
 
     def __init__(self, out, cfg: Optional[TrainConfig] = None, model_cfg: Optional[ModelConfig] = None,
@@ -82,101 +76,17 @@ class Trainer:
         self.out = Path(out)
         self.dist = dist
         self.quiet = quiet or not dist.is_main
-        ckpt = None
-        if resume:
-            last = self.out / LAST
-            if not last.exists():
-                raise AdmmqError(f"nothing to resume: no {LAST}", self.out)
-            ckpt = read_checkpoint(last)
-            cfg = TrainConfig.from_dict(ckpt["train_config"])
-            model_cfg = ModelConfig.from_dict(ckpt["model_config"])
-            method_cfg = MethodConfig.from_dict(ckpt.get("method_config") or {})
-        else:
-            if cfg is None:
-                raise ValueError("a fresh run needs a TrainConfig")
-            if (self.out / LAST).exists():
-                raise AdmmqError(f"already holds a training run ({LAST}); resume it with --resume or choose "
-                                 f"another output directory", self.out)
-            model_cfg = model_cfg or ModelConfig(vocab_size=0)
-            method_cfg = method_cfg or MethodConfig()
-        if epochs is not None:
-            cfg = replace(cfg, epochs=epochs)
-        if device is not None:
-            cfg = replace(cfg, device=device)
-        self.cfg = cfg
-        if dist.active and cfg.bptt:
-            raise AdmmqError("--bptt (streaming) training runs in one process only; data-parallel training "
-                             "shards sentence-level batches (--bptt 0)")
-        self.device = pick_device(device_for(dist, cfg.device))
-        self.method: TrainingMethod = build_method(method_cfg)
-        if dist.active:
-            self.method.grad_sync = dist.sum_gradients
-        self.method_cfg = method_cfg
-
+        ckpt = self._read_last() if resume else None
+        cfg, model_cfg, method_cfg = self._settings(ckpt, cfg, model_cfg, method_cfg, epochs, device)
+        init = read_checkpoint(resolve_lm_path(cfg.init_from)) if cfg.init_from and ckpt is None else None
+        model_cfg = self._load_data(ckpt, init, model_cfg)  # nothing is written before the data is read
+        self._build_model(ckpt, model_cfg)
         make_output_dir(self.out)
         self.log = RunLog(self.out, self.quiet, sinks if dist.is_main else (), enabled=dist.is_main)
-
-        train_sents = read_sentences(cfg.train, cfg.text_format)
         if ckpt is not None:
-            self.units = units_from_state(ckpt["units"])
+            self._restore(ckpt)
         else:
-            init = read_checkpoint(resolve_lm_path(cfg.init_from)) if cfg.init_from else None
-            if init is not None:  # its vocabulary and model shape; Θ is loaded below
-                self.units = units_from_state(init["units"])
-                model_cfg = replace(ModelConfig.from_dict(init["model_config"]), dropout=model_cfg.dropout)
-            else:
-                self.units = build_units(cfg, (s.words for s in train_sents))
-        if cfg.max_sentences > 0:
-            train_sents = train_sents[: cfg.max_sentences]
-        from rescorer.lm.corpus import encode_sentences
-
-        self.train_data: EncodedCorpus = encode_sentences(self.units, [s.words for s in train_sents])
-        self.valid_data: EncodedCorpus = load_corpus(self.units, cfg.valid, cfg.text_format)
-        # data-parallel: each rank scores every world-th validation sentence, the sums are all-reduced
-        self.valid_part = self.valid_data.subset(dist.shard(len(self.valid_data))) if dist.active else self.valid_data
-
-        model_cfg = self.method.adapt_model_config(replace(model_cfg, vocab_size=len(self.units)))
-        if ckpt is not None and model_cfg.vocab_size != ModelConfig.from_dict(ckpt["model_config"]).vocab_size:
-            raise MismatchError("vocabulary size differs from the checkpoint's", self.out / LAST)
-        self.model_cfg = model_cfg
-        torch.manual_seed(cfg.seed)
-        self.model = LSTMLM(model_cfg).to(self.device)
-        self.model.log_z_penalty = cfg.self_norm
-        self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
-        self.optimizer = cfg.build_optimizer(self.model.parameters())
-        self.stream_state = None
-        if ckpt is not None:
-            self.model.load_weights(ckpt["model"], str(self.out / LAST))
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.method.load_state_dict(ckpt.get("method_state") or {})
-            self.state = TrainerState.from_dict(ckpt["trainer"])
-            rng = ckpt["trainer"].get("rng_cpu")
-            ranks = ckpt["trainer"].get("rng_cpu_ranks")
-            if dist.active and ranks is not None and len(ranks) == dist.world:
-                rng = ranks[dist.rank]
-            elif dist.rank > 0:
-                rng = None
-                torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * self.state_epoch(ckpt))
-            if rng is not None:
-                torch.set_rng_state(rng)
-            if self.device.type == "cuda" and ckpt["trainer"].get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(ckpt["trainer"]["rng_cuda"], self.device)
-            ss = ckpt["trainer"].get("stream_state")
-            if ss is not None:
-                self.stream_state = (ss[0].to(self.device), ss[1].to(self.device))
-            self.log.line(f"resumed {self.out / LAST}: epoch {self.state.epoch + 1}, step {self.state.step}")
-        else:
-            if cfg.init_from:
-                self.model.load_weights(self.method.adapt_init_weights(init["model"], model_cfg, cfg.init_from),
-                                        cfg.init_from)
-                if cfg.self_norm:
-                    centre_log_z(self.model, self.train_data, self.units, self.log.line)
-            dist.broadcast_parameters(self.model)
-            self.method.setup(self.model)
-            self.state = TrainerState(lr=cfg.lr)
-            if dist.rank > 0:  # own dropout masks on each rank
-                torch.manual_seed(cfg.seed + 7919 * dist.rank)
-            self._log_settings()
+            self._start(init)
         if dist.is_main:
             remove_stale_temps(self.out, (LAST, BEST))  # left by a killed run
             # best.pt + last.pt + one temporary copy, each: Θ, optimizer and method state (≤ 4 copies of Θ)
@@ -185,67 +95,6 @@ class Trainer:
         dist.barrier()  # every rank has checked the directory before rank 0 writes into it
         for group in self.optimizer.param_groups:
             group["lr"] = self.state.lr
-
-    @staticmethod
-    def state_epoch(ckpt: Dict[str, Any]) -> int:
-        return int(ckpt["trainer"].get("epoch", 0))
-
-    # ------------------------------------------------------------ settings
-    def _log_settings(self) -> None:
-        n_params = sum(p.numel() for p in self.model.parameters())
-        self.log.line("command: " + " ".join(sys.argv))
-        self.log.line(f"train config: {json.dumps(self.cfg.to_dict(), sort_keys=True)}")
-        self.log.line(f"model config: {json.dumps(self.model_cfg.to_dict(), sort_keys=True)}")
-        self.log.line(f"method config: {json.dumps(self.method_cfg.to_dict(), sort_keys=True)}")
-        if self.dist.active:
-            self.log.line(f"data-parallel: {self.dist.world} processes, backend "
-                          f"{torch.distributed.get_backend()}; each global batch of {self.cfg.batch_size} "
-                          f"sentences sharded by sentence")
-        self.log.line(f"device {self.device}; {n_params} parameters; vocabulary {len(self.units)} symbols "
-                      f"({self.units.output_size} outputs); train {len(self.train_data)} sentences "
-                      f"{self.train_data.tokens} tokens (oov {self.train_data.oov}); valid "
-                      f"{len(self.valid_data)} sentences {self.valid_data.tokens} tokens (oov {self.valid_data.oov})")
-
-    # --------------------------------------------------------- checkpoints
-    def _payload(self, quantized, rng_ranks=None) -> Dict[str, Any]:
-        trainer = self.state.to_dict()
-        trainer["rng_cpu"] = torch.get_rng_state()
-        if rng_ranks is not None:
-            trainer["rng_cpu_ranks"] = rng_ranks
-        if self.device.type == "cuda":
-            trainer["rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        if self.stream_state is not None:
-            trainer["stream_state"] = [t.detach().cpu() for t in self.stream_state]
-        return {
-            "model_config": self.model_cfg.to_dict(),
-            "method_config": self.method_cfg.to_dict(),
-            "train_config": self.cfg.to_dict(),
-            "units": self.units.to_state(),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "quantized": {k: q.to_state() for k, q in quantized.items()},
-            "method_state": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "trainer": trainer,
-            "log": list(self.state.log),
-        }
-
-    def save_last(self) -> None:
-        self._save([LAST], self.method.quantized_matrices(self.model))
-
-    def _save(self, names: Sequence[str], quantized) -> None:
-        """Rank 0 writes the checkpoints ``names`` (atomically); every rank must call this (collective)."""
-        rng_ranks = self.dist.gather_objects(torch.get_rng_state()) if self.dist.active else None
-        if self.dist.is_main:
-            payload = self._payload(quantized, rng_ranks)
-            for name in names:
-                save_checkpoint(self.out / name, payload)
-        self.dist.barrier()
-
-    # ----------------------------------------------------------- batches
-    def num_batches(self) -> int:
-        if self.cfg.bptt:
-            return num_stream_batches(self.train_data, self.cfg.batch_size, self.cfg.bptt)
-        return num_sentence_batches(len(self.train_data), self.cfg.batch_size)
 
     def batches(self, epoch: int, start: int):
         order = epoch_order(len(self.train_data), self.cfg.seed, epoch)
@@ -272,8 +121,6 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, st = self.cfg, self.state
         n_batches = self.num_batches()
-        if n_batches == 0:
-            raise AdmmqError("training text is too small to form a single batch", cfg.train)
         try:
             while not st.done and st.epoch < cfg.epochs:
                 self._train_epoch(n_batches)
@@ -289,6 +136,7 @@ class Trainer:
         t0 = time.time() - st.seconds
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
         desc = f"epoch {st.epoch + 1}/{cfg.epochs}"
+        self.method.begin_epoch(st.epoch, n_batches, st.step)
         with progress_bar(desc, n_batches, self.quiet) as bar:
             bar.advance(st.step)
             for batch in self.batches(st.epoch, st.step):
@@ -378,6 +226,10 @@ class Trainer:
             st.lr *= cfg.lr_decay
         if st.lr < cfg.min_lr:
             st.done = True
+        if cfg.restore_best and not improved and st.best_epoch >= 0 and not st.done:
+            self._restore_best()  # the next epoch continues from the best one (at the rate just set)
+            row["restored"] = st.best_epoch + 1
+            quantized = self.method.quantized_matrices(self.model)
         for group in self.optimizer.param_groups:
             group["lr"] = st.lr
         st.epoch += 1

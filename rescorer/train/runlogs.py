@@ -30,15 +30,13 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from rescorer.errors import AdmmqError, FormatError, PathLike
 from rescorer.fileio import atomic_open, iter_lines
+from rescorer.nbest.rescore_job import SUMMARY, SWEEP, SWEEP_TEST
 from rescorer.perplexity import format_ppl
 from rescorer.progress import say
 
 LOG_JSONL = "train_log.jsonl"
 LOG_TEXT = "train.log"
 TEST_EVAL = "test_eval.json"
-SUMMARY = "summary.json"
-SWEEP = "sweep.tsv"  # on the set the weights were chosen on (summary.json chosen_by)
-SWEEP_TEST = "sweep.test.tsv"  # tuned on dev: the same grid on the test list
 
 #: Columns of every ``train_log.jsonl`` row (JSON null where stated).
 TRAIN_LOG_COLUMNS: Dict[str, str] = {
