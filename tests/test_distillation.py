@@ -112,3 +112,27 @@ def test_distilled_quantized_run_resumes_exactly_and_checks_the_teacher(ptb_slic
     assert not (tmp_path / "refused").exists()
     with pytest.raises(AdmmqError, match="distillation weight"):
         cfg_for(ptb_slice, distill_weight=2.0)
+
+
+def test_quantizing_a_trained_model_distils_from_it_by_default(ptb_slice, tmp_path):
+    """A quantized method with --init-from learns from that model (β 0.5); --distill-weight 0 turns it off;
+    full-precision fine-tuning does not distil unless told; an explicit teacher wins."""
+    from rescorer.train.options import DISTILL_WEIGHT, TrainOptions, resolve_options
+
+    fp = tmp_path / "fp"
+    train(fp, cfg_for(ptb_slice, epochs=1), SMALL, MethodConfig(), quiet=True)
+    base = dict(train=str(ptb_slice / "train.txt"), valid=str(ptb_slice / "valid.txt"), init_from=str(fp))
+
+    def distillation(**kw):
+        cfg = resolve_options(TrainOptions(**{**base, **kw})).cfg
+        return cfg.teacher, cfg.distill_weight
+
+    for method in ("admm", "bin-lin", "bin"):
+        assert distillation(method=method) == (str(fp), DISTILL_WEIGHT), method
+    assert DISTILL_WEIGHT == 0.5
+    assert distillation(method="admm", distill_weight=0.0) == (None, 0.0)
+    assert distillation(method="admm", distill_weight=0.8) == (str(fp), 0.8)
+    assert distillation(method="fp") == (None, 0.0)
+    other = str(fp / "best.pt")
+    assert distillation(method="fp", teacher=other) == (other, DISTILL_WEIGHT)
+    assert distillation(method="admm", init_from=None) == (None, 0.0)  # from scratch: nothing to learn from

@@ -103,10 +103,10 @@ class AdmmInterval(click.ParamType):
                    "e.g. quantize a trained fp LM with admm.")
 @click.option("--teacher", type=click.Path(exists=True), default=None,
               help="Knowledge distillation: mix this trained LM's next-word distributions into the objective "
-                   "(same vocabulary; e.g. the --init-from model when quantizing it).")
+                   "(same vocabulary) [default: the --init-from model when a quantized method starts from it].")
 @click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
-              help="With --teacher: the teacher's share β of the objective, (1 − β)·CE(data) + β·CE(teacher) "
-                   "[default: 0.5].")
+              help="The teacher's share β of the objective, (1 − β)·CE(data) + β·CE(teacher); 0 = no "
+                   "distillation [default: 0.5 with a teacher].")
 @click.option("--precision", default=None, metavar="auto|FILE",
               help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
                    "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "

@@ -37,20 +37,15 @@ EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
 #: ``quantized`` = Θ ← Q, eq. 21's λ absorbing the difference, so Θ + λ is unchanged.
 WARM_STARTS = ("none", "centre", "quantized")
 
-#: ADMM schedules (recipes/ptb/RESULTS_admm.md): ``paper`` = one ADMM iteration per epoch with a fixed γ
-#: and SGD (the paper, section 4); ``trained`` = what quantizes an already trained model fastest into a
-#: table of three or more levels (§4-5): eqs. 18-21 every 100 mini-batches, Θ set to Q after each (warm
-#: start ``quantized``), γ 1e-3, SGD (at the trained model's own last rate); ``trained-adam`` = the same
-#: with Adam and every 50 mini-batches, what a two-level table ({±1}) needs (§6): its codes change only
-#: when a weight crosses 0, and Adam's per-weight steps move the rarely seen words' rows too (on all of
-#: PTB Adam set a {±1,±2,±4} model back instead), halving its rate when an epoch gains under 1 % (Adam at a
-#: fixed rate stalls at its noise floor), and growing γ by 0.75 % per iteration from 5e-4 to 1e-1 (§7–9: the
-#: codes need a loose penalty while they move far from the trained model's projection and a tight one
-#: later, when a loose γ lets noise flip them back and forth; caps of 3e-3 … 3e-2 end worse), and starting
-#: that warm-up once more, from 5e-4 at ×1.02 per iteration, after 510 ADMM iterations (§10: six PTB epochs;
-#: by then γ is 2.2e-2 and the codes have frozen (2 of 4.3 million changed in the last iteration); the
-#: loose penalty lets them move once more and settle where the cross entropy wants them).
-#: ``optimizer`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
+#: ADMM schedules, every count in epochs of the training text (recipes/ptb/RESULTS_admm.md):
+#: ``paper`` = one ADMM iteration (eqs. 18-21) per epoch, fixed γ, SGD (the paper, section 4);
+#: ``trained`` = from a trained model into a table of three or more levels: 40 iterations per epoch, Θ ← Q
+#: after each (warm start ``quantized``), γ 1e-3, SGD at the model's last rate;
+#: ``trained-adam`` = from a trained model into two-level tables ({±1}): 80 iterations per epoch, Adam
+#: (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
+#: once, after 6 epochs, from 5e-4 again growing ×5.4 per epoch (a loose penalty lets the frozen codes
+#: move once more).  ``optimizer`` and ``min_improvement`` are training settings
+#: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
               "gamma_max": 0.0, "gamma_restart_after": 0, "gamma_restart_growth": 0.0, "optimizer": "sgd"},

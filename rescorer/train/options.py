@@ -11,6 +11,8 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
 * the learning rate: Adam's :data:`ADAM_LR`; SGD's 1, or with ``--init-from`` the rate the checkpoint's
   best epoch was trained with;
 * dropout: 0, or with ``--init-from`` the checkpoint's, at least 0.3 when the run quantizes;
+* distillation: a quantized method started from a trained model (``--init-from``) learns from that model's
+  next-word distributions too (``--teacher``, β = :data:`DISTILL_WEIGHT`);
 * epochs and the learning-rate schedule: the method's own (``fp`` 10 epochs and newbob; the quantized
   methods 50 and plateau, continuing from the best epoch after a worse one, ``restore_best``);
 * mixed precision (``--precision``): the per-matrix tables, planned before any training.
@@ -128,6 +130,22 @@ def _precision_plan(o: TrainOptions, quiet: bool) -> Optional[PrecisionPlan]:
                           o.sensitivity_sentences, quiet, shape)
 
 
+#: β of the teacher's soft targets when a quantized method distils from the model it starts from
+#: (recipes/ptb/RESULTS_admm.md §11: without it the binary model over-fits a small corpus within two epochs)
+DISTILL_WEIGHT = 0.5
+
+
+def _distillation(o: TrainOptions, quantized: bool) -> dict:
+    """``teacher`` and ``distill_weight``: as given; by default a quantized method started from a trained
+    model (``--init-from``) distils from that model with β = :data:`DISTILL_WEIGHT`; ``--distill-weight 0``
+    turns it off."""
+    teacher = o.teacher
+    if teacher is None and quantized and o.init_from and o.distill_weight != 0:
+        teacher = o.init_from
+    weight = o.distill_weight if o.distill_weight is not None else (DISTILL_WEIGHT if teacher else 0.0)
+    return {"teacher": teacher if weight > 0 else None, "distill_weight": weight if teacher else 0.0}
+
+
 def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
     """The run's configurations from the options (module docstring: which default comes from where)."""
     if o.method not in METHODS:
@@ -182,8 +200,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
         schedule=o.schedule or factory.default_schedule, lr_decay=o.lr_decay, min_improvement=min_improvement,
         restore_best=factory.quantized if o.restore_best is None else o.restore_best,
         seed=o.seed, max_sentences=o.max_sentences, save_every=o.save_every, device=o.device or "auto",
-        eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from, teacher=o.teacher,
-        distill_weight=(0.5 if o.teacher else 0.0) if o.distill_weight is None else o.distill_weight)
+        eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from, **_distillation(o, factory.quantized))
     model_cfg = ModelConfig(vocab_size=0, embed_dim=o.embed_dim, hidden_dim=o.hidden_dim, layers=o.layers,
                             dropout=dropout, tie_embeddings=o.tie_embeddings)
     return RunSettings(cfg, model_cfg, method_cfg, plan)
