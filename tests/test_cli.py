@@ -69,6 +69,8 @@ def test_rescore_as_a_process_ends_early_with_everything_written(tmp_path):
     import subprocess
     import sys
 
+    import torch
+
     from rescorer.lm.model import LSTMLM, ModelConfig
     from rescorer.lm.vocab import Vocab
     from rescorer.pack.checkpoint import save_checkpoint
