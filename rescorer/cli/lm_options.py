@@ -74,7 +74,8 @@ def neural_speed_options(f):
                           "two change scores slightly (docs/rescoring.md).")(f)
     f = click.option("--int8", is_flag=True,
                      help="CPU: int8 output layer (a quantized model's weights exactly, 8-bit activations); "
-                          "faster, scores change slightly (docs/rescoring.md).")(f)
+                          "on PyTorch, slower than the default compiled kernels; scores change slightly "
+                          "(docs/rescoring.md).")(f)
     f = click.option("--prefix-sharing/--no-prefix-sharing", default=True, show_default=True,
                      help="Score each distinct hypothesis prefix once (a prefix tree); same scores, fewer steps.")(f)
     return f
