@@ -29,9 +29,11 @@ of ``--sample-utts`` utterances, so its ratios compare equal work):
   ``<s>``-padded, the full output layer and cross entropy at every position,
   per-word costs written as text, the hidden state carried over from the
   previous utterance's first hypothesis, which costs one more forward pass);
-  also timed on the whole set.  With ``--kaldi-dir`` (a Kaldi checkout) the
-  real script runs on the whole set too and the stand-in's time must be
-  within 20 % of its wall time (exit status 1 otherwise);
+  also timed on the whole set.  Kaldi's real script (``--kaldi-dir``: a Kaldi
+  checkout, by default the scripts recipes/common/install_kaldi.sh left in
+  the cache) runs on the whole set too: every path's speed against it, and
+  the stand-in's time must be within 20 % of its wall time (exit status 1
+  otherwise);
 * per-utterance batch — a leaner version of the same (zero state, masked
   log-softmax sums, no text, no extra pass), the baseline of earlier runs;
 * batched, no dedup — :class:`NeuralScorer`, plain length-sorted batches of
@@ -219,7 +221,8 @@ def fast_jobs(model, units, packed, sents, args, device) -> Dict[str, Callable]:
 def wer_table(nb, refs, scores: Dict[str, np.ndarray], labels: Dict[str, str], ref_key: str) -> None:
     """WER of each method's scores at one LM scale / insertion penalty: the best on ``ref_key``'s scores
     (grid 0..20 step 0.5, penalties 0, 0.5, 1; swept on the test references, as ``admmq rescore --ref``)."""
-    errors, absent = hypothesis_errors(nb, refs)
+    counted = hypothesis_errors(nb, refs)
+    errors, absent = counted.errors, counted.absent_errors
     words = sum(len(refs[u]) for u in refs)
 
     def choice(logprob, scale, wip):
@@ -348,6 +351,8 @@ def run_set(name: str, utterances: List[Hyps], args, model, units, packed, devic
             print(f"# Kaldi's compute_sentence_scores.py ({args.kaldi_dir}) on the whole set: {t_real:.2f} s wall "
                   f"(Python start and model load included); the stand-in {t_kaldi_full:.2f} s: "
                   f"{100 * (t_kaldi_full / t_real - 1):+.1f} % — {'within' if ok else 'NOT within'} 20 %")
+            print("# x Kaldi's script (its wall time over each path's, same run): " + "; ".join(
+                f"{LABELS[k]} {t_real / runs.median(k):.2f}x" for k in runs.jobs if k != "kaldi"))
         if refs is not None:
             for ref_key, key in comparisons(device):
                 wer_table(nb, refs, {k: runs.results[k][0] for k in (ref_key, key)}, LABELS, ref_key)
@@ -371,6 +376,13 @@ def run_hub5_sized(utterances: List[Hyps], args, model, units, packed, device) -
     print("# max |score difference| (nats per hypothesis): " + score_differences(runs, device))
 
 
+def built_kaldi_scripts():
+    """Kaldi's scripts beside the programs recipes/common/install_kaldi.sh built (None when not built)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "admmq" / "kaldi" / "kaldi"
+    return str(cache) if (cache / "egs" / "wsj" / "s5" / "steps" / "pytorchnn" / "compute_sentence_scores.py").is_file() \
+        else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lm", default=None, help="admmq checkpoint (default: random 1x200 LSTM on PTB vocabulary)")
@@ -385,17 +397,23 @@ def main() -> None:
     ap.add_argument("--full-repeats", type=int, default=1, help="timed runs per method on the whole sets")
     ap.add_argument("--no-full", dest="full", action="store_false", help="skip the whole-set tables")
     ap.add_argument("--no-synthetic", dest="synthetic", action="store_false", help="skip the synthetic 1000-best set")
-    ap.add_argument("--kaldi-dir", default=None,
+    ap.add_argument("--kaldi-dir", default=built_kaldi_scripts(),
                     help="a Kaldi checkout: also run its steps/pytorchnn/compute_sentence_scores.py on the whole "
-                         "n-best set and check that the Kaldi-like stand-in's time is within 20 %% of it")
+                         "n-best set, print every path's speed against it and check that the Kaldi-like "
+                         "stand-in's time is within 20 %% of it (default: Kaldi's scripts that "
+                         "recipes/common/install_kaldi.sh put in the cache, when there; '' skips it)")
     ap.add_argument("--hub5-utts", type=int, default=0,
                     help="also score a synthetic set of this many utterances x 100-best (Hub5'00: 4458; for a GPU)")
+    ap.add_argument("--carry-over", action="store_true",
+                    help="also time --carry-over recording (per voice) against none on the whole list")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (on the shared, loaded 2-core machine 2 threads were slower for every method)")
     args = ap.parse_args()
     args.kaldi_check_failed = False
     if args.kaldi_dir and not args.full:
-        ap.error("--kaldi-dir compares on the whole set: leave out --no-full")
+        if args.kaldi_dir != built_kaldi_scripts():
+            ap.error("--kaldi-dir compares on the whole set: leave out --no-full")
+        args.kaldi_dir = None
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model, units, what = build_lm(args.lm, device)
@@ -420,6 +438,11 @@ def main() -> None:
                 device, peak0)
     if args.hub5_utts:
         run_hub5_sized(utterances, args, model, units, packed, device)
+    if args.carry_over:
+        from bench.carry_over_speed import carry_over_table
+        print(f"\n## {args.nbest}: --carry-over recording against none (bench/carry_over_speed.py)")
+        print(carry_over_table(model, units, nb, "([^_]*)_", max(args.full_repeats, 3), args.batch_tokens,
+                               str(device)))
     peak1 = peak_gflops(device)
     load1 = os.getloadavg()
     print(f"\n# fp32 peak at the end {peak1:.1f} GFLOP/s (% peak above uses the start's); load average at the end "

@@ -59,6 +59,24 @@ def ptb_slice(tmp_path_factory):
     return d
 
 
+def train_tiny(out: Path, ptb: Path, sentences: int, dim: int) -> Path:
+    """A real LSTM LM of ``dim`` units trained for one epoch on the first ``sentences`` of ``ptb``/train.txt
+    (constant lr, seed 1) into the run directory ``out``."""
+    from rescorer.lm.model import ModelConfig
+    from rescorer.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(train=str(ptb / "train.txt"), valid=str(ptb / "valid.txt"), epochs=1,
+                      device="cpu", seed=1, schedule="constant", max_sentences=sentences)
+    train(out, cfg, ModelConfig(vocab_size=0, embed_dim=dim, hidden_dim=dim), quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(ptb_slice, tmp_path_factory):
+    """A real LSTM LM (16 units) trained for one epoch on 200 PTB sentences."""
+    return train_tiny(tmp_path_factory.mktemp("lm") / "run", ptb_slice, 200, 16) / "best.pt"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -123,6 +123,8 @@ CONCEPTS: Dict[str, Concept] = {
     **{f"oov {n}": Concept(f"OOV policy: {n}", _all(LM_COMMANDS, f"oov_{n}")) for n in ("mode", "types", "logprob")},
     **{f"wer {n}": Concept(f"WER scoring: {n}", _all(SCORING, n)) for n in ("subsets", "utt2subset", "stm", "glm",
                                                                             "hyp_filter", "acronym_map")},
+    **{f"carry-over {n}": Concept(f"cross-utterance LSTM state: {n}", _all("eval,rescore", n))
+       for n in ("carry_over", "segments", "utt2spk", "recording_pattern")},
 }
 
 # today's violations; each entry is an expected failure, to be emptied by renames

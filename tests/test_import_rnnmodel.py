@@ -105,7 +105,7 @@ def example_model(ptb_slice, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kaldi_model(ptb_slice, tmp_path_factory):
-    """steps/pytorchnn style: '<s> words </s>' sentences, untied, vocabulary 'word index' lines (shuffled)."""
+    """'<s> words </s>' sentences, untied, vocabulary 'word index' lines (shuffled)."""
     d = tmp_path_factory.mktemp("kaldi")
     lines = [ln for split in ("train", "valid", "test") for ln in (ptb_slice / f"{split}.txt").read_text().splitlines()]
     idx2word, word2idx = dictionary(lines, lambda ws: ["<s>"] + ws + ["</s>"])
@@ -139,7 +139,7 @@ def test_example_model_scores_as_it_does_itself(example_model, ptb_slice, tmp_pa
 
 def test_kaldi_style_model_with_indexed_vocabulary(kaldi_model, ptb_slice, tmp_path):
     model, word2idx, d = kaldi_model
-    res = import_rnnmodel(d / "model.pt", d / "words.txt", tmp_path / "lm.pt")
+    res = import_rnnmodel(d / "model.pt", d / "words.txt", tmp_path / "lm.pt", sent_boundary="<s>,</s>")
     assert not res.tied and (res.end, res.start) == ("</s>", "<s>") and res.start_output == "<s>@output"
     assert res.vocab_size == res.original_size + 1  # <s> as input (admmq's <s>) and as an output word
     lm = load_lm(tmp_path / "lm.pt")
@@ -210,3 +210,49 @@ def test_import_errors_are_one_line(example_model, tmp_path):
     gru = {k.replace("rnn.", "rnn."): v[: v.shape[0] * 3 // 4] if k.startswith("rnn.") else v for k, v in sd.items()}
     torch.save(gru, tmp_path / "gru.pt")
     assert "GRU" in run(tmp_path / "gru.pt", d / "vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def pytorchnn_model(ptb_slice, tmp_path_factory):
+    """Kaldi steps/pytorchnn style: running text with '<s>' after every line, vocabulary Kaldi's words.txt
+    ('word index' lines: <eps> 0, the words, #0, <s>, </s>), tied."""
+    d = tmp_path_factory.mktemp("pytorchnn")
+    lines = [ln for split in ("train", "valid", "test") for ln in (ptb_slice / f"{split}.txt").read_text().splitlines()]
+    words, _ = dictionary(lines, lambda ws: ws)
+    idx2word = ["<eps>"] + words + ["#0", "<s>", "</s>"]
+    word2idx = {w: i for i, w in enumerate(idx2word)}
+    torch.manual_seed(13)
+    model = RNNModel(len(idx2word), 20, 20, 1, tie_weights=True)
+    stream = [word2idx[w] for ln in (ptb_slice / "train.txt").read_text().splitlines() for w in ln.split() + ["<s>"]]
+    train_a_little(model, stream)
+    torch.save(model.state_dict(), d / "model.pt")
+    (d / "words.txt").write_text("".join(f"{w} {i}\n" for i, w in enumerate(idx2word)))
+    return model, word2idx, d
+
+
+def test_kaldi_pytorchnn_model_takes_s_for_both_ends_and_keeps_it_through_export(pytorchnn_model, ptb_slice,
+                                                                               tmp_path):
+    model, word2idx, d = pytorchnn_model
+    res = import_rnnmodel(d / "model.pt", d / "words.txt", tmp_path / "lm.pt")
+    assert res.start == res.end == "<s>" and res.start_output is None
+    assert res.vocab_size == res.original_size + 1  # admmq's <s>: a copy of <s>'s row, an input only
+    lm = load_lm(tmp_path / "lm.pt")
+    assert lm.units.sent_boundary == "<s>" and "</s>@output" in lm.units.index_of and "<eps>" in lm.units.index_of
+    sents = valid_sentences(ptb_slice)
+    want = [own_sentence_logprob(model, word2idx, s, "<s>", "<s>") for s in sents]  # Kaldi's <s> w1..wn <s>
+    got = NeuralScorer(lm.model, lm.units).score(sents).totals()
+    assert np.allclose(got, want, atol=1e-5, rtol=0)
+    # the boundary survives export: the packed file's vocabulary says it, and scores are the same
+    r = CliRunner().invoke(cli, ["export", str(tmp_path / "lm.pt"), "-o", str(tmp_path / "q.pt"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    packed = load_lm(tmp_path / "q.pt")
+    assert packed.units.sent_boundary == "<s>" and packed.units == lm.units
+    assert np.allclose(NeuralScorer(packed.model, packed.units).score(sents).totals(), got, atol=1e-5)
+    # the old default (separate <s>/</s>) would end every sentence with </s>, a row this model never trained
+    other = import_rnnmodel(d / "model.pt", d / "words.txt", tmp_path / "two.pt", sent_boundary="<s>,</s>")
+    assert (other.start, other.end) == ("<s>", "</s>")
+    two = load_lm(tmp_path / "two.pt")
+    assert NeuralScorer(two.model, two.units).score(sents).totals().mean() < np.mean(want) - 1.0
+    r = CliRunner().invoke(cli, ["import", str(d / "model.pt"), "--vocab", str(d / "words.txt"), "-o",
+                                 str(tmp_path / "x.pt"), "--sent-boundary", "<bos>", "--quiet"])
+    assert r.exit_code == 1 and "'<bos>' is not in the vocabulary" in r.output

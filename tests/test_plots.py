@@ -13,10 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from rescorer.cli.group import cli
-from rescorer.lm.model import ModelConfig
 from rescorer.report.plots import PAPER_TABLE1, pareto_front
-from rescorer.train.loop import TrainConfig, train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_tiny
 
 pytest.importorskip("matplotlib")
 
@@ -108,10 +106,7 @@ def test_pareto_marking_on_hand_made_points():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, ptb_slice):
     """A real (tiny) trained run directory with its test evaluation."""
-    d = tmp_path_factory.mktemp("front") / "std"
-    cfg = TrainConfig(train=str(ptb_slice / "train.txt"), valid=str(ptb_slice / "valid.txt"), epochs=1,
-                      device="cpu", seed=1, schedule="constant", max_sentences=40)
-    train(d, cfg, ModelConfig(vocab_size=0, embed_dim=8, hidden_dim=8), quiet=True)
+    d = train_tiny(tmp_path_factory.mktemp("front") / "std", ptb_slice, 40, 8)
     r = invoke(["eval", "--lm", d, "--text", ptb_slice / "test.txt", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     (d / "test_eval.json").write_text(r.output)

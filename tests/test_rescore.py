@@ -11,28 +11,16 @@ from rescorer.pack.lm_file import load_lm
 from rescorer.cli.group import cli
 from rescorer.errors import AdmmqError, MismatchError
 from rescorer.nbest.kaldi_archive import SCALAR, Entry, read_archive
-from rescorer.lm.model import ModelConfig
 from rescorer.nbest.lists import build_nbest
 from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.rescore import RescoreConfig, parse_grid, rescore
 from rescorer.nbest.lm_costs import score_sentences, segment_argmin
 from rescorer.lm.scoring import NeuralScorer, WordScores
-from rescorer.train.loop import TrainConfig, train
 from rescorer.nbest.wer import align_counts, read_text, score_files, score_utterances
 from rescorer.scoring.glm import read_glm
 from rescorer.scoring.kaldi_filter import HypothesisFilter
 from rescorer.scoring.nist_scorer import NistScorer
 from tests.conftest import HUB5_GLM, NBEST_DIR, ptb_lines
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(ptb_slice, tmp_path_factory):
-    """A real LSTM LM (16 units) trained for one epoch on 200 PTB sentences."""
-    out = tmp_path_factory.mktemp("lm") / "run"
-    cfg = TrainConfig(train=str(ptb_slice / "train.txt"), valid=str(ptb_slice / "valid.txt"), epochs=1,
-                      device="cpu", seed=1, schedule="constant", max_sentences=200)
-    train(out, cfg, ModelConfig(vocab_size=0, embed_dim=16, hidden_dim=16), quiet=True)
-    return out / "best.pt"
 
 
 from rescorer.ngram.scorers import load_scorer  # noqa: E402

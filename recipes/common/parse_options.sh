@@ -5,6 +5,7 @@
 #   --help                prints the recipe's header comment and the options with their values
 # The remaining (positional) arguments are left in "$@".  Options are the recipe's own
 # lowercase, unexported variables; name internal ones in UPPERCASE or with a leading "_".
+# _po_also="N ..." (set before sourcing) adds other variable names as options (Kaldi's --N).
 _po_usage() {
   sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
   echo "Options (current values):"
@@ -20,6 +21,7 @@ for _po_v in $(compgen -v); do
   case "$_po_exported" in *" $_po_v "*) continue;; esac
   _po_option_names="$_po_option_names $_po_v"
 done
+_po_option_names="$_po_option_names ${_po_also:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h) _po_usage; exit 0;;

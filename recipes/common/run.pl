@@ -33,9 +33,10 @@ if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+):(\d+)$/) {
 }
 die "usage: run.pl [--max-jobs-run N] [JOB=1:n] LOGFILE COMMAND...\n" if @ARGV < 2;
 my $logtmpl = shift @ARGV;
-# Kaldi's convention: an argument without whitespace or quotes is passed as is (so "\|" and "'&&'" in the
-# caller's command line become a pipe and an "and" inside the job); others are single-quoted.
-my $cmdtmpl = join(' ', map { my $a = $_; ($a =~ /^[^\s'"]+$/) ? $a : "'" . join("'\\''", split(/'/, $a, -1)) . "'" } @ARGV);
+# Kaldi's convention: an argument without whitespace is passed as is, so the job's shell reads it (a "\|" and
+# "'&&'" in the caller's command line become a pipe and an "and" inside the job, "'<unk>'" becomes <unk>, as
+# steps/pytorchnn passes it); others are single-quoted.
+my $cmdtmpl = join(' ', map { my $a = $_; ($a =~ /^\S+$/) ? $a : "'" . join("'\\''", split(/'/, $a, -1)) . "'" } @ARGV);
 die "run.pl: JOB range given but the log file $logtmpl does not contain $jobvar\n"
   if defined $jobvar && $last > $first && index($logtmpl, $jobvar) < 0;
 

@@ -20,18 +20,22 @@ from rescorer.cli.options import json_option, quiet_option
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="admmq checkpoint to write (atomically).")
 @click.option("--unk-symbol", default=None, help="The vocabulary's unknown word [default: <unk> or <UNK>].")
+@click.option("--sent-boundary", default=None, metavar="SYM|START,END",
+              help="The model's sentence boundary: one symbol for both ends (Kaldi steps/pytorchnn's option, "
+                   "'<s>' there) or START,END [default: <s> for a 'word index' vocabulary with <s> (Kaldi's "
+                   "words.txt), else <eos>, else <s>,</s>].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout stored in the model config, for 'admmq train --init-from' (scoring ignores it).")
 @json_option
 @quiet_option
-def import_command(weights, vocab_path, out, unk_symbol, dropout, as_json, quiet):
+def import_command(weights, vocab_path, out, unk_symbol, sent_boundary, dropout, as_json, quiet):
     """Turn WEIGHTS, the state_dict of an LSTM RNNModel (PyTorch's word_language_model example, Kaldi's
     steps/pytorchnn), into an admmq checkpoint for eval, rescore, export and train --init-from.
 
     WEIGHTS is read with torch.load(weights_only=True) (save model.state_dict(), not the pickled model).
-    <eos> (or </s>) is the sentence end and what each sentence starts from (<s> when the vocabulary has
-    it); see docs/training.md.
+    The sentence boundary (--sent-boundary) is stored in the checkpoint; see docs/training.md and
+    docs/kaldi.md.
     """
     say(f"importing {weights} with vocabulary {vocab_path}", quiet)
-    result = import_rnnmodel(weights, vocab_path, out, unk_symbol, dropout)
+    result = import_rnnmodel(weights, vocab_path, out, unk_symbol, dropout, sent_boundary)
     click.echo(json.dumps(result.to_dict(), sort_keys=True) if as_json else result.summary())

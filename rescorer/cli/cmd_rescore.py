@@ -15,10 +15,11 @@ from rescorer.nbest.rescore_job import run_rescore
 from rescorer.ngram.scorers import load_tuned_scorer
 from rescorer.lm.batch_control import pick_device
 from rescorer.cli.group import cli
-from rescorer.cli.lm_options import (lm_scoring_options, lms_option, neural_options, neural_speed_options, ngram_option,
-                                     oov_policy, report_choice, weights_option)
+from rescorer.cli.lm_options import (carry_over_options, lm_scoring_options, lms_option, neural_options,
+                                     neural_speed_options, ngram_option, oov_policy, report_choice, weights_option)
 from rescorer.cli.options import (batch_tokens_option, device_option, json_option, quiet_option, scoring_options,
                                   text_format_option)
+from rescorer.nbest.recordings import CarryOver
 from rescorer.scoring.nist_scorer import make_scorer
 
 
@@ -52,6 +53,10 @@ from rescorer.scoring.nist_scorer import make_scorer
 @click.option("--old-lm-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Weight b of the first-pass LM cost (lmwt.lmonly) mixed into the new LM cost "
                    "(Kaldi's rnn-weight = 1 - b).")
+@click.option("--nn-weight", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Kaldi's log-linear combination: LM = w*(new LM cost) + (1-w)*lmwt.lmonly, the --weight "
+                   "of steps/pytorchnn/lmrescore_nbest_pytorchnn.sh (0.8 there); the same as --old-lm-weight "
+                   "1-w. Not admmq's linear interpolation (--ngram; docs/kaldi.md).")
 @click.option("--lm-scale-grid", default="0:20:0.1", show_default=True, help="LM scales to try: START:STOP:STEP or a,b,c.")
 @click.option("--wip-grid", default="0,0.5,1", show_default=True, help="Penalties to try: START:STOP:STEP or a,b,c.")
 @scoring_options
@@ -59,6 +64,7 @@ from rescorer.scoring.nist_scorer import make_scorer
               help="Rescore job K of N only: a contiguous, deterministic block of utterances (Kaldi's JOB=1:N). "
                    "Weights must be given or tuned on --dev; merge with 'admmq wer REF J1/text J2/text ...' or "
                    "'admmq nbest merge'.")
+@carry_over_options
 @batch_tokens_option
 @neural_speed_options
 @device_option
@@ -66,8 +72,8 @@ from rescorer.scoring.nist_scorer import make_scorer
 @quiet_option
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
                     oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale,
-                    wip, old_lm_weight, lm_scale_grid, wip_grid, subsets, utt2subset, stm, glm, hyp_filter, acronym_map,
-                    shard, batch_tokens,
+                    wip, old_lm_weight, nn_weight, lm_scale_grid, wip_grid, subsets, utt2subset, stm, glm, hyp_filter,
+                    acronym_map, shard, carry_over, segments, utt2spk, recording_pattern, batch_tokens,
                     prefix_sharing, int8, precision, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
@@ -76,8 +82,10 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
 
       total = acoustic_scale*acwt + lm_scale*(lmwt.nolm + LM + wip*n)
 
-    with LM = -ln P(words </s>) under the new LM (mixed with the old LM by
-    --old-lm-weight); the lowest total wins. lmwt.nolm is 0 when absent.
+    with LM = -ln P(words </s>) under the new LM (log-linearly mixed with the
+    old LM by --nn-weight / --old-lm-weight, as Kaldi does); the lowest total
+    wins. lmwt.nolm is 0 when absent. --carry-over starts each utterance's
+    LSTM state where the previous utterance's first-pass best left it.
 
     The new LM is one LSTM (--lm), one n-gram (--ngram), or their
     interpolation: with --weights (a file from 'admmq interpolate', or
@@ -85,9 +93,14 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     --valid or else on --dev-ref; with neither, equal weights and a warning.
     Words no LM knows cost what --oov says (see docs/ngram-lms.md).
     """
+    if nn_weight is not None:
+        if old_lm_weight:
+            raise AdmmqError("give --nn-weight w (Kaldi's) or --old-lm-weight b (= 1 - w), not both")
+        old_lm_weight = 1.0 - nn_weight
     cfg = RescoreConfig(acoustic_scale=acoustic_scale, lm_scale=lm_scale, wip=wip, old_lm_weight=old_lm_weight,
                         lm_scale_grid=parse_grid(lm_scale_grid), wip_grid=parse_grid(wip_grid),
-                        chunk_tokens=4 * batch_tokens, subset_specs=tuple(subsets), utt2subset=utt2subset)
+                        chunk_tokens=4 * batch_tokens, subset_specs=tuple(subsets), utt2subset=utt2subset,
+                        carry_over=CarryOver(carry_over, segments, utt2spk, recording_pattern))
     scorer = make_scorer(glm, hyp_filter, acronym_map, stm=stm is not None)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
     dev_name = str(pick_device(device))
@@ -102,6 +115,8 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     check_tuning(cfg, ref is not None or stm is not None, dev is not None)
     if not (lm_paths or ngram_paths or weights):
         raise AdmmqError("no new LM given: --lm, --ngram or --weights FILE")
+    if cfg.carry_over.active and not lm_paths and weights is None:
+        raise AdmmqError(f"--carry-over {carry_over} carries an LSTM's state: give an LSTM (--lm)")
     say(f"rescore {nbest} with {' '.join(lm_paths + ngram_paths) or weights} (device {dev_name}, "
         f"batch tokens {batch_tokens})", quiet)
 
@@ -138,6 +153,9 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     how = HOW[res.chosen_by] + (f" over {len(res.sweep.errors)} settings" if res.sweep is not None else "")
     click.echo(f"weights: acoustic scale {res.acoustic_scale:g}, LM scale {res.lm_scale:g}, wip {res.wip:g}, "
                f"old LM weight {res.old_lm_weight:g} ({how})")
+    if res.carry_over.get("mode", "none") != "none":
+        click.echo(f"carry-over: {res.carry_over['mode']}, {res.carry_over['history_sentences']} first-pass best "
+                   f"hypotheses read ({summary['scoring']['lm_work'][0].get('history_steps', 0)} LSTM steps)")
     for name, rep in res.wer.items():
         click.echo(f"WER {name.replace('_', ' ')}:")
         for line in rep.lines():

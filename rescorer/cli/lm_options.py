@@ -1,4 +1,4 @@
-"""Options for commands that score with several LMs: n-grams, weights, backend, OOV policy."""
+"""Options for commands that score with LMs: n-grams, weights, backend, OOV policy, LSTM speed, carry-over."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rescorer.ngram.mixture import OOV_MODES, OovPolicy
 from rescorer.lm.batch_control import PRECISIONS
 from rescorer.ngram.ngram_lm import BACKENDS, CASES
 from rescorer.lm.scoring import NeuralOptions
+from rescorer.nbest.recordings import CARRY_OVER_MODES, CarryOver
 
 lms_option = click.option(
     "--lm", "lm_paths", multiple=True, type=click.Path(exists=True),
@@ -89,3 +90,22 @@ def report_choice(choice) -> None:
         click.echo(f"admmq: notice: {choice.notice}", err=True)
     if choice.warning:
         click.echo(f"admmq: warning: {choice.warning}", err=True)
+
+
+def carry_over_options(f):
+    """--carry-over, --segments, --utt2spk, --recording-pattern (cross-utterance LSTM state)."""
+    f = click.option("--recording-pattern", default=None, metavar="REGEX",
+                     help="--carry-over recording: the recording (or speaker) of an utterance id is the first "
+                          "group of REGEX matched at its start (the whole match without a group), e.g. "
+                          "'^(.*)_[^_]*$'; utterances in the list's order.")(f)
+    f = click.option("--utt2spk", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="--carry-over recording: chains per speaker of Kaldi's utt2spk, in the list's order.")(f)
+    f = click.option("--segments", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="--carry-over recording: chains per recording of Kaldi's segments file, in start-time "
+                          "order.")(f)
+    f = click.option("--carry-over", type=click.Choice(CARRY_OVER_MODES), default="none", show_default=True,
+                     help="Start each utterance's LSTM state from the end of the previous utterance's first-pass "
+                          "best hypothesis: within a recording/speaker (recording), or in one chain through the "
+                          "list with Kaldi's padding (kaldi, as steps/pytorchnn); none: from zeros (docs/kaldi.md).")(f)
+    return f
+

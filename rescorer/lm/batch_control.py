@@ -48,8 +48,9 @@ class ScoringStats:
 
     ``tokens``: units + ``</s>`` of the distinct sentences (the softmax rows of
     unshared scoring); ``lstm_steps``: LSTM positions computed (padding
-    included); ``softmax_rows``: output distributions computed; ``oom_splits``:
-    batches halved after running out of memory; ``max_rows``: the largest batch.
+    included; ``history_steps`` of them read carry-over histories);
+    ``softmax_rows``: output distributions computed; ``oom_splits``: batches
+    halved after running out of memory; ``max_rows``: the largest batch.
     """
 
     sentences: int = 0
@@ -59,6 +60,7 @@ class ScoringStats:
     batches: int = 0
     oom_splits: int = 0
     max_rows: int = 0
+    history_steps: int = 0  # of lstm_steps: reading carry-over histories (rescorer.lm.carry_over)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -18,14 +18,14 @@ arithmetic; float rounding differs by ~1e-6 per unit).
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from rescorer.lm.batch_control import BatchControl
 from rescorer.lm.prefix_tree import PrefixTree, build_prefix_tree, prefix_groups
-from rescorer.lm.step_lm import StepLM
+from rescorer.lm.step_lm import State, StepLM
 
 
 class _PendingRows:
@@ -73,10 +73,14 @@ class _PendingRows:
 
 
 @torch.no_grad()
-def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchControl) -> Tuple[np.ndarray, np.ndarray]:
+def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchControl,
+               roots: Optional[Tuple[State, int]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Log-probabilities on the tree: (M,) log P(node's unit | parent) and (M,) log P(</s> | node).
 
     Entries not needed (the root's unit; ``</s>`` at non-terminal nodes) are 0.
+    ``roots`` = ((h, c) tables (L, R, H), ``base``): a forest of start states
+    (carry-over, :mod:`rescorer.lm.carry_over`): the root is not stepped and each
+    depth-1 node, of virtual unit ``base + r``, reads ``<s>`` from state ``r``.
     """
     dev = step_lm.device
     M = tree.num_nodes
@@ -90,6 +94,8 @@ def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchContro
     for d in range(len(offs) - 1):
         a, b = offs[d], offs[d + 1]
         n = b - a
+        if roots is not None and d == 0:  # the forest's virtual root: its children start from the tables
+            continue
         ca, cb = (offs[d + 1], offs[d + 2]) if d + 2 < len(offs) else (b, b)
         child_parent = parent[ca:cb] - a  # local row of each child's parent, non-decreasing
         child_parent_np = tree.parent[ca:cb] - a
@@ -103,10 +109,15 @@ def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchContro
             try:
                 control.start(s1 - s0)
                 state = None
-                if d:
+                units = token[a + s0: a + s1]
+                if roots is not None and d == 1:
+                    r = units - roots[1]
+                    state = (roots[0][0][:, r], roots[0][1][:, r])
+                    units = torch.full_like(units, int(tree.token[0]))  # <s>
+                elif d:
                     idx = local_parent[s0:s1]
                     state = (prev[0][:, idx], prev[1][:, idx])
-                out, (h, c) = step_lm.step(token[a + s0: a + s1], state)
+                out, (h, c) = step_lm.step(units, state)
             except Exception as exc:  # out of memory: halve the slice and retry it
                 control.shrink(s1 - s0, exc, "tree node")
                 continue
@@ -132,14 +143,25 @@ GROUP_TOKENS = 1 << 18  # units per tree: its index arrays stay around 20 MiB
 
 def prefix_shared_unit_logprobs(step_lm: StepLM, seqs: Sequence[np.ndarray], bos: int, eos: int,
                                 control: BatchControl, group_sequences: int,
-                                group_tokens: int = GROUP_TOKENS) -> List[np.ndarray]:
-    """Per-unit log-probabilities (``</s>`` last) of each (n_i,) unit sequence: a list of (n_i + 1,) float64."""
+                                group_tokens: int = GROUP_TOKENS,
+                                starts: Optional[Tuple[State, np.ndarray]] = None) -> List[np.ndarray]:
+    """Per-unit log-probabilities (``</s>`` last) of each (n_i,) unit sequence: a list of (n_i + 1,) float64.
+
+    ``starts`` = ((h, c) tables (L, R, H), (S,) row of each sequence's start state): sequence i
+    starts from state row ``rows[i]`` instead of zeros; sequences of one start state share prefixes.
+    """
+    roots = None
+    if starts is not None:  # a virtual first unit per start state: the trees become forests of per-state trees
+        base = step_lm.cfg.vocab_size
+        seqs = [np.concatenate([np.array([base + int(r)], dtype=np.int64), s]) for s, r in zip(seqs, starts[1])]
+        roots = (starts[0], base)
+    skip = 0 if roots is None else 1
     out: List[np.ndarray] = [np.zeros(0)] * len(seqs)
     for group in prefix_groups(seqs, group_sequences, group_tokens):
         tree = build_prefix_tree([seqs[i] for i in group], bos)
-        node_lp, eos_lp = score_tree(step_lm, tree, eos, control)
+        node_lp, eos_lp = score_tree(step_lm, tree, eos, control, roots)
         flat = tree.unit_logprobs(node_lp, eos_lp)
         for j, i in enumerate(group.tolist()):
-            out[i] = flat[tree.offsets[j]: tree.offsets[j + 1]]
-        control.stats.tokens += tree.tokens
+            out[i] = flat[tree.offsets[j] + skip: tree.offsets[j + 1]]
+        control.stats.tokens += tree.tokens - skip * len(group)
     return out

@@ -37,7 +37,8 @@ from rescorer.lm.batch_control import BatchControl, ScoringStats, precision_cont
 from rescorer.lm.batching import IGNORE, Batch, length_sorted_batches, make_batch
 from rescorer.lm.corpus import EncodedCorpus, encode_sentences
 from rescorer.errors import AdmmqError
-from rescorer.lm.model import LSTMLM
+from rescorer.lm.carry_over import SentenceContext, history_states, start_states
+from rescorer.lm.model import LSTMLM, State
 from rescorer.lm.prefix_scoring import prefix_shared_unit_logprobs
 from rescorer.lm.step_lm import DenseOutput, StepLM
 
@@ -73,11 +74,14 @@ class WordScores:
 @torch.no_grad()
 def corpus_unit_nll(model: LSTMLM, corpus: EncodedCorpus, bos: int, eos: int, batch_tokens: int = 8192,
                     device: Optional[torch.device] = None,
-                    control: Optional[BatchControl] = None) -> List[np.ndarray]:
+                    control: Optional[BatchControl] = None,
+                    initial: Optional[Callable[[np.ndarray], State]] = None) -> List[np.ndarray]:
     """Negative log-probability (nats) of every unit and final ``</s>``, per sentence.
 
     Returns a list of N (len_i + 1,) float64 arrays.  ``control`` (optional)
-    counts the work and halves a batch that runs out of memory.
+    counts the work and halves a batch that runs out of memory; ``initial``
+    (optional) gives the (L, B, H) start states of the sentences of a batch
+    (their indices), else every sentence starts from zeros.
     """
     device = device or next(model.parameters()).device
     control = control or BatchControl(1 << 30)
@@ -94,7 +98,8 @@ def corpus_unit_nll(model: LSTMLM, corpus: EncodedCorpus, bos: int, eos: int, ba
         try:
             control.start(B)
             b = batch.to(device)
-            nll, _ = model.token_nll(b.inputs, b.targets)
+            state = initial(batch.index) if initial is not None else None
+            nll, _ = model.token_nll(b.inputs, b.targets, state)
             nll = nll.double().cpu().numpy()
         except Exception as exc:  # out of memory: halve and retry
             control.shrink(B, exc, f"sentence of {batch.inputs.shape[1]} tokens")
@@ -148,6 +153,7 @@ class NeuralScorer:
     """
 
     kind = "lstm"
+    uses_context = True  # takes carry-over start states (score(..., context=))
 
     def __init__(self, model: LSTMLM, units, batch_tokens: int = 8192, device: Optional[str] = None,
                  prefix_sharing: bool = True, int8: bool = False, precision: str = "fp32",
@@ -170,6 +176,7 @@ class NeuralScorer:
         self.stats = ScoringStats()
         self._step_lm: Optional[StepLM] = None
         self._budget: Optional[int] = None  # rows per batch after out-of-memory halvings
+        self._history = None  # (history, its end-state table) of the last carry-over
 
     @property
     def sentence_order(self) -> str:
@@ -205,39 +212,66 @@ class NeuralScorer:
     def is_oov(self, word: str) -> bool:
         return self.units.is_oov(word)
 
-    def _unit_logprobs(self, unique: List[Tuple[str, ...]]) -> List[np.ndarray]:
+    def _start_table(self, context: SentenceContext) -> State:
+        """End states of every entry of ``context``'s history: one batched pass per history, reused by later
+        calls (callers pass a history of the entries they need: ``History.restrict``)."""
+        hist = context.history
+        if self._history is None or self._history[0] is not hist:
+            with precision_context(self.precision, self.device):
+                table, steps = history_states(self.step_lm, self.units, hist, np.arange(len(hist)))
+            self.stats.history_steps += steps
+            self.stats.lstm_steps += steps
+            self._history = (hist, table)
+        return self._history[1]
+
+    def _unit_logprobs(self, unique: List[Tuple[str, ...]],
+                       start: Optional[np.ndarray] = None, table: Optional[State] = None) -> List[np.ndarray]:
         bos, eos = self.units.bos_id, self.units.eos_id
         with precision_context(self.precision, self.device):
             if self.prefix_sharing:
                 control = BatchControl(self._budget or self.batch_tokens, self.before_batch, self.stats)
                 seqs = [self.units.encode_sentence(s) for s in unique]
-                out = prefix_shared_unit_logprobs(self.step_lm, seqs, bos, eos, control, self.batch_tokens)
+                starts = (table, start + 1) if table is not None else None
+                out = prefix_shared_unit_logprobs(self.step_lm, seqs, bos, eos, control, self.batch_tokens,
+                                                  starts=starts)
             else:
                 budget = self._budget or (1 << 30)
                 control = BatchControl(budget, self.before_batch, self.stats)
                 corpus = encode_sentences(self.units, unique)
+                initial = None
+                if table is not None:
+                    initial = lambda index: start_states(table, start[index], self.device)  # noqa: E731
                 out = [-x for x in corpus_unit_nll(self.model, corpus, bos, eos, self.batch_tokens, self.device,
-                                                   control)]
+                                                   control, initial)]
         if control.stats.oom_splits:
             self._budget = control.max_rows
         return out
 
-    def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True) -> WordScores:
-        """Per-word log-probabilities of ``sentences`` (see :class:`WordScores`)."""
+    def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True,
+              context: Optional[SentenceContext] = None) -> WordScores:
+        """Per-word log-probabilities of ``sentences`` (see :class:`WordScores`).
+
+        ``context``: carry-over (:mod:`rescorer.lm.carry_over`), each sentence's start state.
+        """
         sentences = [tuple(s) for s in sentences]
+        start = context.start if context is not None else np.full(len(sentences), -1, dtype=np.int64)
+        assert start.shape == (len(sentences),), (start.shape, len(sentences))
         if dedup:
-            first: Dict[Tuple[str, ...], int] = {}
+            first: Dict[Tuple[int, Tuple[str, ...]], int] = {}
             unique: List[Tuple[str, ...]] = []
             where = np.empty(len(sentences), dtype=np.int64)
             for i, s in enumerate(sentences):
-                j = first.get(s)
+                key = (int(start[i]), s)
+                j = first.get(key)
                 if j is None:
-                    j = first[s] = len(unique)
+                    j = first[key] = len(unique)
                     unique.append(s)
                 where[i] = j
+            unique_start = np.array([k[0] for k in first], dtype=np.int64)
         else:
-            unique, where = sentences, np.arange(len(sentences))
-        per_unit = self._unit_logprobs(unique)
+            unique, where, unique_start = sentences, np.arange(len(sentences)), start
+        table = self._start_table(context) if context is not None and (start >= 0).any() else None
+        per_unit = self._unit_logprobs(unique, unique_start, table)
         self.stats.sentences += len(unique)
         per_word: List[np.ndarray] = []
         for s, lp in zip(unique, per_unit):

@@ -31,11 +31,17 @@ _KALDI_SKIP = {"<eps>", "<s>"}
 
 
 class Vocab:
-    """A word vocabulary with ``</s>`` = 0, unknown word = 1 and ``<s>`` = ``len(self) - 1``."""
+    """A word vocabulary with ``</s>`` = 0, unknown word = 1 and ``<s>`` = ``len(self) - 1``.
+
+    ``sent_boundary``: for a model imported from elsewhere whose one symbol marks both sentence ends
+    (Kaldi ``steps/pytorchnn``'s ``<s>``, the PyTorch example's ``<eos>``), that symbol; ``</s>`` and
+    ``<s>`` are then its output row and its embedding.  ``None``: separate ``<s>`` and ``</s>``.
+    """
 
     kind = "word"
 
-    def __init__(self, words: Sequence[str], unk: str = UNK):
+    def __init__(self, words: Sequence[str], unk: str = UNK, sent_boundary: Optional[str] = None):
+        self.sent_boundary = sent_boundary
         seen = set()
         symbols = [EOS, unk]
         for w in words:
@@ -159,17 +165,24 @@ class Vocab:
 
     # --------------------------------------------------------- serialising
     def to_state(self) -> dict:
-        return {"kind": self.kind, "symbols": list(self.symbols), "unk": self.unk}
+        state = {"kind": self.kind, "symbols": list(self.symbols), "unk": self.unk}
+        if self.sent_boundary is not None:
+            state["sent_boundary"] = self.sent_boundary
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> "Vocab":
         symbols = list(state["symbols"])
         if len(symbols) < 3 or symbols[0] != EOS or symbols[-1] != BOS or symbols[1] != state["unk"]:
             raise MismatchError("stored vocabulary does not have the </s>, <unk>, ..., <s> layout")
-        return cls(symbols[2:-1], unk=state["unk"])
+        boundary = state.get("sent_boundary")
+        if boundary is not None and not isinstance(boundary, str):
+            raise MismatchError(f"stored sentence boundary {boundary!r} is not a symbol")
+        return cls(symbols[2:-1], unk=state["unk"], sent_boundary=boundary)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and self.symbols == other.symbols and self.unk == other.unk
+        return (isinstance(other, Vocab) and self.symbols == other.symbols and self.unk == other.unk
+                and self.sent_boundary == other.sent_boundary)
 
     def __repr__(self) -> str:
         return f"Vocab({self.output_size} outputs, unk={self.unk!r})"

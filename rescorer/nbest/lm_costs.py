@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from rescorer.errors import AdmmqError
 from rescorer.lm.batch_control import lm_work
+from rescorer.lm.carry_over import SentenceContext
 from rescorer.nbest.lists import NBestList
 from rescorer.progress import progress_bar
 
@@ -53,16 +54,22 @@ class LMScores:
 
 
 def score_sentences(lm, sentences: Sequence[Tuple[str, ...]], chunk_tokens: int = 32768,
-                    quiet: bool = False) -> LMScores:
-    """Log-probabilities of all ``sentences``: each distinct one scored once, length-sorted, in big chunks."""
+                    quiet: bool = False, context: Optional[SentenceContext] = None) -> LMScores:
+    """Log-probabilities of all ``sentences``: each distinct one scored once, length-sorted, in big chunks.
+
+    ``context``: carry-over start states (:mod:`rescorer.lm.carry_over`); a sentence is then distinct
+    per start state, and sentences of one start state are sent together.
+    """
     t0 = time.perf_counter()
-    first: Dict[Tuple[str, ...], int] = {}
+    start = context.start if context is not None else np.full(len(sentences), -1, dtype=np.int64)
+    first: Dict[Tuple[int, Tuple[str, ...]], int] = {}
     where = np.empty(len(sentences), dtype=np.int64)
     for i, s in enumerate(sentences):
-        where[i] = first.setdefault(tuple(s), len(first))
-    unique = list(first)
+        where[i] = first.setdefault((int(start[i]), tuple(s)), len(first))
+    unique = [k[1] for k in first]
+    start_u = np.array([k[0] for k in first], dtype=np.int64)
     if getattr(lm, "sentence_order", "length") == "prefix":  # prefix-shared LSTM: neighbours share prefixes
-        order = sorted(range(len(unique)), key=unique.__getitem__)
+        order = sorted(range(len(unique)), key=lambda j: (start_u[j], unique[j]))
     else:
         order = sorted(range(len(unique)), key=lambda j: len(unique[j]))
     logprob_u = np.zeros(len(unique), dtype=np.float64)
@@ -75,7 +82,9 @@ def score_sentences(lm, sentences: Sequence[Tuple[str, ...]], chunk_tokens: int 
                 tokens += len(unique[order[stop]]) + 1
                 stop += 1
             idx = order[start:stop]
-            scores = lm.score([unique[j] for j in idx])
+            batch = [unique[j] for j in idx]
+            scores = lm.score(batch) if context is None else \
+                lm.score(batch, context=SentenceContext(context.history, start_u[idx]))
             assert len(scores) == len(idx), (len(scores), len(idx))
             logprob_u[idx] = scores.totals()
             oov_u[idx] = np.add.reduceat(scores.oov.astype(np.int64), scores.offsets[:-1]) if scores.oov.size \

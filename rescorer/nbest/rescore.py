@@ -34,8 +34,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rescorer.errors import AdmmqError, MismatchError
+from rescorer.lm.carry_over import SentenceContext
 from rescorer.nbest.lists import NBestList
 from rescorer.nbest.lm_costs import Components, LMScores, components, score_sentences, segment_argmin
+from rescorer.nbest.recordings import CarryOver, carry_context
 from rescorer.nbest.wer import Subsets, WerReport, align_counts, score_utterances
 from rescorer.scoring.nist_scorer import NistScorer, count_all
 from rescorer.settings import parse_numbers
@@ -73,6 +75,7 @@ class RescoreConfig:
     chunk_tokens: int = 32768
     subset_specs: Tuple[str, ...] = ()
     utt2subset: Optional[str] = None
+    carry_over: CarryOver = CarryOver()
 
 
 @dataclass
@@ -238,6 +241,7 @@ class RescoreResult:
     wer: Dict[str, WerReport] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     test_sweep: Optional[Sweep] = None  # tuned on dev with test references: the same grid on the test list
+    carry_over: dict = field(default_factory=dict)  # mode, source and history size of the carry-over
 
     def best_text(self) -> Dict[str, Tuple[str, ...]]:
         return {u: self.nbest.words[i] for u, i in zip(self.nbest.utts, self.best)}
@@ -249,7 +253,7 @@ class RescoreResult:
              "words": n_words, "oov_words": int(s.oov[:len(nb)].sum()),
              "weights": {"acoustic_scale": self.acoustic_scale, "lm_scale": self.lm_scale, "wip": self.wip,
                          "old_lm_weight": self.old_lm_weight},
-             "chosen_by": self.chosen_by, "how": HOW[self.chosen_by],
+             "chosen_by": self.chosen_by, "how": HOW[self.chosen_by], "carry_over": self.carry_over,
              "formula": "total = acoustic_scale*acwt + lm_scale*(lmwt.nolm + lm + wip*words), "
                         "lm = (1-old_lm_weight)*(-ln P_LM) + old_lm_weight*lmwt.lmonly (costs, nats)",
              "scoring": s.rates(),
@@ -287,9 +291,13 @@ def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
 def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tuple[str, ...]]] = None,
             dev: Optional[Tuple[NBestList, Dict[str, Tuple[str, ...]]]] = None, quiet: bool = False,
             ref_source: str = "references", dev_source: str = "dev references",
-            scorer: Optional[NistScorer] = None) -> RescoreResult:
+            scorer: Optional[NistScorer] = None, context: Optional[SentenceContext] = None) -> RescoreResult:
     """Rescore ``nb`` with ``lm``; tune on ``dev`` (n-best, references) or sweep on ``refs`` when not given.
-    WER is counted plain (sclite -s) or, with ``scorer``, as hubscr.pl counts it (dev and test alike)."""
+    WER is counted plain (sclite -s) or, with ``scorer``, as hubscr.pl counts it (dev and test alike).
+
+    ``context``: the carry-over start states of ``nb``'s and ``dev``'s hypotheses (made from
+    ``cfg.carry_over`` when not given; :func:`rescorer.nbest.recordings.carry_context`).
+    """
     check_tuning(cfg, refs is not None, dev is not None)
     tuned = cfg.lm_scale is None or cfg.wip is None
     # errors of every hypothesis first: a missing reference fails before the LM runs
@@ -299,7 +307,11 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
         Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
     dev_errors = hypothesis_errors(dev[0], dev[1], scorer, dev_source) if dev is not None and tuned else None
     sentences = list(nb.words) + (list(dev[0].words) if dev is not None else [])
-    scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet)
+    if context is None:
+        context = carry_context([nb] + ([dev[0]] if dev is not None else []), cfg.carry_over)
+    if context is not None and not getattr(lm, "uses_context", False):
+        raise AdmmqError(f"--carry-over {cfg.carry_over.mode} carries an LSTM's state: give an LSTM (--lm)")
+    scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet, context)
     comp, notes = components(nb, scores.logprob[:len(nb)], cfg.old_lm_weight)
     lm_scale = cfg.lm_scale
     wip = cfg.wip if cfg.wip is not None else 0.0
@@ -324,8 +336,9 @@ def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tupl
     assert lm_scale is not None
     total = comp.total(cfg.acoustic_scale, lm_scale, wip)
     best = segment_argmin(total, nb.offsets)
+    carried = dict(cfg.carry_over.to_dict(), **({"history_sentences": len(context.history)} if context else {}))
     res = RescoreResult(nb, comp, total, best, cfg.acoustic_scale, lm_scale, wip, cfg.old_lm_weight, chosen,
-                        scores, result_sweep, notes=notes, test_sweep=test_sweep)
+                        scores, result_sweep, notes=notes, test_sweep=test_sweep, carry_over=carried)
     if refs is not None:
         res.wer = evaluate_choices(nb, res.best, refs, test_errors.errors, subsets, scorer, ref_source)
     return res

@@ -32,6 +32,7 @@ from rescorer.fileio import atomic_open, check_free_space, check_writable, exist
 from rescorer.nbest.kaldi_archive import SCALAR, write_archive
 from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.nbest.lists import write_nbest_file
+from rescorer.nbest.recordings import carry_context
 from rescorer.nbest.shards import shard_nbest
 from rescorer.nbest.rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
 from rescorer.nbest.wer import read_references, read_text
@@ -128,7 +129,7 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
         remove_stale_temps(out, OUTPUTS)  # left by a killed job
     # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
     check_free_space(existing_ancestor(out), 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
-    nb = read_nbest(nbest, words_txt)
+    nb = full = read_nbest(nbest, words_txt)
     if shard is not None:
         nb = shard_nbest(nb, *shard)
         if nb.num_utterances == 0:
@@ -139,8 +140,12 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
         mine = set(nb.utts)
         refs = {u: w for u, w in refs.items() if u in mine}
     dev_pair = (read_nbest(dev, words_txt), read_text(dev_ref)) if dev is not None else None
+    # carry-over chains before the LM loads (a bad segments file fails fast); a job's chains run through
+    # the whole list
+    context = carry_context([nb] + ([dev_pair[0]] if dev_pair else []), cfg.carry_over,
+                            full if shard is not None else None)
     if not hasattr(lm, "score"):
         lm = lm()
     res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref if stm is None else stm),
-                  dev_source=str(dev_ref), scorer=scorer)
+                  dev_source=str(dev_ref), scorer=scorer, context=context)
     return res, write_outputs(res, out, settings)

@@ -204,21 +204,34 @@ class MixtureScorer:
         return "prefix" if any(getattr(c, "sentence_order", "length") == "prefix" for c in self.components) \
             else "length"
 
-    def _score_each(self, per_component: List[Sequence[Sequence[str]]]) -> list:
-        """Each component's WordScores; components on a GPU run in a thread beside the others (CPU n-grams)."""
+    def _score_each(self, per_component: List[Sequence[Sequence[str]]], context=None) -> list:
+        """Each component's WordScores; components on a GPU run in a thread beside the others (CPU n-grams).
+
+        ``context`` (carry-over start states) goes to the components that take it (LSTMs).
+        """
         comps = self.components
+
+        def run(c, s):
+            return c.score(s, context=context) if context is not None and getattr(c, "uses_context", False) \
+                else c.score(s)
+
         if not self.concurrent or len(comps) < 2:
-            return [c.score(s) for c, s in zip(comps, per_component)]
+            return [run(c, s) for c, s in zip(comps, per_component)]
         with ThreadPoolExecutor(max_workers=len(comps)) as pool:
-            futures = [pool.submit(c.score, s) for c, s in zip(comps, per_component)]
+            futures = [pool.submit(run, c, s) for c, s in zip(comps, per_component)]
             return [f.result() for f in futures]
 
-    def component_scores(self, sentences: Sequence[Sequence[str]]) -> ComponentScores:
+    @property
+    def uses_context(self) -> bool:
+        """Some component takes carry-over start states."""
+        return any(getattr(c, "uses_context", False) for c in self.components)
+
+    def component_scores(self, sentences: Sequence[Sequence[str]], context=None) -> ComponentScores:
         """Every component's scores of ``sentences`` under the vocabulary mapping and OOV policy."""
         sentences = [s if isinstance(s, (list, tuple)) else list(s) for s in sentences]
         has_class = any(w in self.class_tokens for s in sentences for w in s)
         scores = self._score_each([self._for_component(k, sentences, has_class)
-                                   for k in range(len(self.components))])
+                                   for k in range(len(self.components))], context)
         offsets = scores[0].offsets
         for k, s in enumerate(scores[1:], 1):
             if not np.array_equal(s.offsets, offsets):
@@ -249,9 +262,13 @@ class MixtureScorer:
             out[lacks] += self.oov.penalty
         return out
 
-    def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True) -> WordScores:
-        """Per-word mixture log-probabilities; ``oov`` marks words no component knows."""
-        cs = self.component_scores(sentences)
+    def score(self, sentences: Sequence[Sequence[str]], dedup: bool = True, context=None) -> WordScores:
+        """Per-word mixture log-probabilities; ``oov`` marks words no component knows.
+
+        ``context``: carry-over start states for the LSTM components
+        (:class:`rescorer.lm.carry_over.SentenceContext`); n-grams score each sentence alone.
+        """
+        cs = self.component_scores(sentences, context)
         return WordScores(mix(cs, self.weights, self.oov.logprob), cs.offsets, cs.unseen)
 
     def __repr__(self) -> str:

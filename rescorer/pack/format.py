@@ -28,7 +28,8 @@ The file is exactly ``24 + H + P`` bytes.  JSON header keys:
 * ``format`` ``"admmq-packed"``, ``version`` 1, ``writer`` (admmq version);
 * ``model_config``, ``method_config``: as in a training checkpoint;
 * ``units``: ``{"kind": "word", "unk": ..., "count": N, "tensor": "units"}``
-  (the symbols, one per line, UTF-8, zlib-compressed) or ``{"kind": "spm",
+  (the symbols, one per line, UTF-8, zlib-compressed; an imported model whose
+  one symbol marks both sentence ends adds ``"sent_boundary"``, that symbol) or ``{"kind": "spm",
   "tensor": "units"}`` (the SentencePiece model bytes, zlib-compressed);
 * ``alpha_dtype``: ``"float32"`` or ``"float16"``;
 * ``tensors``: name -> ``{"role", "dtype", "shape", "offset", "nbytes"}``;

@@ -39,7 +39,10 @@ def _units_buffer(state: Dict[str, Any]) -> Tuple[Dict[str, Any], bytes]:
         bad = next((s for s in symbols if "\n" in s or not s), None)
         if bad is not None:
             raise AdmmqError(f"vocabulary symbol {bad!r} cannot be stored (empty or contains a newline)")
-        return {"kind": "word", "unk": state["unk"], "count": len(symbols)}, "\n".join(symbols).encode("utf-8")
+        meta = {"kind": "word", "unk": state["unk"], "count": len(symbols)}
+        if state.get("sent_boundary") is not None:  # an imported model's one boundary symbol
+            meta["sent_boundary"] = state["sent_boundary"]
+        return meta, "\n".join(symbols).encode("utf-8")
     if kind == "spm":
         proto = state["model_proto"]
         raw = bytes(proto.numpy().tobytes()) if hasattr(proto, "numpy") else bytes(proto)

@@ -160,7 +160,10 @@ class _Reader:
                 self.fail("vocabulary is not UTF-8")
             if len(symbols) != meta.get("count"):
                 self.fail(f"vocabulary has {len(symbols)} symbols, the header says {meta.get('count')}")
-            return {"kind": "word", "symbols": symbols, "unk": meta.get("unk")}
+            state = {"kind": "word", "symbols": symbols, "unk": meta.get("unk")}
+            if "sent_boundary" in meta:
+                state["sent_boundary"] = meta["sent_boundary"]
+            return state
         if meta.get("kind") == "spm":
             return {"kind": "spm", "model_proto": raw}
         self.fail(f"unknown unit kind {meta.get('kind')!r}")

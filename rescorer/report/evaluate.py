@@ -21,11 +21,12 @@ from typing import Optional
 
 from rescorer.pack.checkpoint import LoadedLM
 from rescorer.fileio import read_sentences
-from rescorer.errors import PathLike
+from rescorer.errors import AdmmqError, PathLike
 from rescorer.fileio import atomic_open, check_writable
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy
 from rescorer.perplexity import format_ppl, perplexity_from
 from rescorer.lm.scoring import NeuralScorer
+from rescorer.nbest.recordings import CarryOver, text_context
 
 
 @dataclass
@@ -52,25 +53,33 @@ class Perplexity:
 
 
 def evaluate_text(lm: LoadedLM, path: PathLike, fmt: str = "plain", batch_tokens: int = 8192,
-                  per_sentence: Optional[PathLike] = None, oov: Optional[OovPolicy] = None) -> Perplexity:
+                  per_sentence: Optional[PathLike] = None, oov: Optional[OovPolicy] = None,
+                  carry: Optional[CarryOver] = None) -> Perplexity:
     """Perplexity of the text file ``path``; optionally write per-sentence costs.
 
     Unknown words cost what ``oov`` says (default :class:`OovPolicy`: ``share``), as in a mixture.
     """
     scorer = MixtureScorer([NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)], [1.0],
                            oov or OovPolicy(), names=[lm.path], kinds=["lstm"])
-    return evaluate_scorer(scorer, path, fmt, per_sentence)
+    return evaluate_scorer(scorer, path, fmt, per_sentence, carry)
 
 
-def evaluate_scorer(scorer, path: PathLike, fmt: str = "plain", per_sentence: Optional[PathLike] = None) -> Perplexity:
+def evaluate_scorer(scorer, path: PathLike, fmt: str = "plain", per_sentence: Optional[PathLike] = None,
+                    carry: Optional[CarryOver] = None) -> Perplexity:
     """Perplexity of ``path`` under any scorer with ``.score(sentences) -> WordScores`` (LSTM, n-gram, mixture).
 
-    ``oov`` counts the words the scorer flags (for a mixture: words no component knows).
+    ``oov`` counts the words the scorer flags (for a mixture: words no component knows).  ``carry``:
+    each sentence's LSTM state starts where the sentence before it in its chain left it (the text's own
+    words; :func:`rescorer.nbest.recordings.text_context`).
     """
     if per_sentence is not None:
         check_writable(per_sentence)
     sents = read_sentences(path, fmt)
-    scores = scorer.score([s.words for s in sents])
+    context = text_context([s.key for s in sents], [s.words for s in sents], carry or CarryOver(), str(path))
+    if context is not None and not getattr(scorer, "uses_context", False):
+        raise AdmmqError(f"--carry-over {carry.mode} carries an LSTM's state: give an LSTM (--lm)")
+    scores = scorer.score([s.words for s in sents]) if context is None else \
+        scorer.score([s.words for s in sents], context=context)
     totals = scores.totals()
     logprob = float(totals.sum())
     words = int(sum(len(s.words) for s in sents))

@@ -14,23 +14,35 @@ Vocabulary file: the model's row order, either one word a line (the example's
 ``Dictionary.idx2word``) or ``word index`` a line (Kaldi's ``words.txt``-like
 file of ``steps/pytorchnn``; indices 0..V-1).
 
-Sentence boundaries, mapped onto :class:`rescorer.lm.vocab.Vocab` (``</s>`` = 0,
-unknown word = 1, ``<s>`` = last, an input only):
+Sentence boundaries (``--sent-boundary``, Kaldi's name: ``SYM`` for both ends
+or ``START,END``; stored in the checkpoint), mapped onto
+:class:`rescorer.lm.vocab.Vocab` (``</s>`` = 0, unknown word = 1, ``<s>`` =
+last, an input only).  The default comes from the vocabulary file:
 
-* the example appends ``<eos>`` to every line and predicts the next line's
-  first word after it: admmq's ``</s>`` output is ``<eos>``'s row, and admmq's
-  ``<s>`` input is ``<eos>``'s embedding (a copy of the row);
-* a vocabulary with ``</s>`` and ``<s>`` (Kaldi's ``<s> w1 .. wn </s>``
-  sentences) maps them one to one.  admmq's ``<s>`` is an input only, so the
-  model's ``<s>`` *output* row is kept as a word of its own, ``<s>@output``
-  (:data:`START_OUTPUT`, never in a text): the softmax keeps its mass and
-  every probability stays the original's exactly (dropping the row would
-  renormalise them, by up to 1.5 nats a sentence on a briefly trained model);
-* the unknown word is ``<unk>`` (or ``<UNK>``, or ``unk=``), a word of the file.
+* ``word index`` lines holding ``<s>`` (Kaldi's ``words.txt``, what
+  ``steps/pytorchnn`` trains with): ``<s>`` for both ends, as Kaldi's
+  ``--sent-boundary`` default — its ``data.py`` appends ``<s>`` to every line;
+* else ``<eos>`` when present (the example appends ``<eos>`` to every line);
+* else ``</s>`` as the end and ``<s>`` (when present) as the start.
+
+One symbol for both ends: admmq's ``</s>`` output is its row, and admmq's
+``<s>`` input is its embedding (a copy of the row); the vocabulary records
+the symbol (``Vocab.sent_boundary``: a carried-over state reads it once
+between sentences, :mod:`rescorer.lm.carry_over`).  Two symbols map one to
+one; admmq's ``<s>`` is an input only, so the model's start symbol's *output*
+row is kept as a word of its own, ``<s>@output`` (:data:`START_OUTPUT`,
+never in a text).  Likewise ``<s>``/``</s>`` rows the model does not use as
+its boundaries (Kaldi's ``</s>`` under ``<s>``) stay as the words
+``<s>@output``/``</s>@output``: the softmax keeps every row and every
+probability stays the original's exactly (dropping a row would renormalise
+them, by up to 1.5 nats a sentence on a briefly trained model).  Other
+symbols of a Kaldi ``words.txt`` (``<eps>``, ``#0``, ``!SIL``) are words like
+any other.  The unknown word is ``<unk>`` (or ``<UNK>``, or ``unk=``), a word
+of the file.
 
 Scores are then those of the original model run on each sentence from a zero
-state, ``<eos>`` (or ``<s>``) first — how admmq and Kaldi's n-best rescoring
-score sentences.  The example's own ``evaluate()`` runs the whole text as one
+state, the start symbol first — how admmq and Kaldi's n-best rescoring score
+sentences.  The example's own ``evaluate()`` runs the whole text as one
 stream, carrying the state across sentences, so its perplexity differs from a
 per-sentence one by that context, not by the import.
 
@@ -46,7 +58,7 @@ import re
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -59,6 +71,11 @@ from rescorer.lm.vocab import BOS, EOS, Vocab
 
 UNK_CANDIDATES = ("<unk>", "<UNK>", "<Unk>")
 START_OUTPUT = "<s>@output"  # the original's <s> output row (admmq's <s> is an input only)
+
+
+def output_name(symbol: str) -> str:
+    """The admmq word that keeps a boundary symbol's row (``<s>`` -> ``<s>@output``, :data:`START_OUTPUT`)."""
+    return f"{symbol}@output"
 _LSTM_KEY = re.compile(r"rnn\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
 
 
@@ -82,9 +99,11 @@ class ImportResult:
     def summary(self) -> str:
         shape = (f"{self.layers}x{self.hidden_dim} LSTM, embedding {self.embed_dim}"
                  + (", tied" if self.tied else ""))
-        drop = f"; its <s> output kept as the word {self.start_output}" if self.start_output else ""
+        drop = f"; its {self.start} output kept as the word {self.start_output}" if self.start_output else ""
+        bound = (f"sentence boundary {self.end} (both ends)" if self.start == self.end
+                 else f"</s> = {self.end}, <s> = {self.start}")
         return (f"{self.out}: {shape}; {self.original_size} words -> {self.vocab_size} symbols "
-                f"(</s> = {self.end}, <s> = {self.start}, unknown word {self.unk}){drop}")
+                f"({bound}, unknown word {self.unk}){drop}")
 
 
 def read_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
@@ -106,8 +125,9 @@ def read_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
 
 
-def read_word_list(path: PathLike) -> List[str]:
-    """The words in model row order: ``word`` a line, or ``word index`` a line (indices 0..V-1)."""
+def read_word_list(path: PathLike) -> Tuple[List[str], bool]:
+    """The words in model row order: ``word`` a line, or ``word index`` a line (indices 0..V-1);
+    and whether the file had indices (Kaldi's ``words.txt`` form)."""
     entries = []
     for lineno, line in iter_lines(path):
         fields = line.split()
@@ -132,7 +152,7 @@ def read_word_list(path: PathLike) -> List[str]:
         if word in seen:
             raise FormatError(f"word {word!r} already on line {seen[word]}", path, lineno)
         seen[word] = lineno
-    return [e[0] for e in entries]
+    return [e[0] for e in entries], all(indexed)
 
 
 def _shape_of(sd: Dict[str, torch.Tensor], source: Path) -> ModelConfig:
@@ -166,43 +186,72 @@ def _shape_of(sd: Dict[str, torch.Tensor], source: Path) -> ModelConfig:
     return ModelConfig(vocab_size=V, embed_dim=E, hidden_dim=H, layers=len(layers), tie_embeddings=tied)
 
 
-def _boundary_symbols(words: List[str], unk: Optional[str], source: Path):
+def sentence_boundaries(words: List[str], indexed: bool, spec: Optional[str], source: Path) -> Tuple[str, str]:
+    """(start, end) symbols of the original model: ``--sent-boundary`` given (``SYM`` for both ends, as
+    Kaldi's option, or ``START,END``) or from the vocabulary (module docstring)."""
     have = set(words)
-    end = EOS if EOS in have else "<eos>" if "<eos>" in have else None
-    if end is None:
-        raise MismatchError("vocabulary has no sentence-end symbol (</s> or <eos>)", source)
-    start = BOS if BOS in have else end
+    if spec is None:
+        if indexed and BOS in have:  # Kaldi's words.txt: steps/pytorchnn trains '... w_n <s> w_1 ...'
+            start = end = BOS
+        elif "<eos>" in have:
+            start = end = "<eos>"
+        elif EOS in have:
+            start, end = (BOS if BOS in have else EOS), EOS
+        else:
+            raise MismatchError("vocabulary has no sentence boundary symbol (<s> in a 'word index' vocabulary, "
+                                "<eos> or </s>); name it with --sent-boundary", source)
+    else:
+        parts = [p.strip() for p in spec.split(",")]
+        if len(parts) not in (1, 2) or not all(parts):
+            raise AdmmqError(f"--sent-boundary {spec!r}: expected SYMBOL (both ends) or START,END")
+        start, end = parts[0], parts[-1]
+        for sym in parts:
+            if sym not in have:
+                raise MismatchError(f"--sent-boundary symbol {sym!r} is not in the vocabulary", source)
+    return start, end
+
+
+def _unk_symbol(words: List[str], unk: Optional[str], start: str, end: str, source: Path) -> str:
+    have = set(words)
     unk = unk or next((u for u in UNK_CANDIDATES if u in have), None)
     if unk is None or unk not in have:
         raise MismatchError(f"vocabulary has no unknown-word symbol {unk or '(<unk>, <UNK>)'}; name it with "
                             f"--unk-symbol", source)
     if unk in (end, start):
         raise MismatchError(f"unknown-word symbol {unk!r} is a sentence boundary", source)
-    return end, start, unk
+    return unk
 
 
 def import_rnnmodel(weights: PathLike, vocab: PathLike, out: PathLike, unk: Optional[str] = None,
-                    dropout: float = 0.0) -> ImportResult:
+                    dropout: float = 0.0, sent_boundary: Optional[str] = None) -> ImportResult:
     """Write ``out``, an admmq checkpoint of the RNNModel state dict ``weights`` with vocabulary ``vocab``.
 
     ``unk``: the unknown-word symbol (default ``<unk>`` or ``<UNK>``); ``dropout``: stored in the model
-    config for a later ``train --init-from`` (scoring does not use it).  See the module docstring.
+    config for a later ``train --init-from`` (scoring does not use it); ``sent_boundary``: ``SYM`` or
+    ``START,END`` (default: from the vocabulary).  See the module docstring.
     """
     sd = read_state_dict(weights)
     shape = _shape_of(sd, Path(weights))
-    words = read_word_list(vocab)
+    words, indexed = read_word_list(vocab)
     if len(words) != shape.vocab_size:
         raise MismatchError(f"vocabulary has {len(words)} words but the model has {shape.vocab_size} rows "
                             f"(encoder.weight {tuple(sd['encoder.weight'].shape)})", vocab)
-    end, start, unk = _boundary_symbols(words, unk, Path(vocab))
+    start, end = sentence_boundaries(words, indexed, sent_boundary, Path(vocab))
+    unk = _unk_symbol(words, unk, start, end, Path(vocab))
     row = {w: i for i, w in enumerate(words)}
-    start_output = START_OUTPUT if start != end else None
-    if start_output in row:
-        raise MismatchError(f"vocabulary already holds {start_output!r}, the name admmq gives <s>'s output", vocab)
+    # rows kept as words under a new name: the start symbol's output row (start != end), and admmq's
+    # reserved <s>/</s> when the model does not use them as its boundaries (Kaldi's </s> under <s>)
+    renamed = {w: output_name(w) for w in words if w in (BOS, EOS) and w not in (start, end)}
+    start_output = output_name(start) if start != end else None
+    for name in list(renamed.values()) + ([start_output] if start_output else []):
+        if name in row:
+            raise MismatchError(f"vocabulary already holds {name!r}, the name admmq gives a boundary's row", vocab)
+    row.update({new: row[old] for old, new in renamed.items()})
     if start_output:
         row[start_output] = row[start]
-    admmq_vocab = Vocab([w for w in words if w not in (end, start, unk, BOS, EOS)]
-                        + ([start_output] if start_output else []), unk=unk)
+    admmq_vocab = Vocab([renamed.get(w, w) for w in words if w not in (end, start, unk)]
+                        + ([start_output] if start_output else []), unk=unk,
+                        sent_boundary=start if start == end else None)
     # original row of each admmq symbol: </s>, unk, words in the file's order, <s>
     rows = [row[end], row[unk]] + [row[w] for w in admmq_vocab.symbols[2:-1]] + [row[start]]
     index = torch.tensor(rows, dtype=torch.long)
@@ -220,7 +269,8 @@ def import_rnnmodel(weights: PathLike, vocab: PathLike, out: PathLike, unk: Opti
         "model_config": cfg.to_dict(), "method_config": MethodConfig().to_dict(), "train_config": {},
         "units": admmq_vocab.to_state(), "model": state, "quantized": {}, "method_state": {}, "log": [],
         "imported": {"from": "word_language_model RNNModel", "weights": str(weights), "vocab": str(vocab),
-                     "end": end, "start": start, "unk": unk, "start_output": start_output},
+                     "end": end, "start": start, "unk": unk, "start_output": start_output,
+                     "renamed": renamed},
     })
     return ImportResult(str(out), len(rows), shape.vocab_size, cfg.embed_dim, cfg.hidden_dim, cfg.layers,
                         cfg.tie_embeddings, end, start, unk, start_output)
