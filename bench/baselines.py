@@ -24,29 +24,40 @@ batch per utterance from a zero state (masked log-softmax sums, nothing written)
 Because of the carried state, a hypothesis' cost differs from the zero-state
 cost admmq computes, except in the first utterance.
 
-:func:`run_kaldi_script` runs the real script from a Kaldi checkout on the
-same n-best list, with a same-shape model (Kaldi's ``RNNModel`` state dict:
-``encoder``, ``rnn``, ``decoder`` with tied input/output embeddings, random
-weights — speed does not depend on them) and our vocabulary with ``<s>``
-first, and returns its wall time.  Only ``bench/rescore_speed.py
---kaldi-dir`` calls it; without a Kaldi checkout it is never run.
+:func:`run_kaldi_script` runs the real script on the same n-best list, with a
+same-shape model (Kaldi's ``RNNModel`` state dict: ``encoder``, ``rnn``,
+``decoder`` with tied input/output embeddings, random weights — speed does not
+depend on them) and our vocabulary with ``<s>`` first, and returns its wall
+time and peak memory.  The script comes from a Kaldi checkout (``--kaldi-dir``)
+or, by default, from the Kaldi source tarball the project keeps
+(:data:`KALDI_TARBALL`): :func:`kaldi_script_dir` extracts
+``compute_sentence_scores.py`` and ``model.py`` (Apache-2.0, with Kaldi's
+``COPYING``) into ``${XDG_CACHE_HOME:-~/.cache}/admmq/kaldi-scripts/<digest>/``
+once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import subprocess
+import shutil
 import sys
-import time
+import tarfile
+import tempfile
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.commands import Timed, run_timed
+
 Hyps = List[Tuple[str, ...]]
 SCRIPT_DIRS = ("egs/wsj/s5/steps/pytorchnn", "steps/pytorchnn")
+SCRIPT_FILES = ("compute_sentence_scores.py", "model.py")
+#: Kaldi at commit f4007661 (the files Kaldi users run for n-best rescoring), next to this checkout
+KALDI_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "kaldi" / "kaldi-f4007661-subset.tar.gz"
 
 
 @torch.no_grad()
@@ -126,14 +137,62 @@ def kaldi_like_scores(model, units, utterances: Sequence[Hyps], device) -> Tuple
     return np.array(out), steps, lines
 
 
+def kaldi_positions(utterances: Sequence[Hyps]) -> int:
+    """LSTM steps (= output rows) Kaldi's script computes: each utterance's hypotheses padded to its longest
+    plus ``</s>``, and the first hypothesis once more for the carried state."""
+    return sum((len(hyps) + 1) * (max(len(h) for h in hyps) + 1) for hyps in utterances if hyps)
+
+
 def script_dir(kaldi_dir: str) -> Path:
     """The directory of ``compute_sentence_scores.py`` and ``model.py`` in a Kaldi checkout."""
     for rel in SCRIPT_DIRS:
         d = Path(kaldi_dir) / rel
-        if (d / "compute_sentence_scores.py").is_file() and (d / "model.py").is_file():
+        if all((d / f).is_file() for f in SCRIPT_FILES):
             return d
-    sys.exit(f"rescore_speed.py: error: --kaldi-dir {kaldi_dir}: no {SCRIPT_DIRS[0]}/compute_sentence_scores.py "
-             f"and model.py there")
+    sys.exit(f"error: --kaldi-dir {kaldi_dir}: no {SCRIPT_DIRS[0]}/compute_sentence_scores.py and model.py there")
+
+
+def extract_scripts(tarball: Path, cache: Optional[Path] = None) -> Path:
+    """Kaldi's ``steps/pytorchnn`` scripts (and ``COPYING``) from a Kaldi source tarball, extracted once into
+    ``cache`` (default ``${XDG_CACHE_HOME:-~/.cache}/admmq/kaldi-scripts``) under the tarball's digest."""
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()[:16]
+    base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "admmq" / "kaldi-scripts"
+    dest = base / digest
+    if all((dest / f).is_file() for f in SCRIPT_FILES):
+        return dest
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{digest}.", dir=base))
+    try:
+        with tarfile.open(tarball) as tar:
+            found = {}
+            for m in tar.getmembers():
+                name = Path(m.name)
+                if m.isfile() and (name.name in SCRIPT_FILES and any(m.name.endswith(f"{r}/{name.name}")
+                                                                    for r in SCRIPT_DIRS) or
+                                   name.name == "COPYING" and len(name.parts) <= 2):
+                    found.setdefault(name.name, m)
+            missing = [f for f in SCRIPT_FILES if f not in found]
+            if missing:
+                sys.exit(f"error: {tarball} holds no {SCRIPT_DIRS[0]}/{missing[0]}")
+            for fname, m in found.items():
+                (tmp / fname).write_bytes(tar.extractfile(m).read())
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
+def kaldi_script_dir(kaldi_dir: Optional[str] = None, tarball: Optional[Path] = KALDI_TARBALL) -> Optional[Path]:
+    """Where Kaldi's script is: in ``kaldi_dir`` (a checkout) when given, else extracted from ``tarball``;
+    None when neither is at hand."""
+    if kaldi_dir:
+        return script_dir(kaldi_dir)
+    if tarball is not None and Path(tarball).is_file():
+        return extract_scripts(Path(tarball))
+    return None
 
 
 def kaldi_inputs(model, units, utterances: Sequence[Hyps], tmp: Path) -> Tuple[Path, Path, Path]:
@@ -163,32 +222,29 @@ def kaldi_inputs(model, units, utterances: Sequence[Hyps], tmp: Path) -> Tuple[P
     return infile, vocab, weights
 
 
-def run_kaldi_script(kaldi_dir: str, model, units, utterances: Sequence[Hyps], threads: int,
-                     tmp: Path) -> float:
-    """Wall seconds of Kaldi's script scoring ``utterances`` (Python start and model load included), after
-    checking that it wrote one line per hypothesis with one cost per word and ``</s>``."""
-    d = script_dir(kaldi_dir)
+def run_kaldi_script(scripts: Path, model, units, utterances: Sequence[Hyps], threads: int, tmp: Path) -> Timed:
+    """Kaldi's script (in the directory ``scripts``) scoring ``utterances``: wall seconds (Python start and
+    model load included) and peak memory, after checking that it wrote one line per hypothesis with one
+    cost per word and ``</s>``."""
     infile, vocab, weights = kaldi_inputs(model, units, utterances, tmp)
     outfile = tmp / "scores.txt"
     cfg = model.cfg
-    env = dict(os.environ, PYTHONPATH=str(d), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, str(d / "compute_sentence_scores.py"), "--infile", str(infile), "--outfile",
+    env = dict(os.environ, PYTHONPATH=str(scripts), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, str(scripts / "compute_sentence_scores.py"), "--infile", str(infile), "--outfile",
            str(outfile), "--vocabulary", str(vocab), "--model-path", str(weights), "--model", "LSTM",
            "--emsize", str(cfg.embed_dim), "--nhid", str(cfg.hidden_dim), "--nlayers", str(cfg.layers),
            "--oov", units.vocab.unk]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - t0
+    res = run_timed(cmd, env)
     if res.returncode != 0:
-        sys.exit(f"rescore_speed.py: error: Kaldi's script failed (exit {res.returncode}): "
+        sys.exit(f"error: Kaldi's script failed (exit {res.returncode}): "
                  f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.stdout[-300:]}")
     lines = outfile.read_text(encoding="utf-8").splitlines()
     expected = [len(h) + 1 for hyps in utterances for h in hyps]
     got = [len(ln.split()) - 1 for ln in lines]
     if sorted(got) != sorted(expected):
-        sys.exit(f"rescore_speed.py: error: Kaldi's script wrote {len(lines)} score lines, not one per "
-                 f"hypothesis ({len(expected)}) with one cost per word and </s>")
-    return seconds
+        sys.exit(f"error: Kaldi's script wrote {len(lines)} score lines, not one per hypothesis "
+                 f"({len(expected)}) with one cost per word and </s>")
+    return res
 
 
 def within(stand_in: float, real: float, tolerance: float = 0.2) -> bool:

@@ -76,6 +76,25 @@ def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
             raise FormatError(f"cannot read: {exc}", path, lineno + 1) from None
 
 
+def read_lines(path: PathLike) -> List[str]:
+    """All lines of a text file, plain or gzip, read at once (``\n`` and ``\r\n`` stripped).
+
+    The same lines as :func:`iter_lines`, several times faster on large files; on bad
+    UTF-8 or a corrupt gzip it raises :func:`iter_lines`' error (naming the line).
+    """
+    try:
+        with _open_binary(path) as fh:
+            text = fh.read().decode("utf-8")
+    except (UnicodeDecodeError, OSError, EOFError):
+        for _ in iter_lines(path):  # raises the located error
+            pass
+        raise FormatError("cannot read", path) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r") for ln in lines]
+
+
 def existing_ancestor(path: PathLike) -> Path:
     """The nearest of ``path`` and its parents that exists (``.`` for a relative path with none)."""
     p = Path(path)

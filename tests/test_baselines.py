@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.baselines import kaldi_inputs, kaldi_like_scores, per_utterance_scores, within
+import io
+import tarfile
+
+from bench.baselines import (extract_scripts, kaldi_inputs, kaldi_like_scores, kaldi_script_dir, per_utterance_scores,
+                             within)
+from bench.commands import run_timed
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.nbest.kaldi_dir import read_nbest
 from rescorer.lm.scoring import NeuralScorer
@@ -112,3 +117,40 @@ def test_kaldi_inputs_are_the_scripts_formats(tmp_path):
 def test_within_twenty_percent():
     assert within(36.0, 30.0) and within(24.0, 30.0)
     assert not within(36.1, 30.0) and not within(23.9, 30.0)
+
+
+def make_tarball(path, files):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_the_scripts_are_extracted_from_the_kaldi_tarball_once(tmp_path):
+    rel = "kaldi/egs/wsj/s5/steps/pytorchnn/"
+    tgz = make_tarball(tmp_path / "k.tar.gz", {rel + "compute_sentence_scores.py": "print('scores')\n",
+                                               rel + "model.py": "class RNNModel: pass\n",
+                                               rel + "train.py": "x = 1\n", "kaldi/COPYING": "Apache\n",
+                                               "kaldi/egs/other/model.py": "wrong\n"})
+    d = extract_scripts(tgz, tmp_path / "cache")
+    assert sorted(p.name for p in d.iterdir()) == ["COPYING", "compute_sentence_scores.py", "model.py"]
+    assert (d / "model.py").read_text() == "class RNNModel: pass\n"
+    stamp = (d / "model.py").stat().st_mtime_ns
+    assert extract_scripts(tgz, tmp_path / "cache") == d and (d / "model.py").stat().st_mtime_ns == stamp
+    assert kaldi_script_dir(None, tmp_path / "absent.tar.gz") is None
+    bad = make_tarball(tmp_path / "bad.tar.gz", {rel + "compute_sentence_scores.py": "x\n"})
+    with pytest.raises(SystemExit, match="holds no egs/wsj/s5/steps/pytorchnn/model.py"):
+        extract_scripts(bad, tmp_path / "cache")
+
+
+def test_run_timed_reports_the_commands_own_peak_memory_and_status():
+    held = np.ones(200 * 2**20 // 8)  # this process holds 200 MiB more than the child will
+    small = run_timed(["python3", "-c", "x = bytearray(40 * 2**20)"])
+    big = run_timed(["python3", "-c", "x = bytearray(120 * 2**20)"])
+    assert 40 <= small.max_rss_mib < 100 and 120 <= big.max_rss_mib < 180, (small.max_rss_mib, big.max_rss_mib)
+    assert held.size and small.returncode == 0 and small.seconds > 0
+    failed = run_timed(["python3", "-c", "import sys; print('out'); sys.exit(3)"])
+    assert failed.returncode == 3 and failed.stdout == "out\n"

@@ -9,6 +9,7 @@ from rescorer.lm.carry_over import History, SentenceContext, history_states
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.lm.scoring import NeuralScorer
 from rescorer.lm.vocab import Vocab
+from tests.test_log_normalizer import CAN_BUILD
 
 WORDS = "the a cat dog sat ran on mat".split()
 
@@ -54,12 +55,15 @@ SENTS = [("the", "cat"), ("the", "cat"), ("the", "cat", "ran"), (), ("dog",), ("
 START = np.array([-1, 0, 0, 2, 4, 5, 1])
 
 
+@pytest.mark.parametrize("native", [None, False])  # None: the compiled kernels where they load; False: PyTorch
 @pytest.mark.parametrize("prefix_sharing", [True, False])
 @pytest.mark.parametrize("boundary,kaldi", [(None, False), ("<eos>", False), (None, True)])
-def test_scores_equal_a_sequential_run_over_the_chain(prefix_sharing, boundary, kaldi):
+def test_scores_equal_a_sequential_run_over_the_chain(prefix_sharing, boundary, kaldi, native, one_torch_thread):
     m, v = model_and_vocab(boundary, pad_word=kaldi)
     hist = History(HIST.words, HIST.after, HIST.pad_to, kaldi)
-    scorer = NeuralScorer(m, v, prefix_sharing=prefix_sharing)
+    scorer = NeuralScorer(m, v, prefix_sharing=prefix_sharing, native=native)
+    if native is False or CAN_BUILD:  # which stepper ran the history and the trees
+        assert type(scorer.step_lm).__name__ == ("StepLM" if native is False else "KernelStep")
     got = scorer.score(SENTS, context=SentenceContext(hist, START)).totals()
     want = np.array([reference_logprob(m, v, s, chain_of(hist, k), hist, kaldi) for s, k in zip(SENTS, START)])
     assert np.abs(got - want).max() < 1e-4
@@ -103,7 +107,7 @@ def test_one_batched_pass_over_chain_depth_not_per_utterance(native):
     step = StepLM(m)
     steps_called, lstm_called = [], []
     original = step.step
-    step.step = lambda tokens, state: steps_called.append(int(tokens.numel())) or original(tokens, state)
+    step.step = lambda tokens, prev, parents: steps_called.append(int(tokens.size)) or original(tokens, prev, parents)
     hook = m.lstm.register_forward_hook(lambda mod, inp, out: lstm_called.append(1))
     (h, c), steps = history_states(step, v, hist, np.arange(400))
     hook.remove()
@@ -129,3 +133,26 @@ def test_restrict_keeps_what_the_sentences_need_and_concat_offsets():
     assert offsets == [0, 3] and len(both) == 9 and list(both.after[3:]) == [-1, 3, 4, -1, 6, -1]
     with pytest.raises(AssertionError):
         History((("a",), ("b",)), np.array([1, -1]), np.zeros(2, dtype=np.int64))  # an entry before its parent
+
+
+@pytest.mark.skipif(not CAN_BUILD, reason="needs a C compiler and an AVX2/FMA CPU")
+@pytest.mark.parametrize("kaldi", [False, True])
+def test_the_torch_free_kernel_scorer_carries_the_state(tmp_path, kaldi):
+    """What 'admmq rescore --carry-over' builds on the CPU kernels (numpy weights, KernelScorer): numpy
+    start-state tables, the same scores as the sequential PyTorch reference."""
+    from rescorer.lm.kernel_scorer import KernelScorer
+    from rescorer.lm.word_scores import NeuralOptions
+    from rescorer.ngram.scorers import kernel_scorer_for
+    from rescorer.pack.checkpoint import save_checkpoint
+
+    m, v = model_and_vocab(pad_word=kaldi)
+    path = tmp_path / "fp.pt"
+    save_checkpoint(path, {"model_config": m.cfg.to_dict(), "units": v.to_state(), "model": m.state_dict(),
+                           "method_config": {"method": "fp"}})
+    scorer = kernel_scorer_for(path, NeuralOptions(threads=1), "cpu", 8192)
+    assert isinstance(scorer, KernelScorer)
+    hist = History(HIST.words, HIST.after, HIST.pad_to, kaldi)
+    got = scorer.score(SENTS, context=SentenceContext(hist, START)).totals()
+    assert isinstance(scorer._history[1][0], np.ndarray) and scorer.stats.history_steps > 0
+    want = np.array([reference_logprob(m, v, s, chain_of(hist, k), hist, kaldi) for s, k in zip(SENTS, START)])
+    assert np.abs(got - want).max() < 1e-4, np.abs(got - want).max()

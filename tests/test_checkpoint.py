@@ -1,5 +1,7 @@
+import json
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,8 @@ from rescorer.pack.checkpoint import read_checkpoint, save_checkpoint
 from rescorer.errors import AdmmqError, FormatError, MismatchError
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.lm.vocab import Vocab
+from rescorer.report.evaluate import evaluate_text
+from tests.conftest import ptb_lines
 
 
 def make_ckpt(path, vocab_words=("a", "b", "c")):
@@ -84,3 +88,21 @@ def test_missing_and_directory(tmp_path):
         load_lm(tmp_path / "nope.pt")
     with pytest.raises(AdmmqError, match="no best.pt"):
         load_lm(tmp_path)
+
+
+REFERENCE_STD = Path(__file__).resolve().parents[1] / "models" / "ptb-ref-std-1x200"
+
+
+def test_the_reference_std_loads_without_unpickling_and_scores_as_its_log_says(tmp_path):
+    """The recipe's reference STD (fp, dropout 0.3, all of PTB) is a safe checkpoint with its config and
+    vocabulary, and it is the model its log describes: all of PTB valid scores the best validation
+    perplexity recorded there."""
+    lm = load_lm(REFERENCE_STD / "best.pt")
+    cfg = lm.model.cfg
+    assert (cfg.layers, cfg.hidden_dim, cfg.dropout) == (1, 200, 0.3), cfg
+    assert len(lm.units) == 10001, len(lm.units)
+    best = min(json.loads(line)["valid_ppl"] for line in (REFERENCE_STD / "train_log.jsonl").open())
+    valid = tmp_path / "valid.txt"
+    valid.write_text("".join(ptb_lines("valid", 10**6)), encoding="utf-8")
+    ppl = evaluate_text(lm, valid).ppl
+    assert abs(ppl - best) < 1e-3 * best, (ppl, best)

@@ -60,6 +60,32 @@ def test_reads_kaldi_directory_grouped_by_utterance_in_rank_order(tmp_path):
     assert split_key("a-b-12") == ("a-b", 12)
 
 
+@pytest.mark.parametrize("layout", ["shipped", "costs-reordered", "ids-only", "binary"])
+def test_bulk_reader_equals_the_careful_reader(tmp_path, monkeypatch, layout):
+    """Text archives in one key order are read in bulk; anything else falls back to the careful reader:
+    either way the same list."""
+    import rescorer.nbest.kaldi_dir as kaldi_dir
+
+    d = write_kaldi_dir(tmp_path / "d")
+    if layout == "shipped":
+        d = NBEST_DIR / "dev"
+    elif layout == "costs-reordered":
+        (d / "acwt").write_text("".join(reversed((d / "acwt").read_text().splitlines(True))))
+    elif layout == "ids-only":
+        (d / "words_text").unlink()
+    else:
+        nb = read_nbest(d)
+        d = tmp_path / "bin"
+        write_nbest_dir(nb, d, archive="binary")
+    fast_calls = []
+    real_fast = kaldi_dir._read_dir_fast
+    monkeypatch.setattr(kaldi_dir, "_read_dir_fast", lambda *a: fast_calls.append(real_fast(*a)) or fast_calls[-1])
+    bulk = read_nbest(d)
+    assert (fast_calls[0] is not None) == (layout in ("shipped", "ids-only"))
+    monkeypatch.setattr(kaldi_dir, "_read_dir_fast", lambda *a: None)
+    assert_same(bulk, read_nbest(d))
+
+
 def test_round_trip_dir_file_dir_text_binary_scp(tmp_path):
     src = read_nbest(write_kaldi_dir(tmp_path / "d"))
     write_nbest_file(src, tmp_path / "one.txt")

@@ -190,7 +190,7 @@ def test_long_1000_best_list_stays_within_the_row_bounds():
         h[int(rng.integers(len(h)))] = str(rng.choice(VOCAB.symbols[2:-1]))
         hyps.append(tuple(h))
     m = model_for(VOCAB, dim=8)
-    s = NeuralScorer(m, VOCAB, batch_tokens=128)
+    s = NeuralScorer(m, VOCAB, batch_tokens=128, native=False)  # PyTorch's output layer, rows counted below
     seen = []
     out = s.step_lm.output
     s.step_lm.output = lambda h: (seen.append(h.shape[0]), out(h))[1]
@@ -332,8 +332,23 @@ def test_cli_rescore_same_outputs_with_and_without_prefix_sharing(real_slice, tm
     assert wa["tokens"] == wb["tokens"] and wa["lstm_steps"] * 2.5 < wb["lstm_steps"]
     assert wa["how"].startswith("prefix-shared") and wb["how"].startswith("plain")
     summary = json.loads((tmp_path / "--prefix-sharing" / "summary.json").read_text())
-    assert summary["settings"]["neural"] == {"prefix_sharing": True, "int8": False, "precision": "fp32"}
+    assert summary["settings"]["neural"] == {"prefix_sharing": True, "int8": False, "precision": "fp32",
+                                             "normalize": True}
     assert summary["settings"]["threads"] == 1
+    timing = summary["timing"]  # where the command's time went
+    assert {"read", "load_lm", "lm_scoring", "choose", "write", "in_command"} <= set(timing)
+    assert all(v >= 0 for v in timing.values()) and timing["lm_scoring"] <= timing["in_command"]
+    assert wa["output_seconds"] + wa["lstm_seconds"] <= wa["seconds"] <= timing["lm_scoring"]
+    r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "raw"), "--lm-scale", "1",
+                                 "--wip", "0", "--no-normalize-probs", "--json", "--quiet", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    raw = json.loads(r.output.splitlines()[-1])
+    assert "not trained with --self-norm" in r.output  # one warning line (CliRunner mixes stderr in)
+    assert json.loads((tmp_path / "raw" / "summary.json").read_text())["settings"]["neural"]["normalize"] is False
+    assert raw["scoring"]["lm_work"][0]["lstm_steps"] == wa["lstm_steps"]
+    r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "z"), "--lm-scale", "1",
+                                 "--no-normalize-probs", "--no-prefix-sharing", "--quiet"])
+    assert r.exit_code == 1 and "--no-normalize-probs runs on the prefix-shared path" in r.output
     r = CliRunner().invoke(cli, ["rescore", src, "--lm", str(ckpt), "-o", str(tmp_path / "x"), "--lm-scale", "1",
                                  "--precision", "tf32", "--quiet"])
     assert r.exit_code == 1 and r.output.startswith("admmq: error:") and "tf32" in r.output

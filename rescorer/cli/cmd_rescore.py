@@ -8,13 +8,14 @@ import sys
 import click
 
 from rescorer.progress import say
+from rescorer.timing import Phases, seconds_since_process_start
 from rescorer.errors import AdmmqError
 from rescorer.nbest.rescore import HOW, RescoreConfig, check_tuning, config_dict, parse_grid
 from rescorer.nbest.shards import parse_shard
 from rescorer.nbest.rescore_job import run_rescore
 from rescorer.ngram.scorers import load_tuned_scorer
 from rescorer.lm.batch_control import pick_device
-from rescorer.cli.group import cli
+from rescorer.cli.group import allow_fast_exit, cli
 from rescorer.cli.lm_options import (carry_over_options, lm_scoring_options, lms_option, neural_options,
                                      neural_speed_options, ngram_option, oov_policy, report_choice, weights_option)
 from rescorer.cli.options import (batch_tokens_option, device_option, json_option, quiet_option, scoring_options,
@@ -74,7 +75,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                     oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale,
                     wip, old_lm_weight, nn_weight, lm_scale_grid, wip_grid, subsets, utt2subset, stm, glm, hyp_filter,
                     acronym_map, job, carry_over, segments, utt2spk, recording_pattern, batch_tokens,
-                    prefix_sharing, int8, precision, threads, device, as_json, quiet):
+                    prefix_sharing, int8, precision, normalize_probs, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
     All scores are costs: negated natural-log probabilities (nats), as Kaldi
@@ -93,6 +94,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     --valid or else on --dev-ref; with neither, equal weights and a warning.
     Words no LM knows cost what --oov says (see docs/ngram-lms.md).
     """
+    phases = Phases(startup=seconds_since_process_start())
     if nn_weight is not None:
         if old_lm_weight:
             raise AdmmqError("give --nn-weight w (Kaldi's) or --old-lm-weight b (= 1 - w), not both")
@@ -103,8 +105,8 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                         carry_over=CarryOver(carry_over, segments, utt2spk, recording_pattern))
     scorer = make_scorer(glm, hyp_filter, acronym_map, stm=stm is not None)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
-    dev_name = str(pick_device(device))
-    neural = neural_options(prefix_sharing, int8, precision, threads)
+    dev_name = "cpu" if device == "cpu" else str(pick_device(device))  # (the CPU kernels need no PyTorch)
+    neural = neural_options(prefix_sharing, int8, precision, threads, normalize_probs)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths), "ngram": list(ngram_paths),
                 "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
                 "dev_ref": dev_ref, "stm": stm, "scoring": scorer.describe() if scorer else "plain (sclite -s)",
@@ -127,12 +129,15 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         scorer, choice = load_tuned_scorer(lm_paths, ngram_paths, weights, oov, tune_on, dev_name, batch_tokens,
                                            ngram_backend, ngram_case, quiet, neural)
         report_choice(choice)
+        for c in getattr(scorer, "components", [scorer]):
+            if getattr(c, "warning", None):
+                click.echo(f"admmq: warning: {c.warning}", err=True)
         settings["interpolation"] = choice.to_dict()  # into summary.json
         choices.append(choice)
         return scorer
 
     res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings,
-                             parse_shard(job) if job else None, stm=stm, scorer=scorer)
+                             parse_shard(job) if job else None, phases, stm=stm, scorer=scorer)
     summary = res.summary()
     summary["interpolation"] = choices[0].to_dict()
     for note in summary["notes"]:
@@ -140,6 +145,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
     if as_json:
         summary["outputs"] = paths
         click.echo(json.dumps(summary, sort_keys=True))
+        allow_fast_exit()
         return
     sc = summary["scoring"]
     click.echo(f"{summary['utterances']} utterances, {summary['hypotheses']} hypotheses, "
@@ -160,4 +166,6 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         click.echo(f"WER {name.replace('_', ' ')}:")
         for line in rep.lines():
             click.echo(f"  {line}")
+    click.echo("time (s): " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in phases.to_dict().items()))
     click.echo(f"outputs in {out_dir}: {' '.join(sorted(k for k in paths))}")
+    allow_fast_exit()

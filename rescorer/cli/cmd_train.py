@@ -165,6 +165,10 @@ class AdmmInterval(click.ParamType):
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")
 @click.option("--loss-norm", type=click.Choice(["sentence", "token"]), default="sentence",
               help="Divide the batch's summed loss by its sentences (the paper's setting for lr 1) or tokens.")
+@click.option("--self-norm", type=click.FloatRange(min=0), default=0.0,
+              help="Self-normalisation: add this weight times (log Z)^2 per token to the training objective, so "
+                   "that the softmax normaliser stays near 1 and 'admmq rescore --no-normalize-probs' may skip it "
+                   "(0.1 is Devlin et al.'s value; see docs/rescoring.md).")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="newbob: halve the lr once validation stalls, then every epoch, stop at the next stall; "
                    "plateau: halve at each stall, never stop early; constant: never halve "
@@ -197,7 +201,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
                   distill_weight, allocation, metric, budget_bits, budget_mb, widths, sensitivity_sentences, probes,
                   multibit_bits, act_bits, cycles, units, words_txt, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
-                  weight_decay, clip, loss_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every, device,
+                  weight_decay, clip, loss_norm, self_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every, device,
                   batch_tokens, nj, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
@@ -235,7 +239,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             spm_vocab_size=spm_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
             dropout=dropout, tie_embeddings=tie_embeddings, epochs=epochs, batch_size=batch_size, bptt=bptt,
             optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, clip=clip,
-            loss_norm=loss_norm, schedule=schedule, lr_decay=lr_decay, min_improvement=min_improvement,
+            loss_norm=loss_norm, self_norm=self_norm, schedule=schedule, lr_decay=lr_decay, min_improvement=min_improvement,
             restore_best=restore_best,
             seed=seed, max_sentences=max_sentences, save_every=save_every, device=device,
             eval_batch_tokens=batch_tokens)

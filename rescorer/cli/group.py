@@ -8,11 +8,27 @@ add their commands to :data:`cli`; :mod:`rescorer.cli` imports them all.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from rescorer import __version__
 from rescorer.errors import AdmmqError
 from rescorer.cli.renames import RenamingCommand
+
+_FAST_EXIT = False
+
+
+def allow_fast_exit() -> None:
+    """Called by a command that has closed all its outputs: the ``admmq`` process may end without the
+    interpreter's teardown (:func:`rescorer.cli.main`; in-process callers such as tests are unaffected)."""
+    global _FAST_EXIT
+    _FAST_EXIT = True
+
+
+def fast_exit_allowed() -> bool:
+    return _FAST_EXIT
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
@@ -33,12 +49,29 @@ class CommandGroup(click.Group):
     command_class = RenamingCommand
 
 
+#: command name -> the module that defines it (imported on first use: start-up stays short)
+COMMAND_MODULES = {
+    "train": "cmd_train", "eval": "cmd_eval", "import": "cmd_import", "export": "cmd_export", "info": "cmd_info",
+    "interpolate": "cmd_interpolate", "sensitivity": "cmd_sensitivity", "rescore": "cmd_rescore",
+    "nbest": "cmd_nbest", "wer": "cmd_wer", "report": "cmd_report", "plot": "cmd_plot",
+}
+
+
 class AdmmqGroup(click.Group):
-    """A click group that turns :class:`AdmmqError` (and Ctrl-C) into a one-line message; its commands
-    accept the old spellings of renamed options (:mod:`rescorer.cli.renames`), and so do its groups'."""
+    """A click group that turns :class:`AdmmqError` (and Ctrl-C) into a one-line message, and imports
+    a command's module (:data:`COMMAND_MODULES`) when the command is looked up; its commands accept the old
+    spellings of renamed options (:mod:`rescorer.cli.renames`), and so do its groups'."""
 
     command_class = RenamingCommand
     group_class = CommandGroup
+
+    def list_commands(self, ctx: click.Context):
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.commands and name in COMMAND_MODULES:
+            importlib.import_module(f"rescorer.cli.{COMMAND_MODULES[name]}")
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:

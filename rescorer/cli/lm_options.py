@@ -10,7 +10,7 @@ import click
 from rescorer.ngram.mixture import OOV_MODES, OovPolicy
 from rescorer.lm.batch_control import PRECISIONS
 from rescorer.ngram.ngram_lm import BACKENDS, CASES
-from rescorer.lm.scoring import NeuralOptions
+from rescorer.lm.word_scores import NeuralOptions
 from rescorer.nbest.recordings import CARRY_OVER_MODES, CarryOver
 
 lms_option = click.option(
@@ -61,27 +61,33 @@ def oov_policy(oov_mode: Optional[str], oov_types: Optional[int], oov_logprob: O
 
 
 def neural_speed_options(f):
-    """--prefix-sharing/--no-prefix-sharing, --int8, --precision, --threads (how the LSTM computes)."""
-    f = click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="CPU threads for the LSTM (0: PyTorch's default). On a loaded machine 1 can be much "
-                          "faster (docs/rescoring.md).")(f)
+    """--prefix-sharing/--no-prefix-sharing, --int8, --precision, --normalize-probs, --threads (how the LSTM
+    computes)."""
+    f = click.option("--normalize-probs/--no-normalize-probs", default=True, show_default=True,
+                     help="Divide by the softmax normaliser (exact). --no-normalize-probs takes a word's logit as "
+                          "its log-probability: for self-normalised models ('admmq train --self-norm'), much "
+                          "faster, scores change (docs/rescoring.md; Kaldi's rnnlm option of that name).")(f)
+    f = click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+                     help="CPU threads for the LSTM. 1 runs the compiled CPU kernels (the fastest path; run "
+                          "parallel jobs with --shard for more cores); 0: PyTorch's default (docs/rescoring.md).")(f)
     f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                      help="LSTM arithmetic: fp32 (exact), tf32 (CUDA TF32 matmuls) or bf16 (autocast); the last "
                           "two change scores slightly (docs/rescoring.md).")(f)
     f = click.option("--int8", is_flag=True,
                      help="CPU: int8 output layer (a quantized model's weights exactly, 8-bit activations); "
-                          "faster, scores change slightly (docs/rescoring.md).")(f)
+                          "on PyTorch, slower than the default compiled kernels; scores change slightly "
+                          "(docs/rescoring.md).")(f)
     f = click.option("--prefix-sharing/--no-prefix-sharing", default=True, show_default=True,
                      help="Score each distinct hypothesis prefix once (a prefix tree); same scores, fewer steps.")(f)
     return f
 
 
-def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: int = 0) -> NeuralOptions:
-    """The options as :class:`NeuralOptions`; ``threads`` > 0 sets PyTorch's CPU threads for this process."""
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
-    return NeuralOptions(prefix_sharing=prefix_sharing, int8=int8, precision=precision)
+def neural_options(prefix_sharing: bool, int8: bool, precision: str, threads: int = 1,
+                   normalize_probs: bool = True) -> NeuralOptions:
+    """The options as :class:`NeuralOptions` (PyTorch's threads are set where PyTorch scores:
+    :func:`rescorer.ngram.scorers.load_components`)."""
+    return NeuralOptions(prefix_sharing=prefix_sharing, int8=int8, precision=precision, normalize=normalize_probs,
+                         threads=threads)
 
 
 def report_choice(choice) -> None:

@@ -20,18 +20,22 @@ compared on the same sentences.
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Optional
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from rescorer.errors import AdmmqError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def pick_device(name: Optional[str]) -> torch.device:
+def pick_device(name: Optional[str]) -> "torch.device":
     """``auto`` (or None) is CUDA when available, else the CPU."""
+    import torch
+
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -50,7 +54,9 @@ class ScoringStats:
     unshared scoring); ``lstm_steps``: LSTM positions computed (padding
     included; ``history_steps`` of them read carry-over histories);
     ``softmax_rows``: output distributions computed; ``oom_splits``: batches
-    halved after running out of memory; ``max_rows``: the largest batch.
+    halved after running out of memory; ``max_rows``: the largest batch;
+    ``seconds``: wall time in ``score``, of which ``lstm_seconds`` stepping the
+    LSTM and ``output_seconds`` in the output layer (prefix-shared path).
     """
 
     sentences: int = 0
@@ -61,16 +67,22 @@ class ScoringStats:
     oom_splits: int = 0
     max_rows: int = 0
     history_steps: int = 0  # of lstm_steps: reading carry-over histories (rescorer.lm.carry_over)
+    seconds: float = 0.0
+    lstm_seconds: float = 0.0
+    output_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        for k in ("seconds", "lstm_seconds", "output_seconds"):
+            d[k] = round(d[k], 4)
         d["step_reduction"] = round(self.tokens / self.lstm_steps, 3) if self.lstm_steps else None
         return d
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, or a RuntimeError that says it ran out of memory."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # (no PyTorch loaded: no CUDA error either)
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
@@ -100,7 +112,8 @@ class BatchControl:
         """
         if not is_out_of_memory(exc):
             raise exc
-        if torch.cuda.is_available():
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if rows <= 1:
             raise AdmmqError(f"out of memory scoring a single {what}; lower --batch-tokens or use --device cpu "
@@ -115,13 +128,15 @@ class BatchControl:
 
 
 @contextlib.contextmanager
-def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+def precision_context(precision: str, device: "torch.device") -> Iterator[None]:
     """Arithmetic for scoring: ``fp32`` (exact reference), ``tf32`` (CUDA TF32 matmuls) or ``bf16`` (autocast)."""
     if precision not in PRECISIONS:
         raise AdmmqError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         yield
         return
+    import torch
+
     if precision == "tf32":
         if device.type != "cuda":
             raise AdmmqError(f"--precision tf32 applies to CUDA matmuls; on {device.type} use fp32 or bf16")

@@ -26,8 +26,9 @@ What an entry feeds the LSTM (its *input*):
 
 :func:`history_states` computes the end state of every entry some sentence
 needs, in one batched pass: entries at the same depth of their chains are
-read together (the model's LSTM kernel over all of them, each to its own
-length; models whose LSTM runs the native cell step position by position), so
+read together (PyTorch: the model's LSTM kernel over all of them, each to its
+own length; the compiled kernels and models whose LSTM runs the native cell:
+the stepper position by position), so
 the loop runs over chain depth, never per utterance; the hypotheses
 themselves keep their batching and prefix sharing
 (:mod:`rescorer.lm.prefix_scoring` starts a tree per distinct start state).
@@ -36,15 +37,11 @@ themselves keep their batching and prefix sharing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
-import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from rescorer.lm.step_lm import StepLM
-
-State = Tuple[torch.Tensor, torch.Tensor]
+State = Tuple[Any, Any]  # (h, c) numpy arrays (the compiled kernels) or tensors (PyTorch)
 KALDI_PAD = "<eps>"  # row 0 of a Kaldi words.txt: what compute_sentence_scores.py pads its batches with
 
 
@@ -145,24 +142,24 @@ def entry_inputs(units, history: History, keep: np.ndarray) -> List[np.ndarray]:
     return out
 
 
-@torch.no_grad()
-def history_states(step_lm: StepLM, units, history: History, start: np.ndarray) -> Tuple[State, int]:
+def history_states(step_lm, units, history: History, start: np.ndarray) -> Tuple[State, int]:
     """End states of the entries the sentences starting at ``start`` need.
 
-    Returns ((L, K + 1, H) h, c) — row 0 the zero state, row ``k + 1`` entry
-    ``k``'s end state (zeros where not needed) — and the LSTM steps taken.
+    ``step_lm`` is a stepper of :mod:`rescorer.lm.prefix_scoring` (the compiled kernels on numpy or
+    PyTorch); one with ``read_sequences`` (PyTorch's fused LSTM) reads each depth's entries in one call.
+    Returns ((L, K + 1, H) h, c) in the stepper's array type — row 0 the zero state, row ``k + 1``
+    entry ``k``'s end state (zeros where not needed) — and the LSTM steps taken.
     """
-    L, H, dev = step_lm.cfg.layers, step_lm.cfg.hidden_dim, step_lm.device
     K = len(history)
-    h_tab = torch.zeros(L, K + 1, H, device=dev)
-    c_tab = torch.zeros(L, K + 1, H, device=dev)
+    table = step_lm.new_state(K + 1)
+    table[0][...] = 0
+    table[1][...] = 0
     keep = history.needed(np.asarray(start, dtype=np.int64))
     if not keep.any():
-        return (h_tab, c_tab), 0
+        return table, 0
     inputs = entry_inputs(units, history, keep)
     depth = history.depth()
-    model = step_lm.model
-    fused = not (step_lm.cfg.act_bits or model.native_lstm)
+    read = getattr(step_lm, "read_sequences", None)
     steps = 0
     for d in range(int(depth[keep].max()) + 1):
         level = np.flatnonzero(keep & (depth == d))
@@ -172,26 +169,27 @@ def history_states(step_lm: StepLM, units, history: History, start: np.ndarray) 
         tokens = np.zeros((level.size, int(lens.max())), dtype=np.int64)
         for r, k in enumerate(level.tolist()):
             tokens[r, : lens[r]] = inputs[k]
-        tok = torch.from_numpy(tokens).to(dev)
-        rows_from = torch.from_numpy(history.after[level] + 1).to(dev)
-        h, c = h_tab[:, rows_from].clone(), c_tab[:, rows_from].clone()
-        if fused:  # the model's own LSTM kernel over the level's sequences, each to its length
-            x = pack_padded_sequence(model.embed(tok), torch.from_numpy(lens), batch_first=True)
-            _, (h, c) = model.lstm(x, (h, c))
-        else:  # one step at a time (models that quantize the LSTM's inputs run the native cell)
-            active = (lens[None, :] > np.arange(tokens.shape[1])[:, None]).sum(axis=1)  # rows reading at t
-            for t in range(tokens.shape[1]):
-                n = int(active[t])
-                _, (h[:, :n], c[:, :n]) = step_lm.step(tok[:n, t], (h[:, :n], c[:, :n]))
+        rows_from = history.after[level] + 1
+        hc = read(tokens, lens, table, rows_from) if read is not None else None
+        h, c = hc if hc is not None else _read_stepwise(step_lm, tokens, lens, table, rows_from)
         steps += int(lens.sum())
-        rows_to = torch.from_numpy(level + 1).to(dev)
-        h_tab[:, rows_to] = h
-        c_tab[:, rows_to] = c
-    return (h_tab, c_tab), steps
+        table[0][:, level + 1] = h
+        table[1][:, level + 1] = c
+    return table, steps
 
 
-def start_states(table: State, start: np.ndarray, device: Optional[torch.device] = None) -> State:
-    """The (L, B, H) initial states of sentences starting after entries ``start`` (B,) (-1: zeros)."""
-    rows = torch.from_numpy(np.asarray(start, dtype=np.int64) + 1).to(table[0].device)
-    h, c = table[0][:, rows], table[1][:, rows]
-    return (h.to(device), c.to(device)) if device is not None else (h, c)
+def _read_stepwise(step_lm, tokens: np.ndarray, lens: np.ndarray, table: State, rows_from: np.ndarray) -> State:
+    """End states of (B, T) unit rows (lengths ``lens`` (B,), non-increasing), row b read from ``table`` row
+    ``rows_from[b]``, one stepper step per position: (L, B, H) h and c."""
+    h_out, c_out = step_lm.new_state(tokens.shape[0])
+    active = (lens[None, :] > np.arange(tokens.shape[1])[:, None]).sum(axis=1)  # rows reading at t
+    prev, parents = table, rows_from
+    for t in range(tokens.shape[1]):
+        n = int(active[t])
+        _, state = step_lm.step(np.ascontiguousarray(tokens[:n, t]), prev, np.ascontiguousarray(parents[:n]))
+        done = np.flatnonzero(lens[:n] == t + 1)
+        if done.size:
+            h_out[:, done] = state[0][:, done]
+            c_out[:, done] = state[1][:, done]
+        prev, parents = state, np.arange(n)
+    return h_out, c_out

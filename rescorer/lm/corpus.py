@@ -10,12 +10,13 @@ offsets, which is compact for large corpora and slices cheaply into batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import List, Sequence
 
 import numpy as np
 
 from rescorer.errors import PathLike
 from rescorer.fileio import read_sentences
+from rescorer.lm.vocab import Vocab
 
 
 @dataclass
@@ -70,6 +71,17 @@ def encode_sentences(units, sentences: Sequence[Sequence[str]]) -> EncodedCorpus
         offsets[1:] = np.cumsum([p.size for p in parts])
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return EncodedCorpus(ids.astype(np.int64, copy=False), offsets, words=n_words, oov=n_oov)
+
+
+def encode_each(units, sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
+    """Each sentence's unit ids, (n_i,) int64 views of one array (a word vocabulary: one lookup pass)."""
+    if not isinstance(units, Vocab):  # subword units
+        return [units.encode_sentence(s) for s in sentences]
+    get, unk = units.index_of.get, units.unk_id
+    flat = np.array([get(w, unk) for s in sentences for w in s], dtype=np.int64)
+    flat[flat == units.bos_id] = unk  # <s> inside a sentence is the unknown word, as in encode_sentence
+    ends = np.cumsum([len(s) for s in sentences]).tolist()
+    return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 def load_corpus(units, path: PathLike, fmt: str = "plain", max_sentences: int = 0) -> EncodedCorpus:

@@ -23,7 +23,6 @@ vector; such a model always runs the native cell.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -32,35 +31,9 @@ import torch.nn.functional as F
 
 from rescorer.errors import MismatchError
 from rescorer.lm.alternating_quant import quantize_activations
-from rescorer.settings import settings_from_dict
+from rescorer.lm.model_config import ModelConfig  # noqa: F401  (the model's shape; torch-free module)
 
 State = Tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of an :class:`LSTMLM`; ``vocab_size`` counts ``<s>`` (outputs = vocab_size - 1)."""
-
-    vocab_size: int
-    embed_dim: int = 200
-    hidden_dim: int = 200
-    layers: int = 1
-    dropout: float = 0.0
-    tie_embeddings: bool = False
-    input_linear: bool = False
-    output_linear: bool = False
-    act_bits: int = 0  # >0: LSTM matrix inputs quantized to this many bits (multibit)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return settings_from_dict(cls, d, "model")
-
-    @property
-    def output_size(self) -> int:
-        return self.vocab_size - 1
 
 
 class ScaledLinear(nn.Module):
@@ -94,6 +67,7 @@ class LSTMLM(nn.Module):
             raise ValueError(f"tied embeddings need embed_dim == hidden_dim, got {cfg.embed_dim} != {cfg.hidden_dim}")
         self.cfg = cfg
         self.native_lstm = False
+        self.log_z_penalty = 0.0  # training only: weight of (log Z)^2 in the gradient (see loss)
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.input_linear = ScaledLinear(cfg.embed_dim, cfg.embed_dim) if cfg.input_linear else None
         self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, cfg.layers, batch_first=True,
@@ -163,11 +137,22 @@ class LSTMLM(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, state: Optional[State] = None,
              ignore_index: int = -100) -> Tuple[torch.Tensor, State]:
-        """Summed cross-entropy (nats) over non-ignored targets, and the final state."""
+        """Summed cross-entropy (nats) over non-ignored targets, and the final state.
+
+        With ``log_z_penalty`` a > 0 (self-normalisation, ``admmq train --self-norm a``) the
+        gradient is that of ``CE + a * sum_t (log Z_t)^2`` (Devlin et al., 2014), which drives
+        each position's normaliser towards 1 so that scoring may skip it
+        (``admmq rescore --no-normalize-probs``); the value returned stays the cross-entropy.
+        """
         h, state = self(inputs, state)
         mask = targets != ignore_index
-        total = F.cross_entropy(self.logits(h[mask]), targets[mask], reduction="sum")
-        return total, state
+        logits = self.logits(h[mask])
+        if not self.log_z_penalty:
+            return F.cross_entropy(logits, targets[mask], reduction="sum"), state
+        log_z = torch.logsumexp(logits.float(), dim=-1)  # (tokens,)
+        total = (log_z - logits.float().gather(1, targets[mask][:, None]).squeeze(1)).sum()
+        penalty = self.log_z_penalty * log_z.square().sum()
+        return total + (penalty - penalty.detach()), state
 
     # --------------------------------------------------------- native cell
     def _native_lstm(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:

@@ -18,14 +18,12 @@ arithmetic; float rounding differs by ~1e-6 per unit).
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from rescorer.lm.batch_control import BatchControl
 from rescorer.lm.prefix_tree import PrefixTree, build_prefix_tree, prefix_groups
-from rescorer.lm.step_lm import State, StepLM
 
 
 class _PendingRows:
@@ -38,15 +36,15 @@ class _PendingRows:
     the output layer once ``softmax_rows`` of them are waiting.
     """
 
-    def __init__(self, step_lm: StepLM, flat: torch.Tensor, control: BatchControl):
+    def __init__(self, step_lm, flat: np.ndarray, control: BatchControl):
         self.step_lm, self.flat, self.control = step_lm, flat, control
-        self.h: List[torch.Tensor] = []
-        self.rows: List[torch.Tensor] = []
-        self.targets: List[torch.Tensor] = []
-        self.dest: List[torch.Tensor] = []
+        self.h: List[Any] = []
+        self.rows: List[np.ndarray] = []
+        self.targets: List[np.ndarray] = []
+        self.dest: List[np.ndarray] = []
         self.n = 0
 
-    def add(self, h: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, dest: torch.Tensor) -> None:
+    def add(self, h, rows: np.ndarray, targets: np.ndarray, dest: np.ndarray) -> None:
         """Queue (n, H) outputs; ``rows`` (sorted) index them, ``dest`` says where each log-prob goes in ``flat``."""
         self.h.append(h)
         self.rows.append(rows + self.n)
@@ -59,8 +57,8 @@ class _PendingRows:
     def flush(self) -> None:
         if not self.n:
             return
-        h, rows = torch.cat(self.h), torch.cat(self.rows)
-        targets, dest = torch.cat(self.targets), torch.cat(self.dest)
+        h = self.step_lm.concat(self.h)
+        rows, targets, dest = (np.concatenate(x) for x in (self.rows, self.targets, self.dest))
         while True:
             try:
                 lp = self.step_lm.logprobs_at(h, rows, targets)
@@ -72,87 +70,79 @@ class _PendingRows:
         self.h, self.rows, self.targets, self.dest, self.n = [], [], [], [], 0
 
 
-@torch.no_grad()
-def score_tree(step_lm: StepLM, tree: PrefixTree, eos: int, control: BatchControl,
-               roots: Optional[Tuple[State, int]] = None) -> Tuple[np.ndarray, np.ndarray]:
+def score_tree(step_lm, tree: PrefixTree, eos: int, control: BatchControl,
+               roots: Optional[Tuple[Any, int]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Log-probabilities on the tree: (M,) log P(node's unit | parent) and (M,) log P(</s> | node).
 
-    Entries not needed (the root's unit; ``</s>`` at non-terminal nodes) are 0.
-    ``roots`` = ((h, c) tables (L, R, H), ``base``): a forest of start states
-    (carry-over, :mod:`rescorer.lm.carry_over`): the root is not stepped and each
-    depth-1 node, of virtual unit ``base + r``, reads ``<s>`` from state ``r``.
+    ``step_lm`` is a stepper (:class:`rescorer.lm.step_lm.StepLM` in PyTorch,
+    :class:`rescorer.lm.kernel_step.KernelStep` on numpy): ``step(tokens, prev, parents)``,
+    ``new_state(n)`` ((L, n, H) h and c), ``concat(outputs)``, ``logprobs_at(h, rows, targets)``
+    and ``softmax_rows``; the bookkeeping here is numpy index
+    arithmetic.  Entries not needed (the root's unit; ``</s>`` at non-terminal nodes) are 0.
+    ``roots`` = ((h, c) tables (L, R, H) in the stepper's array type, ``base``): a forest of start
+    states (carry-over, :mod:`rescorer.lm.carry_over`): the root is not stepped and each depth-1
+    node, of virtual unit ``base + r``, reads ``<s>`` from state ``r`` (its parent row in the tables).
     """
-    dev = step_lm.device
     M = tree.num_nodes
-    flat = torch.zeros(2 * M, dtype=torch.float32, device=dev)  # node log-probs, then </s> log-probs
+    flat = np.zeros(2 * M, dtype=np.float64)  # node log-probs, then </s> log-probs
     pending = _PendingRows(step_lm, flat, control)
-    token = torch.from_numpy(tree.token).to(dev)
-    parent = torch.from_numpy(tree.parent).to(dev)
     offs = tree.depth_offsets.tolist()
-    prev: Tuple[torch.Tensor, torch.Tensor] = None  # type: ignore[assignment]
-    L, H = step_lm.cfg.layers, step_lm.cfg.hidden_dim
+    prev = None
     for d in range(len(offs) - 1):
         a, b = offs[d], offs[d + 1]
         n = b - a
         if roots is not None and d == 0:  # the forest's virtual root: its children start from the tables
             continue
         ca, cb = (offs[d + 1], offs[d + 2]) if d + 2 < len(offs) else (b, b)
-        child_parent = parent[ca:cb] - a  # local row of each child's parent, non-decreasing
-        child_parent_np = tree.parent[ca:cb] - a
-        term_np = np.flatnonzero(tree.terminal[a:b])
-        local_parent = parent[a:b] - (offs[d - 1] if d else 0)
-        new_h = torch.empty(L, n, H, device=dev)
-        new_c = torch.empty(L, n, H, device=dev)
+        child_parent = tree.parent[ca:cb] - a  # local row of each child's parent, non-decreasing
+        term = np.flatnonzero(tree.terminal[a:b])
+        local_parent = tree.parent[a:b] - (offs[d - 1] if d else 0)
+        tokens = tree.token
+        if roots is not None and d == 1:  # virtual unit base + r: read <s> from table row r
+            prev, local_parent = roots[0], tree.token[a:b] - roots[1]
+            tokens = np.full(b, int(tree.token[0]), dtype=np.int64)
+        new = step_lm.new_state(n)
         s0 = 0
         while s0 < n:
             s1 = min(n, s0 + control.max_rows)
             try:
                 control.start(s1 - s0)
-                state = None
-                units = token[a + s0: a + s1]
-                if roots is not None and d == 1:
-                    r = units - roots[1]
-                    state = (roots[0][0][:, r], roots[0][1][:, r])
-                    units = torch.full_like(units, int(tree.token[0]))  # <s>
-                elif d:
-                    idx = local_parent[s0:s1]
-                    state = (prev[0][:, idx], prev[1][:, idx])
-                out, (h, c) = step_lm.step(units, state)
+                out, state = step_lm.step(tokens[a + s0: a + s1], prev, local_parent[s0:s1] if d else None)
             except Exception as exc:  # out of memory: halve the slice and retry it
                 control.shrink(s1 - s0, exc, "tree node")
                 continue
-            ka, kb = np.searchsorted(child_parent_np, [s0, s1]).tolist()
-            ta, tb = np.searchsorted(term_np, [s0, s1]).tolist()
-            term = torch.from_numpy(term_np[ta:tb]).to(dev)
-            rows = torch.cat([child_parent[ka:kb] - s0, term - s0])
-            targets = torch.cat([token[ca + ka: ca + kb], torch.full((tb - ta,), eos, dtype=torch.int64, device=dev)])
-            dest = torch.cat([torch.arange(ca + ka, ca + kb, device=dev), M + a + term])
-            rows, perm = torch.sort(rows, stable=True)
-            pending.add(out, rows, targets[perm], dest[perm])
-            new_h[:, s0:s1] = h
-            new_c[:, s0:s1] = c
+            ka, kb = np.searchsorted(child_parent, [s0, s1]).tolist()
+            ta, tb = np.searchsorted(term, [s0, s1]).tolist()
+            rows = np.concatenate([child_parent[ka:kb] - s0, term[ta:tb] - s0])
+            targets = np.concatenate([tree.token[ca + ka: ca + kb], np.full(tb - ta, eos, dtype=np.int64)])
+            dest = np.concatenate([np.arange(ca + ka, ca + kb), M + a + term[ta:tb]])
+            perm = np.argsort(rows, kind="stable")
+            pending.add(out, rows[perm], targets[perm], dest[perm])
+            new[0][:, s0:s1] = state[0]  # (numpy arrays or tensors alike)
+            new[1][:, s0:s1] = state[1]
             s0 = s1
-        prev = (new_h, new_c)
+        prev = new
         control.stats.lstm_steps += n
     pending.flush()
-    return flat[:M].double().cpu().numpy(), flat[M:].double().cpu().numpy()
+    return flat[:M], flat[M:]
 
 
 GROUP_TOKENS = 1 << 18  # units per tree: its index arrays stay around 20 MiB
 
 
-def prefix_shared_unit_logprobs(step_lm: StepLM, seqs: Sequence[np.ndarray], bos: int, eos: int,
+def prefix_shared_unit_logprobs(step_lm, seqs: Sequence[np.ndarray], bos: int, eos: int,
                                 control: BatchControl, group_sequences: int,
                                 group_tokens: int = GROUP_TOKENS,
-                                starts: Optional[Tuple[State, np.ndarray]] = None) -> List[np.ndarray]:
+                                starts: Optional[Tuple[Any, np.ndarray]] = None) -> List[np.ndarray]:
     """Per-unit log-probabilities (``</s>`` last) of each (n_i,) unit sequence: a list of (n_i + 1,) float64.
 
-    ``starts`` = ((h, c) tables (L, R, H), (S,) row of each sequence's start state): sequence i
-    starts from state row ``rows[i]`` instead of zeros; sequences of one start state share prefixes.
+    ``starts`` = ((h, c) tables (L, R, H) in the stepper's array type, (S,) row of each sequence's
+    start state): sequence i starts from state row ``rows[i]`` instead of zeros; sequences of one
+    start state share prefixes.
     """
     roots = None
     if starts is not None:  # a virtual first unit per start state: the trees become forests of per-state trees
-        base = step_lm.cfg.vocab_size
+        base = step_lm.vocab_size
         seqs = [np.concatenate([np.array([base + int(r)], dtype=np.int64), s]) for s, r in zip(seqs, starts[1])]
         roots = (starts[0], base)
     skip = 0 if roots is None else 1

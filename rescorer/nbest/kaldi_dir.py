@@ -34,8 +34,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from rescorer.errors import AdmmqError, FormatError, MismatchError, PathLike
-from rescorer.fileio import atomic_open, iter_lines
-from rescorer.nbest.kaldi_archive import INT_VECTOR, SCALAR, Entry, read_archive, write_archive
+from rescorer.fileio import atomic_open, iter_lines, read_lines
+from rescorer.nbest.kaldi_archive import INT_VECTOR, SCALAR, Entry, is_binary_archive, read_archive, write_archive
 from rescorer.nbest.lists import (COSTS, NBestList, build_nbest, entry_place, read_nbest_file, split_key,
                                   write_nbest_file)
 
@@ -127,6 +127,77 @@ def _by_key(entries: List[Entry], ref: List[Entry], ref_name: str, other: PathLi
     return out
 
 
+def _text_columns(path: Path, expect_keys: Optional[List[str]] = None) -> Optional[Tuple[List[str], List[List[str]]]]:
+    """Keys and value fields of a text archive whose keys are ``expect_keys`` in that order (when given);
+    None for anything the careful reader should see (binary, scp, blank keys, another order)."""
+    if path.name.endswith(".scp") or is_binary_archive(path):
+        return None
+    keys, values = [], []
+    for line in read_lines(path):
+        fields = line.split()
+        if fields:
+            keys.append(fields[0])
+            values.append(fields[1:])
+    if expect_keys is not None and keys != expect_keys:
+        return None
+    return keys, values
+
+
+def _read_dir_fast(d: Path, text_path: Optional[Path], int_path: Optional[Path], symbols, sym_path) -> \
+        Optional[NBestList]:
+    """The directory read in bulk when every archive is text with the keys in one order and every value
+    well formed, else None (the careful reader then reads it and names the first problem)."""
+    first = _text_columns(text_path or int_path)  # type: ignore[arg-type]
+    if first is None or not first[0]:
+        return None
+    keys, fields = first
+    if text_path is not None:
+        words = [tuple(f) for f in fields]
+    if int_path is not None:
+        if symbols is None:
+            return None
+        ids = fields if text_path is None else (_text_columns(int_path, keys) or (None, None))[1]
+        if ids is None:
+            return None
+        flat = [x for f in ids for x in f]
+        try:
+            id_array = np.array(flat, dtype=np.int64)
+        except ValueError:  # "[ ... ]" brackets or a bad id
+            return None
+        if text_path is not None:  # the ids must spell words_text
+            if [len(f) for f in ids] != [len(w) for w in words]:
+                return None
+            mapped = np.array([symbols.get(w, -1) for ws in words for w in ws], dtype=np.int64)
+            if not np.array_equal(mapped, id_array):
+                return None
+        else:
+            by_id = {num: w for w, num in symbols.items()}
+            try:
+                flat_words = [by_id[i] for i in id_array.tolist()]
+            except KeyError:
+                return None
+            ends = np.cumsum([len(f) for f in ids]).tolist()
+            words = [tuple(flat_words[a:b]) for a, b in zip([0] + ends[:-1], ends)]
+    costs: Dict[str, np.ndarray] = {}
+    for name in COSTS:
+        p = find_archive(d, name)
+        if p is None:
+            continue
+        col = _text_columns(p, keys)
+        if col is None or any(len(f) != 1 for f in col[1]):
+            return None
+        try:
+            values = np.array([f[0] for f in col[1]], dtype=np.float64)
+        except ValueError:
+            return None
+        if not np.isfinite(values).all():
+            return None
+        costs[name] = values
+    if "lmwt.lmonly" not in costs and "lmwt.withlm" in costs and "lmwt.nolm" in costs:
+        costs["lmwt.lmonly"] = costs["lmwt.withlm"] - costs["lmwt.nolm"]  # as lmrescore_nbest.sh does
+    return build_nbest(keys, words, costs, None, os.fspath(d), symbols)
+
+
 def read_nbest_dir(directory: PathLike, words_txt: Optional[PathLike] = None) -> NBestList:
     """Read a Kaldi n-best directory (whichever of the archives are present)."""
     d = Path(directory)
@@ -139,6 +210,12 @@ def read_nbest_dir(directory: PathLike, words_txt: Optional[PathLike] = None) ->
     sym_path = Path(words_txt) if words_txt else find_archive(d, SYMBOLS)
     if sym_path is not None:
         symbols = read_symbol_table(sym_path)
+    try:
+        fast = _read_dir_fast(d, text_path, int_path, symbols, sym_path)
+    except AdmmqError:  # malformed keys and the like: the careful reader names the place
+        fast = None
+    if fast is not None:
+        return fast
     words_of: Dict[str, Tuple[str, ...]] = {}
     ref: List[Entry] = []
     if text_path is not None:

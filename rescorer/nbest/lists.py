@@ -106,8 +106,9 @@ def build_nbest(keys: Sequence[str], words: Sequence[Tuple[str, ...]], costs: Di
     ``where`` locates each key in its file for error messages; without it (keys made
     by admmq itself) an error names ``source``.
     """
-    if where is None:
-        where = [Entry(k, None, source) for k in keys]
+    def place(i: int) -> Entry:
+        return where[i] if where is not None else Entry(keys[i], None, source)
+
     if not keys:
         raise FormatError("no hypotheses (empty n-best list)", source)
     utt_of, rank_of = [], []
@@ -116,9 +117,9 @@ def build_nbest(keys: Sequence[str], words: Sequence[Tuple[str, ...]], costs: Di
         try:
             utt, n = split_key(key)
         except ValueError as exc:
-            raise where[i].error(str(exc)) from None
+            raise place(i).error(str(exc)) from None
         if key in seen:
-            raise where[i].error(f"key {key!r} appears twice (first at {entry_place(where[seen[key]])})")
+            raise place(i).error(f"key {key!r} appears twice (first at {entry_place(place(seen[key]))})")
         seen[key] = i
         utt_of.append(utt)
         rank_of.append(n)

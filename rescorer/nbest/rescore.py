@@ -41,6 +41,7 @@ from rescorer.nbest.recordings import CarryOver, carry_context
 from rescorer.nbest.wer import Subsets, WerReport, align_counts, score_utterances
 from rescorer.scoring.nist_scorer import NistScorer, count_all
 from rescorer.settings import parse_numbers
+from rescorer.timing import Phases
 
 HOW = {"given": "given", "dev": "tuned on the dev set", "test": "swept on the test references (optimistic)",
        "default": "default (LM scale 10, Kaldi's usual LMWT; nothing to tune on)"}
@@ -291,27 +292,41 @@ def check_tuning(cfg: RescoreConfig, has_ref: bool, has_dev: bool) -> None:
 def rescore(nb: NBestList, lm, cfg: RescoreConfig, refs: Optional[Dict[str, Tuple[str, ...]]] = None,
             dev: Optional[Tuple[NBestList, Dict[str, Tuple[str, ...]]]] = None, quiet: bool = False,
             ref_source: str = "references", dev_source: str = "dev references",
-            scorer: Optional[NistScorer] = None, context: Optional[SentenceContext] = None) -> RescoreResult:
+            phases: Optional[Phases] = None, scorer: Optional[NistScorer] = None,
+            context: Optional[SentenceContext] = None) -> RescoreResult:
     """Rescore ``nb`` with ``lm``; tune on ``dev`` (n-best, references) or sweep on ``refs`` when not given.
     WER is counted plain (sclite -s) or, with ``scorer``, as hubscr.pl counts it (dev and test alike).
 
-    ``context``: the carry-over start states of ``nb``'s and ``dev``'s hypotheses (made from
-    ``cfg.carry_over`` when not given; :func:`rescorer.nbest.recordings.carry_context`).
-    """
+    ``phases`` (optional) receives the seconds of ``references`` (errors of every hypothesis),
+    ``lm_scoring`` and ``choose`` (weights, WER).  ``context``: the carry-over start states of ``nb``'s
+    and ``dev``'s hypotheses (made from ``cfg.carry_over`` when not given;
+    :func:`rescorer.nbest.recordings.carry_context`)."""
+    phases = phases or Phases()
     check_tuning(cfg, refs is not None, dev is not None)
     tuned = cfg.lm_scale is None or cfg.wip is None
     # errors of every hypothesis first: a missing reference fails before the LM runs
-    test_errors = hypothesis_errors(nb, refs, scorer, ref_source) if refs is not None else None
-    subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
-    if dev is not None:  # bad subset rules fail before the LM runs
-        Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
-    dev_errors = hypothesis_errors(dev[0], dev[1], scorer, dev_source) if dev is not None and tuned else None
+    with phases.phase("references"):
+        test_errors = hypothesis_errors(nb, refs, scorer, ref_source) if refs is not None else None
+        subsets = Subsets.build(list(refs), cfg.subset_specs, cfg.utt2subset) if refs is not None else None
+        if dev is not None:  # bad subset rules fail before the LM runs
+            Subsets.build(list(dev[1]), cfg.subset_specs, cfg.utt2subset)
+        dev_errors = hypothesis_errors(dev[0], dev[1], scorer, dev_source) if dev is not None and tuned else None
     sentences = list(nb.words) + (list(dev[0].words) if dev is not None else [])
     if context is None:
         context = carry_context([nb] + ([dev[0]] if dev is not None else []), cfg.carry_over)
     if context is not None and not getattr(lm, "uses_context", False):
         raise AdmmqError(f"--carry-over {cfg.carry_over.mode} carries an LSTM's state: give an LSTM (--lm)")
-    scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet, context)
+    with phases.phase("lm_scoring"):
+        scores = score_sentences(lm, sentences, cfg.chunk_tokens, quiet, context)
+    with phases.phase("choose"):
+        return _choose(nb, cfg, refs, dev, scores, tuned, test_errors, dev_errors, subsets, ref_source, scorer,
+                       context)
+
+
+def _choose(nb: NBestList, cfg: RescoreConfig, refs, dev, scores: LMScores, tuned: bool, test_errors, dev_errors,
+            subsets, ref_source: str, scorer: Optional[NistScorer],
+            context: Optional[SentenceContext] = None) -> RescoreResult:
+    """The LM scale and penalty (given, tuned on dev or swept on refs), the best hypotheses and the WER."""
     comp, notes = components(nb, scores.logprob[:len(nb)], cfg.old_lm_weight)
     lm_scale = cfg.lm_scale
     wip = cfg.wip if cfg.wip is not None else 0.0

@@ -37,6 +37,7 @@ from rescorer.nbest.shards import shard_nbest
 from rescorer.nbest.rescore import RescoreConfig, RescoreResult, Sweep, check_tuning, rescore
 from rescorer.nbest.wer import read_references, read_text
 from rescorer.scoring.nist_scorer import NistScorer
+from rescorer.timing import Phases
 
 
 SUMMARY = "summary.json"
@@ -51,8 +52,26 @@ def _input_bytes(path: PathLike) -> int:
     return sum(f.stat().st_size for f in files)
 
 
-def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) -> Dict[str, str]:
+def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None,
+                  phases: Optional[Phases] = None) -> Dict[str, str]:
     """Write the results into ``out_dir`` (module docstring); return name -> path."""
+    phases = phases or Phases()
+    with phases.phase("write"):
+        paths = _write_files(res, out_dir)
+    summary = res.summary()
+    summary["settings"] = dict(settings or {})
+    if "interpolation" in summary["settings"]:  # how the new LM's interpolation weights were set
+        summary["interpolation"] = summary["settings"].pop("interpolation")
+    summary["outputs"] = paths
+    summary["timing"] = phases.to_dict()
+    with atomic_open(paths["summary.json"]) as fh:
+        json.dump(summary, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    return paths
+
+
+def _write_files(res: RescoreResult, out_dir) -> Dict[str, str]:
+    """Every output but summary.json; name -> path (summary.json's path included)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise AdmmqError("exists and is not a directory", out)
@@ -75,14 +94,6 @@ def write_outputs(res: RescoreResult, out_dir, settings: Optional[dict] = None) 
         with atomic_open(paths["wer.txt"]) as fh:
             for name, rep in res.wer.items():
                 fh.write(f"# {name}\n" + "\n".join(rep.lines()) + "\n")
-    summary = res.summary()
-    summary["settings"] = dict(settings or {})
-    if "interpolation" in summary["settings"]:  # how the new LM's interpolation weights were set
-        summary["interpolation"] = summary["settings"].pop("interpolation")
-    summary["outputs"] = paths
-    with atomic_open(paths["summary.json"]) as fh:
-        json.dump(summary, fh, indent=2, sort_keys=True)
-        fh.write("\n")
     return paths
 
 
@@ -97,11 +108,28 @@ def write_sweep(sw: Sweep, path: PathLike) -> None:
                                                                           for x in (str(se), f"{sw_:.2f}")]) + "\n")
 
 
+def _read_inputs(nbest: PathLike, ref, stm, dev, dev_ref, words_txt, shard):
+    """The n-best list (this job's share), the whole list, its references and the dev pair (list, references)
+    or None."""
+    nb = full = read_nbest(nbest, words_txt)
+    if shard is not None:
+        nb = shard_nbest(nb, *shard)
+        if nb.num_utterances == 0:
+            raise AdmmqError(f"job {shard[0]} of {shard[1]} holds no utterance ({nbest} has fewer utterances "
+                             f"than jobs)")
+    refs = read_references(ref, stm, nb.utts) if ref is not None or stm is not None else None
+    if refs is not None and shard is not None:  # this job's utterances only
+        mine = set(nb.utts)
+        refs = {u: w for u, w in refs.items() if u in mine}
+    dev_pair = (read_nbest(dev, words_txt), read_text(dev_ref)) if dev is not None else None
+    return nb, full, refs, dev_pair
+
+
 def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref: Optional[PathLike] = None,
                 dev: Optional[PathLike] = None, dev_ref: Optional[PathLike] = None,
                 words_txt: Optional[PathLike] = None, quiet: bool = False,
-                settings: Optional[dict] = None,
-                shard: Optional[Tuple[int, int]] = None, stm: Optional[PathLike] = None,
+                settings: Optional[dict] = None, shard: Optional[Tuple[int, int]] = None,
+                phases: Optional[Phases] = None, stm: Optional[PathLike] = None,
                 scorer: Optional[NistScorer] = None) -> Tuple[RescoreResult, Dict[str, str]]:
     """Read the n-best list (and dev set, references), rescore with ``lm``, write the outputs.
 
@@ -110,7 +138,9 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
 
     ``lm`` is the LM or a function without arguments returning it, called once
     the inputs have been read (bad input then fails before a slow LM load).
+    ``phases`` collects the seconds of each part (``summary.json``'s ``timing``).
     """
+    phases = phases or Phases()
     if (dev is None) != (dev_ref is None):
         raise AdmmqError("--dev and --dev-ref go together (the dev n-best list and its reference text)")
     if ref is not None and stm is not None:
@@ -129,23 +159,15 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
         remove_stale_temps(out, OUTPUTS)  # left by a killed job
     # text, nbest.txt and lmwt.new together take about twice the input list: checked before the LM runs
     check_free_space(existing_ancestor(out), 2 * _input_bytes(nbest) + 2**20, "the rescoring outputs")
-    nb = full = read_nbest(nbest, words_txt)
-    if shard is not None:
-        nb = shard_nbest(nb, *shard)
-        if nb.num_utterances == 0:
-            raise AdmmqError(f"job {shard[0]} of {shard[1]} holds no utterance ({nbest} has fewer utterances "
-                             f"than jobs)")
-    refs = read_references(ref, stm, nb.utts) if ref is not None or stm is not None else None
-    if refs is not None and shard is not None:  # this job's utterances only
-        mine = set(nb.utts)
-        refs = {u: w for u, w in refs.items() if u in mine}
-    dev_pair = (read_nbest(dev, words_txt), read_text(dev_ref)) if dev is not None else None
-    # carry-over chains before the LM loads (a bad segments file fails fast); a job's chains run through
-    # the whole list
-    context = carry_context([nb] + ([dev_pair[0]] if dev_pair else []), cfg.carry_over,
-                            full if shard is not None else None)
+    with phases.phase("read"):
+        nb, full, refs, dev_pair = _read_inputs(nbest, ref, stm, dev, dev_ref, words_txt, shard)
+        # carry-over chains before the LM loads (a bad segments file fails fast); a job's chains run through
+        # the whole list
+        context = carry_context([nb] + ([dev_pair[0]] if dev_pair else []), cfg.carry_over,
+                                full if shard is not None else None)
     if not hasattr(lm, "score"):
-        lm = lm()
+        with phases.phase("load_lm"):
+            lm = lm()
     res = rescore(nb, lm, cfg, refs, dev_pair, quiet, ref_source=str(ref if stm is None else stm),
-                  dev_source=str(dev_ref), scorer=scorer, context=context)
-    return res, write_outputs(res, out, settings)
+                  dev_source=str(dev_ref), phases=phases, scorer=scorer, context=context)
+    return res, write_outputs(res, out, settings, phases)

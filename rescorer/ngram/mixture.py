@@ -52,7 +52,7 @@ import numpy as np
 
 from rescorer.ngram.arpa import UNK_SPELLINGS
 from rescorer.errors import AdmmqError
-from rescorer.lm.scoring import WordScores
+from rescorer.lm.word_scores import WordScores
 
 OOV_MODES = ("share", "fixed", "unk")
 

@@ -47,7 +47,7 @@ from rescorer.ngram.arpa_reader import read_arpa
 from rescorer.errors import AdmmqError, FormatError, PathLike
 from rescorer.fileio import open_binary
 from rescorer.progress import progress_bar
-from rescorer.lm.scoring import WordScores
+from rescorer.lm.word_scores import WordScores
 
 BACKENDS = ("auto", "kenlm", "builtin")
 CASES = ("keep", "lower", "upper")

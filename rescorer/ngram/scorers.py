@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
-from rescorer.pack.lm_file import load_lm
 from rescorer.fileio import kaldi_text_notice
 from rescorer.errors import AdmmqError, MismatchError, PathLike
 from rescorer.ngram.interpolate import interpolate
 from rescorer.ngram.mixture import MixtureScorer, OovPolicy
 from rescorer.ngram.ngram_lm import NgramScorer
-from rescorer.lm.scoring import NeuralOptions, NeuralScorer
+from rescorer.lm import native_kernel
+from rescorer.lm.kernel_scorer import KernelScorer
+from rescorer.lm.word_scores import NeuralOptions
 from rescorer.ngram.weightsfile import WeightsFile, read_weights
 from rescorer.settings import parse_numbers
 
@@ -55,6 +56,24 @@ def parse_weights(spec: WeightsSpec) -> Union[None, WeightsFile, List[float]]:
     return list(parse_numbers(s, "--weights", "a weights file (from admmq interpolate) or comma-separated numbers"))
 
 
+def kernel_scorer_for(path: PathLike, options: NeuralOptions, device: str,
+                      batch_tokens: int) -> Optional[KernelScorer]:
+    """A :class:`KernelScorer` of the LM file ``path`` (read by numpy, no PyTorch) when ``options`` on ``device``
+    are the compiled kernels' case (:meth:`NeuralOptions.kernel_path`), the kernels load and the model needs
+    nothing they lack (activation quantization); else None."""
+    if not options.kernel_path(device):
+        return None
+    lib = native_kernel.load()
+    if lib is None:
+        return None
+    from rescorer.pack.numpy_lm import load_weights_lm
+
+    lm = load_weights_lm(path)
+    if lm.cfg.act_bits:
+        return None
+    return KernelScorer(lib, lm, batch_tokens, options.normalize)
+
+
 def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[PathLike] = (), device: str = "cpu",
                     batch_tokens: int = 8192, ngram_backend: str = "auto", ngram_case: str = "keep",
                     quiet: bool = True, neural: Optional[NeuralOptions] = None) -> List[Component]:
@@ -62,10 +81,23 @@ def load_components(lm_paths: Sequence[PathLike] = (), ngram_paths: Sequence[Pat
     comps: List[Component] = []
     neural = neural or NeuralOptions()
     for p in lm_paths:
-        lm = load_lm(p, device=device)
-        comps.append(Component("lstm", lm.path, NeuralScorer(
-            lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing, int8=neural.int8,
-            precision=neural.precision, quantized=lm.quantized)))
+        scorer = kernel_scorer_for(p, neural, device, batch_tokens)  # no PyTorch on this path
+        lm = scorer.lm if scorer is not None else None
+        if scorer is None:
+            import torch
+
+            from rescorer.lm.scoring import NeuralScorer
+            from rescorer.pack.lm_file import load_lm
+            if neural.threads:
+                torch.set_num_threads(neural.threads)
+            lm = load_lm(p, device=device)
+            scorer = NeuralScorer(lm.model, lm.units, batch_tokens, device, prefix_sharing=neural.prefix_sharing,
+                                  int8=neural.int8, precision=neural.precision, quantized=lm.quantized,
+                                  normalize=neural.normalize)
+        if not neural.normalize and not lm.self_norm:
+            scorer.warning = (f"--no-normalize-probs with {lm.path}, which was not trained with --self-norm: its "
+                              f"word logits are not log-probabilities (docs/rescoring.md)")
+        comps.append(Component("lstm", lm.path, scorer))
     for p in ngram_paths:
         ng = NgramScorer(p, backend=ngram_backend, case=ngram_case, quiet=quiet)
         comps.append(Component("ngram", ng.path, ng))

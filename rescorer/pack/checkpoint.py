@@ -38,10 +38,8 @@ from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.lm.quantized import QuantizedMatrix
 from rescorer.lm.subword import units_from_state
 
-FORMAT = "admmq-checkpoint"
-VERSION = 1
-BEST = "best.pt"
-LAST = "last.pt"
+from rescorer.pack.lm_path import (BEST, FORMAT, LAST, VERSION, check_checkpoint, resolve_lm_path,  # noqa: F401
+                                   self_norm_of)
 
 
 def save_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
@@ -76,26 +74,8 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
             OSError, AttributeError, TypeError, IndexError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FormatError(f"not a readable admmq checkpoint (corrupt or truncated?): {msg[:200]}", p) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise FormatError("not an admmq checkpoint (no 'admmq-checkpoint' format tag)", p)
-    if data.get("version") != VERSION:
-        raise FormatError(f"checkpoint version {data.get('version')!r} is not supported (this admmq reads "
-                          f"version {VERSION})", p)
-    for key in ("model_config", "units", "model"):
-        if key not in data:
-            raise FormatError(f"checkpoint lacks '{key}'", p)
+    check_checkpoint(data, p)
     return data
-
-
-def resolve_lm_path(path: PathLike) -> Path:
-    """A training output directory stands for its ``best.pt``."""
-    p = Path(path)
-    if p.is_dir():
-        best = p / BEST
-        if not best.exists():
-            raise AdmmqError(f"directory has no {BEST}", p)
-        return best
-    return p
 
 
 @dataclass
@@ -113,6 +93,11 @@ class LoadedLM:
     @property
     def method(self) -> str:
         return str(self.method_config.get("method", "fp"))
+
+    @property
+    def self_norm(self) -> float:
+        """The ``--self-norm`` weight the model was trained with (0: not self-normalised)."""
+        return self_norm_of(self.method_config, self.meta)
 
 
 def quantized_from_state(state: Optional[Dict[str, Any]], source: str) -> Dict[str, QuantizedMatrix]:

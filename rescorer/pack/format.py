@@ -57,13 +57,15 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from rescorer.pack.bitpack import CodePacking
 from rescorer.errors import MismatchError
-from rescorer.lm.quantized import QuantizedMatrix
+
+if TYPE_CHECKING:  # the packed form is read without PyTorch for the CPU kernels (rescorer/pack/numpy_lm.py)
+    import torch
+
+    from rescorer.lm.quantized import QuantizedMatrix
 
 MAGIC = b"ADMMQPK\x00"
 VERSION = 1
@@ -96,8 +98,11 @@ class PackedModel:
         if stray:
             raise MismatchError(f"quantized matrices {stray} are not model parameters")
         dense = {k: v for k, v in data["model"].items() if k not in quantized}
-        return cls(dict(data["model_config"]), dict(data.get("method_config") or {}), data["units"], dense,
-                   quantized)
+        method = dict(data.get("method_config") or {})
+        self_norm = (data.get("train_config") or {}).get("self_norm")
+        if self_norm:  # a self-normalised model stays one in its packed form (admmq rescore --no-normalize-probs)
+            method["self_norm"] = float(self_norm)
+        return cls(dict(data["model_config"]), method, data["units"], dense, quantized)
 
 
 @dataclass

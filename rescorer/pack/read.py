@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from rescorer.pack.bitpack import CodePacking, unpack_codes
 from rescorer.errors import AdmmqError, FormatError, PathLike
 from rescorer.pack.format import ALIGN, FORMAT, MAGIC, PREAMBLE, VERSION, _NP_DTYPES, PackedModel
-from rescorer.lm.quantized import QuantizedMatrix
 
 
 # ------------------------------------------------------------------ reading
@@ -28,11 +26,17 @@ def is_packed_file(path: PathLike) -> bool:
 
 
 class _Reader:
-    """Parses and checks one packed file's bytes; every failure is a FormatError naming the file."""
+    """Parses and checks one packed file's bytes; every failure is a FormatError naming the file.
 
-    def __init__(self, path: PathLike, data: bytes):
+    ``numpy``: tensors come out as numpy arrays and quantized matrices as ``(codes, basis, alpha)``
+    triples of arrays (for the compiled CPU kernels, without PyTorch); else as tensors and
+    :class:`~rescorer.lm.quantized.QuantizedMatrix`.
+    """
+
+    def __init__(self, path: PathLike, data: bytes, numpy: bool = False):
         self.path = Path(path)
         self.data = memoryview(data)
+        self.numpy = numpy
 
     def fail(self, msg: str) -> None:
         raise FormatError(msg, self.path)
@@ -114,17 +118,24 @@ class _Reader:
         if t["dtype"] not in _NP_DTYPES:
             self.fail(f"tensor {name!r} has dtype {t['dtype']!r}, expected a number type")
         arr = np.frombuffer(buf, dtype=_NP_DTYPES[t["dtype"]]).reshape(shape)
-        return torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True))
+        arr = arr.astype(arr.dtype.newbyteorder("="), copy=True)
+        if self.numpy:
+            return arr
+        import torch
+
+        return torch.from_numpy(arr)
 
     def matrix(self, header, start, name: str, spec: Any) -> Tuple[QuantizedMatrix, CodePacking]:
         if not isinstance(spec, dict) or not all(isinstance(spec.get(k), str) for k in ("codes", "basis", "alpha")) \
                 or not _is_int(spec.get("levels")):
             self.fail(f"quantized matrix {name!r} is not described by codes/basis/alpha/levels")
-        basis = self.array(header, start, spec["basis"], "basis").float()
-        alpha = self.array(header, start, spec["alpha"], "alpha").float()
+        basis = self.array(header, start, spec["basis"], "basis")
+        alpha = self.array(header, start, spec["alpha"], "alpha")
+        basis, alpha = (basis.astype(np.float32), alpha.astype(np.float32)) if self.numpy else \
+            (basis.float(), alpha.float())
         t, shape, buf = self.buffer(header, start, spec["codes"], "codes")
         packing = self.packing(t, spec["codes"])
-        levels = int(basis.shape[0]) if basis.dim() == 2 else -1
+        levels = int(basis.shape[0]) if len(basis.shape) == 2 else -1
         if levels != spec["levels"] or len(shape) != 2:
             self.fail(f"quantized matrix {name!r}: basis {tuple(basis.shape)} and codes {shape} disagree "
                       f"with its {spec['levels']} levels")
@@ -138,11 +149,16 @@ class _Reader:
             self.fail(f"quantized matrix {name!r}: {exc}")
         if codes.size and int(codes.max()) >= levels:
             self.fail(f"quantized matrix {name!r} has code {int(codes.max())} but only {levels} levels")
-        try:
-            q = QuantizedMatrix(torch.from_numpy(codes.reshape(rows, cols)), basis, alpha)
-        except ValueError as exc:
-            self.fail(f"quantized matrix {name!r} is malformed: {exc}")
-        return q, packing
+        codes = codes.reshape(rows, cols)
+        if len(alpha.shape) != 2 or basis.shape[1] != alpha.shape[1] or alpha.shape[0] not in (1, rows):
+            self.fail(f"quantized matrix {name!r} is malformed: basis {tuple(basis.shape)} and alpha "
+                      f"{tuple(alpha.shape)} disagree (alpha: 1 or {rows} rows of {basis.shape[1]})")
+        if self.numpy:
+            return (codes, basis, alpha), packing
+        import torch
+
+        from rescorer.lm.quantized import QuantizedMatrix
+        return QuantizedMatrix(torch.from_numpy(codes), basis, alpha), packing
 
     def units(self, header, start) -> Dict[str, Any]:
         meta = header["units"]
@@ -182,12 +198,12 @@ def _read_bytes(path: PathLike) -> bytes:
     return p.read_bytes()
 
 
-def read_packed(path: PathLike) -> Tuple[PackedModel, Dict[str, Any], int]:
-    """Read and check a packed file: (model, header, file size)."""
+def read_packed(path: PathLike, numpy: bool = False) -> Tuple[PackedModel, Dict[str, Any], int]:
+    """Read and check a packed file: (model, header, file size); ``numpy``: arrays, not tensors (:class:`_Reader`)."""
     data = _read_bytes(path)
-    r = _Reader(path, data)
+    r = _Reader(path, data, numpy)
     header, start = r.header()
-    quantized: Dict[str, QuantizedMatrix] = {}
+    quantized: Dict[str, Any] = {}
     packings: Dict[str, CodePacking] = {}
     tensors = header["tensors"]
 

@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_tokens: int = 8192
     init_from: Optional[str] = None  # start Θ (and the vocabulary, model shape) from this checkpoint's weights
+    self_norm: float = 0.0  # weight a of a * (log Z)^2 per token in the gradient (self-normalised model)
     restore_best: bool = False  # after an epoch worse than the best, continue from the best epoch's state
     teacher: Optional[str] = None  # distil from this LM's next-word distributions (rescorer.lm.distillation)
     distill_weight: float = 0.0  # β: the teacher's share of the objective
@@ -72,6 +73,8 @@ class TrainConfig:
             raise AdmmqError(f"loss_norm must be 'sentence' or 'token', got {self.loss_norm!r}")
         if self.units not in ("word", "spm"):
             raise AdmmqError(f"units must be 'word' or 'spm', got {self.units!r}")
+        if not self.self_norm >= 0:
+            raise AdmmqError(f"--self-norm must be >= 0, got {self.self_norm}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise AdmmqError(f"distillation weight must be in [0, 1], got {self.distill_weight:g}")
         if self.teacher and self.bptt:

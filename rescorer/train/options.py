@@ -95,6 +95,7 @@ class TrainOptions:
     weight_decay: float = 0.0
     clip: float = 5.0
     loss_norm: str = "sentence"
+    self_norm: float = 0.0
     schedule: Optional[str] = None
     lr_decay: float = 0.5
     min_improvement: Optional[float] = None
@@ -197,7 +198,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
         vocab_size=o.vocab_size, min_count=o.min_count, unk=o.unk, spm_model=o.spm_model,
         spm_vocab_size=o.spm_vocab_size, epochs=factory.default_epochs if o.epochs is None else o.epochs,
         batch_size=o.batch_size, bptt=o.bptt, lr=lr, optimizer=optimizer, momentum=o.momentum,
-        weight_decay=o.weight_decay, clip=o.clip, loss_norm=o.loss_norm,
+        weight_decay=o.weight_decay, clip=o.clip, loss_norm=o.loss_norm, self_norm=o.self_norm,
         schedule=o.schedule or factory.default_schedule, lr_decay=o.lr_decay, min_improvement=min_improvement,
         restore_best=factory.quantized if o.restore_best is None else o.restore_best,
         seed=o.seed, max_sentences=o.max_sentences, save_every=o.save_every, device=o.device or "auto",

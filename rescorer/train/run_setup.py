@@ -27,6 +27,7 @@ from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.method import TrainingMethod
 from rescorer.train.config import TrainConfig, TrainerState, build_units
 from rescorer.train.distributed import device_for
+from rescorer.train.self_norm import centre_log_z
 
 
 class RunSetup:
@@ -100,6 +101,7 @@ class RunSetup:
         self.model_cfg = model_cfg
         torch.manual_seed(self.cfg.seed)
         self.model = LSTMLM(model_cfg).to(self.device)
+        self.model.log_z_penalty = self.cfg.self_norm
         self.eval_model = LSTMLM(model_cfg).to(self.device) if self.method.quantized else None
         self.optimizer = self.cfg.build_optimizer(self.model.parameters())
         self.stream_state = None
@@ -140,6 +142,8 @@ class RunSetup:
         if init is not None:
             self.model.load_weights(self.method.adapt_init_weights(init["model"], self.model_cfg, cfg.init_from),
                                     cfg.init_from)
+            if cfg.self_norm:
+                centre_log_z(self.model, self.train_data, self.units, self.log.line)
         dist.broadcast_parameters(self.model)
         self.method.setup(self.model)
         self.state = TrainerState(lr=cfg.lr)
