@@ -7,7 +7,6 @@ from typing import Callable, Optional
 import click
 
 from rescorer.fileio import kaldi_text_notice
-from rescorer.quant.sensitivity import METRICS
 from rescorer.scoring.kaldi_filter import HYP_FILTERS
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display or status lines.")
@@ -54,6 +53,8 @@ WIDTHS = "1,2,3,4,8"
 
 def metric_option(file_ok: bool = False):
     """``--metric``: how a matrix's sensitivity is measured (``file_ok``: or a table measured before)."""
+    from rescorer.quant.sensitivity import METRICS  # here: the scoring commands import no quantization code
+
     return click.option(
         "--metric", default="kl", show_default=True,
         type=click.STRING if file_ok else click.Choice(METRICS), metavar="kl|hessian|nas|FILE" if file_ok else None,
