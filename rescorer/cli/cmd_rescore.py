@@ -14,7 +14,7 @@ from rescorer.nbest.rescore import HOW, RescoreConfig, check_tuning, config_dict
 from rescorer.nbest.shards import parse_shard
 from rescorer.nbest.rescore_job import run_rescore
 from rescorer.ngram.scorers import load_tuned_scorer
-from rescorer.lm.batch_control import pick_device
+from rescorer.lm.batch_control import device_name
 from rescorer.cli.group import allow_fast_exit, cli
 from rescorer.cli.lm_options import (carry_over_options, lm_scoring_options, lms_option, neural_options,
                                      neural_speed_options, ngram_option, oov_policy, report_choice, weights_option)
@@ -105,7 +105,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                         carry_over=CarryOver(carry_over, segments, utt2spk, recording_pattern))
     scorer = make_scorer(glm, hyp_filter, acronym_map, stm=stm is not None)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
-    dev_name = "cpu" if device == "cpu" else str(pick_device(device))  # (the CPU kernels need no PyTorch)
+    dev_name = device_name(device)  # (the CPU kernels need no PyTorch)
     neural = neural_options(prefix_sharing, int8, precision, threads, normalize_probs)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths), "ngram": list(ngram_paths),
                 "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,

@@ -20,6 +20,7 @@ compared on the same sentences.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def device_name(name: Optional[str]) -> str:
+    """The device ``name`` (None: auto) resolves to, as text; ``cpu``, and ``auto`` on a machine with no GPU
+    driver loaded (CUDA cannot be available there), are settled without importing PyTorch."""
+    if name == "cpu" or (name in (None, "auto") and not any(os.path.exists(p) for p in _GPU_DRIVERS)):
+        return "cpu"
+    return str(pick_device(name))
+
+
+#: present when an NVIDIA (or ROCm) driver is loaded
+_GPU_DRIVERS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")
 
 
 def pick_device(name: Optional[str]) -> "torch.device":
