@@ -33,7 +33,7 @@ from rescorer.nbest.recordings import CarryOver, carry_context  # noqa: E402
 
 
 def carry_over_table(model, units, nb, pattern: str, repeats: int, batch_tokens: int = 8192,
-                     device: str = "cpu") -> str:
+                     device: str = "cpu", make_scorer=None) -> str:
     """Seconds, hyp/s and LSTM work of prefix-shared scoring of ``nb`` without and with carry-over, and their
     ratio (a markdown table and a line on the score difference)."""
     spec = CarryOver("recording", pattern=pattern)
@@ -43,7 +43,8 @@ def carry_over_table(model, units, nb, pattern: str, repeats: int, batch_tokens:
     for _ in range(repeats):
         for mode in times:
             t0 = time.perf_counter()
-            scorer = NeuralScorer(model, units, batch_tokens=batch_tokens, device=device)
+            scorer = (make_scorer() if make_scorer is not None
+                      else NeuralScorer(model, units, batch_tokens=batch_tokens, device=device))
             context = carry_context([nb], spec) if mode == "recording" else None
             scores = score_sentences(scorer, sents, 4 * batch_tokens, True, context)
             times[mode].append(time.perf_counter() - t0)
@@ -68,13 +69,26 @@ def main() -> None:
     ap.add_argument("--pattern", default="([^_]*)_", help="--recording-pattern: the voice prefix of ptb-tts ids")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scorer", choices=("auto", "kernel", "torch"), default="auto",
+                    help="auto: the compiled kernels' scorer when an --lm is given and they load (what admmq "
+                         "rescore runs on one CPU thread), else PyTorch's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from bench.rescore_speed import build_lm
     model, units, what = build_lm(args.lm, torch.device("cpu"))
     nb = read_nbest(args.nbest)
-    print(f"# carry-over cost; LM: {what}; n-best {args.nbest}; {machine()}")
-    print(carry_over_table(model, units, nb, args.pattern, args.repeats))
+    make_scorer, kind = None, "PyTorch (NeuralScorer)"
+    if args.lm and args.scorer != "torch" and args.threads == 1:
+        from rescorer.lm.word_scores import NeuralOptions
+        from rescorer.ngram.scorers import kernel_scorer_for
+
+        if kernel_scorer_for(args.lm, NeuralOptions(threads=1), "cpu", 8192) is not None:
+            make_scorer, kind = (lambda: kernel_scorer_for(args.lm, NeuralOptions(threads=1), "cpu", 8192)), \
+                "compiled kernels (KernelScorer)"
+    if args.scorer == "kernel" and make_scorer is None:
+        sys.exit("carry_over_speed.py: --scorer kernel needs --lm, --threads 1 and the compiled kernels")
+    print(f"# carry-over cost; LM: {what}; scorer: {kind}; n-best {args.nbest}; {machine()}")
+    print(carry_over_table(model, units, nb, args.pattern, args.repeats, make_scorer=make_scorer))
 
 
 if __name__ == "__main__":
