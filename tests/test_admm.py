@@ -216,7 +216,7 @@ def test_cli_admm_train_then_eval_reports_the_quantized_perplexity(ptb_slice, tm
     out = tmp_path / "admm"
     r = CliRunner().invoke(cli, ["train", "--train", str(ptb_slice / "train.txt"), "--valid",
                                  str(ptb_slice / "valid.txt"), "-o", str(out), "--method", "admm", "--qset",
-                                 "pm124", "--tying", "node", "--admm-iters", "2", "--gamma", "0.01",
+                                 "pm124", "--tying", "node", "--epochs", "2", "--gamma", "0.01",
                                  "--embed-dim", "16", "--hidden-dim", "16", "--device", "cpu", "--quiet"])
     assert r.exit_code == 0, r.output
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]

@@ -26,7 +26,7 @@ def ptb_ckpt(ptb_slice, tmp_path_factory):
 
 
 def test_eval_on_the_packed_file_equals_eval_on_the_checkpoint(ptb_ckpt, ptb_slice, tmp_path):
-    r = run("export", ptb_ckpt, "--bits", "1.6", "-o", tmp_path / "q.pt", "--quiet")
+    r = run("export", "--lm", ptb_ckpt, "--bits", "1.6", "-o", tmp_path / "q.pt", "--quiet")
     assert r.exit_code == 0, r.output
     out = {}
     for name, lm in (("ckpt", ptb_ckpt), ("packed", tmp_path / "q.pt")):
@@ -43,10 +43,10 @@ def test_eval_on_the_packed_file_equals_eval_on_the_checkpoint(ptb_ckpt, ptb_sli
 
 
 def test_info_json_for_packed_files_and_checkpoints(ptb_ckpt, tmp_path):
-    r = run("export", ptb_ckpt, "-o", tmp_path / "q.pt", "--json")  # --bits auto: ternary -> 1.6
+    r = run("export", "--lm", ptb_ckpt, "-o", tmp_path / "q.pt", "--json")  # --bits auto: ternary -> 1.6
     assert r.exit_code == 0, r.output
     exported = json.loads(r.output.splitlines()[-1])
-    r = run("info", tmp_path / "q.pt", "--json")
+    r = run("info", "--lm", tmp_path / "q.pt", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d == exported
@@ -61,17 +61,17 @@ def test_info_json_for_packed_files_and_checkpoints(ptb_ckpt, tmp_path):
     assert d["params"] * 4 == d["fp32_bytes"]
     assert d["paper_bytes"] == d["breakdown"]["codes"] + d["breakdown"]["matrix"]
     # a training checkpoint: the same figures, predicted for its export
-    r = run("info", ptb_ckpt, "--json")
+    r = run("info", "--lm", ptb_ckpt, "--json")
     c = json.loads(r.output)
     assert c["kind"] == "checkpoint" and c["size_bytes"] == d["size_bytes"]
     assert c["file_bytes"] == ptb_ckpt.stat().st_size
-    r = run("info", ptb_ckpt, "--bits", "2")
+    r = run("info", "--lm", ptb_ckpt, "--bits", "2")
     assert r.exit_code == 0 and "training checkpoint" in r.output and "2 bits" in r.output
 
 
 def test_info_text_shows_the_breakdown(ptb_ckpt, tmp_path):
-    run("export", ptb_ckpt, "--bits", "2", "-o", tmp_path / "q.pt", "--quiet")
-    r = run("info", tmp_path / "q.pt")
+    run("export", "--lm", ptb_ckpt, "--bits", "2", "-o", tmp_path / "q.pt", "--quiet")
+    r = run("info", "--lm", tmp_path / "q.pt")
     assert r.exit_code == 0, r.output
     for text in ("packed LM file", "method admm", "set {0,±1}", "tying node", "compression", "MiB",
                  "paper-style", "lstm.weight_hh_l0", "float32"):
@@ -88,12 +88,12 @@ def test_cli_errors_are_one_line(ptb_ckpt, tmp_path):
             assert n in errors[0], (n, errors[0])
 
     make_quantized_checkpoint(tmp_path / "six.pt", ["a", "b", "c"], "pow4", "layer", dim=8)
-    one_line_error(run("export", tmp_path / "six.pt", "--bits", "2", "-o", tmp_path / "q6.pt"),
+    one_line_error(run("export", "--lm", tmp_path / "six.pt", "--bits", "2", "-o", tmp_path / "q6.pt"),
                    "matrix 'embedding.weight' has 6 levels", "--bits 2 holds at most 4")
     assert not (tmp_path / "q6.pt").exists()
-    one_line_error(run("export", tmp_path / "six.pt", "--bits", "9", "-o", tmp_path / "q6.pt"), "--bits '9'")
+    one_line_error(run("export", "--lm", tmp_path / "six.pt", "--bits", "9", "-o", tmp_path / "q6.pt"), "--bits '9'")
 
-    r = run("export", ptb_ckpt, "--bits", "2", "-o", tmp_path / "q.pt", "--quiet")
+    r = run("export", "--lm", ptb_ckpt, "--bits", "2", "-o", tmp_path / "q.pt", "--quiet")
     assert r.exit_code == 0
     data = (tmp_path / "q.pt").read_bytes()
     text = tmp_path / "t.txt"
@@ -108,4 +108,4 @@ def test_cli_errors_are_one_line(ptb_ckpt, tmp_path):
         if name == "onebit.pt":
             rewrite_header(tmp_path / name, claim_one_bit_codes("decoder.weight"))
         one_line_error(run("eval", "--lm", tmp_path / name, "--text", text), name, needle)
-        one_line_error(run("info", tmp_path / name), name)
+        one_line_error(run("info", "--lm", tmp_path / name), name)

@@ -100,12 +100,12 @@ def test_every_sh_block_is_marked_and_runnable_blocks_hold_admmq_commands():
 
 def test_the_block_reader_sees_markers_and_rejects_other_commands(tmp_path):
     doc = tmp_path / "d.md"
-    doc.write_text("<!-- runnable -->\n```sh\nadmmq eval --lm a \\\n  --text b  # c\nadmmq info x > y.json\n```\n\n"
+    doc.write_text("<!-- runnable -->\n```sh\nadmmq eval --lm a \\\n  --text b  # c\nadmmq info --lm x > y.json\n```\n\n"
                    "<!-- not run: needs Kaldi -->\n```sh\nlattice-to-nbest\n```\n```sh\nadmmq wer a b\n```\n")
     blocks = sh_blocks(doc)
     assert [(b[0], b[1]) for b in blocks] == [(2, "runnable"), (9, "not run: needs Kaldi"), (12, "")]
     assert [parse(c) for c in commands(blocks[0][2])] == [(["eval", "--lm", "a", "--text", "b"], ""),
-                                                          (["info", "x"], "y.json")]
+                                                          (["info", "--lm", "x"], "y.json")]
     with pytest.raises(AssertionError, match="not an admmq command"):
         parse("lattice-to-nbest ark:- ark:-")
 

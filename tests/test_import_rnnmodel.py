@@ -156,7 +156,7 @@ def test_cli_import_then_eval_rescore_and_train_init_from(example_model, ptb_sli
     model, word2idx, d = example_model
     out = tmp_path / "sub" / "imported.pt"
     r = CliRunner().invoke(cli, ["import", str(d / "model.pt"), "--vocab", str(d / "vocab.txt"), "-o", str(out),
-                                 "--dropout", "0.2", "--json", "--quiet"])
+                                 "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["tied"] is True and out.is_file()
     per = tmp_path / "per.txt"
@@ -243,7 +243,7 @@ def test_kaldi_pytorchnn_model_takes_s_for_both_ends_and_keeps_it_through_export
     got = NeuralScorer(lm.model, lm.units).score(sents).totals()
     assert np.allclose(got, want, atol=1e-5, rtol=0)
     # the boundary survives export: the packed file's vocabulary says it, and scores are the same
-    r = CliRunner().invoke(cli, ["export", str(tmp_path / "lm.pt"), "-o", str(tmp_path / "q.pt"), "--quiet"])
+    r = CliRunner().invoke(cli, ["export", "--lm", str(tmp_path / "lm.pt"), "-o", str(tmp_path / "q.pt"), "--quiet"])
     assert r.exit_code == 0, r.output
     packed = load_lm(tmp_path / "q.pt")
     assert packed.units.sent_boundary == "<s>" and packed.units == lm.units

@@ -145,16 +145,16 @@ def run_cli(*args):
 
 
 def test_cli_sensitivity_then_train_with_precision_auto(ptb_slice, fp_run, tmp_path):
-    r = run_cli("sensitivity", "--lm", fp_run, "--text", ptb_slice / "valid.txt", "--method", "kl", "--bits",
-                "1,2,4", "--max-sentences", 20, "-o", tmp_path / "sens.json", "--quiet")
+    r = run_cli("sensitivity", "--lm", fp_run, "--valid", ptb_slice / "valid.txt", "--metric", "kl", "--widths",
+                "1,2,4", "--sensitivity-sentences", 20, "-o", tmp_path / "sens.json", "--quiet")
     assert r.exit_code == 0, r.output
     assert "sensitivity by kl" in r.output and "decoder.weight" in r.output
     table = json.loads((tmp_path / "sens.json").read_text())
     assert set(table["values"]["decoder.weight"]) == {"1", "2", "4"}
     r = run_cli("train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o",
-                tmp_path / "run", "--method", "admm", "--init-from", fp_run, "--precision", "auto",
-                "--sensitivity", tmp_path / "sens.json", "--budget-bits", 2, "--precision-bits", "1,2,4",
-                "--admm-iters", 1, "--max-sentences", 50, "--quiet")
+                tmp_path / "run", "--method", "admm", "--init-from", fp_run, "--allocation", "auto",
+                "--metric", tmp_path / "sens.json", "--budget-bits", 2, "--widths", "1,2,4",
+                "--epochs", 1, "--max-sentences", 50, "--quiet")
     assert r.exit_code == 0, r.output
     assert "precision decoder.weight:" in r.output and "bits/weight" in r.output
     chosen = read_precision(tmp_path / "run" / "precision.txt", list(PRECISION))
@@ -162,14 +162,14 @@ def test_cli_sensitivity_then_train_with_precision_auto(ptb_slice, fp_run, tmp_p
     assert chosen == stored
     numel = {m.name: m.numel for m in describe_lm_file(tmp_path / "run").matrices}
     assert sum(cost_bits(numel[n], q) for n, q in stored.items()) <= 2 * sum(numel.values())
-    r = run_cli("info", tmp_path / "run")
+    r = run_cli("info", "--lm", tmp_path / "run")
     assert r.exit_code == 0
     assert ("mixed" in r.output) == (len(set(stored.values())) > 1), r.output
 
 
 def test_cli_hessian_sensitivity_gauss_newton_by_default_and_hutchinson_refused_when_negative(ptb_slice, fp_run):
-    args = ["sensitivity", "--lm", fp_run, "--text", ptb_slice / "valid.txt", "--method", "hessian", "--bits", "1,2",
-            "--max-sentences", 20, "--probes", 8, "--max-probes", 32, "--quiet"]
+    args = ["sensitivity", "--lm", fp_run, "--valid", ptb_slice / "valid.txt", "--metric", "hessian", "--widths", "1,2",
+            "--sensitivity-sentences", 20, "--probes", 8, "--max-probes", 32, "--quiet"]
     r = run_cli(*args)
     assert r.exit_code == 0, r.output
     assert "Tr(G)" in r.output and "Gauss-Newton trace" in r.output
@@ -183,10 +183,10 @@ def test_cli_hessian_sensitivity_gauss_newton_by_default_and_hutchinson_refused_
 
 def test_named_tables_are_candidates_beside_widths(ptb_slice, fp_run, tmp_path):
     assert parse_bits_list("2, 0pm1,1,pow2:1") == (1, "0pm1", 2, "pow2:1")  # by stored bits: 1, 1.6, 2, 2.67
-    with pytest.raises(AdmmqError, match="--bits must list widths"):
+    with pytest.raises(AdmmqError, match="--widths must list widths"):
         parse_bits_list("1,nosuchset")
-    r = run_cli("sensitivity", "--lm", fp_run, "--text", ptb_slice / "valid.txt", "--method", "kl", "--bits",
-                "1,0pm1,2", "--max-sentences", 20, "-o", tmp_path / "sens.json", "--quiet")
+    r = run_cli("sensitivity", "--lm", fp_run, "--valid", ptb_slice / "valid.txt", "--metric", "kl", "--widths",
+                "1,0pm1,2", "--sensitivity-sentences", 20, "-o", tmp_path / "sens.json", "--quiet")
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[1].split()[2:] == ["1", "bit", "0pm1", "2", "bit"]
     table = json.loads((tmp_path / "sens.json").read_text())
@@ -195,9 +195,9 @@ def test_named_tables_are_candidates_beside_widths(ptb_slice, fp_run, tmp_path):
     row = table["values"]["decoder.weight"]
     assert row["2"] < row["0pm1"] < row["1"]
     r = run_cli("train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o",
-                tmp_path / "run", "--method", "admm", "--init-from", fp_run, "--precision", "auto",
-                "--sensitivity", tmp_path / "sens.json", "--budget-bits", 1.6, "--precision-bits", "1,0pm1,2",
-                "--admm-iters", 1, "--max-sentences", 50, "--quiet")
+                tmp_path / "run", "--method", "admm", "--init-from", fp_run, "--allocation", "auto",
+                "--metric", tmp_path / "sens.json", "--budget-bits", 1.6, "--widths", "1,0pm1,2",
+                "--epochs", 1, "--max-sentences", 50, "--quiet")
     assert r.exit_code == 0, r.output
     chosen = read_precision(tmp_path / "run" / "precision.txt", list(PRECISION))
     numel = {m.name: m.numel for m in describe_lm_file(tmp_path / "run").matrices}
@@ -214,12 +214,12 @@ def test_named_tables_are_candidates_beside_widths(ptb_slice, fp_run, tmp_path):
 def test_cli_precision_errors_are_one_line(ptb_slice, fp_run, tmp_path):
     base = ["train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "--method", "admm",
             "--init-from", fp_run, "--quiet"]
-    r = CliRunner().invoke(cli, [str(a) for a in base + ["-o", tmp_path / "a", "--precision", "auto",
-                                                         "--sensitivity", "kl", "--budget-bits", 0.5]])
+    r = CliRunner().invoke(cli, [str(a) for a in base + ["-o", tmp_path / "a", "--allocation", "auto",
+                                                         "--metric", "kl", "--budget-bits", 0.5]])
     assert r.exit_code == 1 and "no allocation fits" in r.output and "Traceback" not in r.output
     bad = tmp_path / "p.txt"
     bad.write_text("decoder.weight 7\n")
-    r = CliRunner().invoke(cli, [str(a) for a in base + ["-o", tmp_path / "b", "--precision", bad]])
+    r = CliRunner().invoke(cli, [str(a) for a in base + ["-o", tmp_path / "b", "--allocation", bad]])
     assert r.exit_code == 1 and f"{bad}:1:" in r.output
 
 
@@ -227,7 +227,7 @@ def test_cli_precision_file_from_scratch(ptb_slice, tmp_path):
     prec = tmp_path / "prec.txt"
     prec.write_text("embedding.weight 1\nlstm.weight_ih_l0 3\nlstm.weight_hh_l0 4\ndecoder.weight 2\n")
     r = run_cli("train", "--train", ptb_slice / "train.txt", "--valid", ptb_slice / "valid.txt", "-o", tmp_path / "run",
-                "--method", "admm", "--precision", prec, "--embed-dim", 16, "--hidden-dim", 16, "--admm-iters", 1,
+                "--method", "admm", "--allocation", prec, "--embed-dim", 16, "--hidden-dim", 16, "--epochs", 1,
                 "--max-sentences", 50, "--quiet")
     assert r.exit_code == 0, r.output
     lm = load_lm(tmp_path / "run")

@@ -1,4 +1,4 @@
-"""The differentiable precision search (--method nas): it follows the size penalty, and its table feeds
+"""The differentiable precision search (--metric nas): it follows the size penalty, and its table feeds
 the exact allocator like the other metrics'."""
 
 import json
@@ -69,9 +69,9 @@ def test_search_table_allocates_within_the_budget(tiny):
 
 
 def test_cli_sensitivity_method_nas(ptb_slice, fp_run, tmp_path):
-    r = CliRunner().invoke(cli, ["sensitivity", "--lm", str(fp_run), "--text", str(ptb_slice / "valid.txt"),
-                                 "--method", "nas", "--bits", "1,2,4", "--budget-bits", "2", "--steps", "15",
-                                 "--max-sentences", "20", "-o", str(tmp_path / "nas.json"), "--quiet"])
+    r = CliRunner().invoke(cli, ["sensitivity", "--lm", str(fp_run), "--valid", str(ptb_slice / "valid.txt"),
+                                 "--metric", "nas", "--widths", "1,2,4", "--budget-bits", "2", "--steps", "15",
+                                 "--sensitivity-sentences", "20", "-o", str(tmp_path / "nas.json"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert "sensitivity by nas" in r.output and "lower = preferred" in r.output
     table = json.loads((tmp_path / "nas.json").read_text())

@@ -270,16 +270,16 @@ def test_headerless_single_file_is_acwt_then_graph_cost(tmp_path):
 
 def test_cli_nbest_convert_both_ways(tmp_path):
     d = write_kaldi_dir(tmp_path / "d")
-    r = CliRunner().invoke(cli, ["nbest", "convert", str(d), str(tmp_path / "n.txt")])
+    r = CliRunner().invoke(cli, ["nbest", "convert", str(d), "-o", str(tmp_path / "n.txt")])
     assert r.exit_code == 0, r.output
     assert "3 utterances, 6 hypotheses" in r.output
     assert (tmp_path / "n.txt").read_text().startswith("# admmq-nbest costs: acwt lmwt.nolm lmwt.withlm lmwt.lmonly\n")
-    r = CliRunner().invoke(cli, ["nbest", "convert", str(tmp_path / "n.txt"), str(tmp_path / "back"),
+    r = CliRunner().invoke(cli, ["nbest", "convert", str(tmp_path / "n.txt"), "-o", str(tmp_path / "back"),
                                  "--archive", "binary", "--words-txt", str(d / "words.txt")])
     assert r.exit_code == 0, r.output
     assert read_nbest(tmp_path / "back").keys == read_nbest(d).keys
     assert (tmp_path / "back" / "words").read_bytes()[:40].count(b"\0B") == 1  # binary ids
     (tmp_path / "bad.txt").write_text("u-1 1.0\n")
-    r = CliRunner().invoke(cli, ["nbest", "convert", str(tmp_path / "bad.txt"), str(tmp_path / "x")])
+    r = CliRunner().invoke(cli, ["nbest", "convert", str(tmp_path / "bad.txt"), "-o", str(tmp_path / "x")])
     assert r.exit_code == 1 and r.output.startswith("admmq: error:") and "bad.txt:1:" in r.output
     assert not (tmp_path / "x").exists()

@@ -1,4 +1,4 @@
-"""Rescoring jobs: `admmq rescore --shard K/N`, `admmq nbest split|merge`, `admmq wer` over several outputs.
+"""Rescoring jobs: `admmq rescore --job K/N`, `admmq nbest split|merge`, `admmq wer` over several outputs.
 
 The real ptb-tts n-best lists (first 10 test utterances) rescored with a real
 back-off 3-gram of PTB train text: the jobs' merged outputs equal the unsplit run's.
@@ -53,11 +53,11 @@ def test_merged_jobs_equal_the_unsplit_run_exactly(job_set, tmp_path):
     common = ["--ngram", arpa, "--lm-scale", "7.5", "--wip", "0.5", "--ref", text, "--quiet"]
     whole = tmp_path / "whole"
     run("rescore", d, "-o", whole, *common)
-    # jobs straight from the whole list (--shard) and from split directories (nbest split)
-    run("nbest", "split", d, tmp_path / "split3", "-n", "3")
+    # jobs straight from the whole list (--job) and from split directories (nbest split)
+    run("nbest", "split", d, "--nj", "3", "-o", tmp_path / "split3")
     assert sum(read_nbest(tmp_path / "split3" / str(k)).num_utterances for k in (1, 2, 3)) == 10
     for k in (1, 2, 3):
-        run("rescore", d, "-o", tmp_path / f"job{k}", "--shard", f"{k}/3", *common)
+        run("rescore", d, "-o", tmp_path / f"job{k}", "--job", f"{k}/3", *common)
         run("rescore", tmp_path / "split3" / str(k), "-o", tmp_path / f"split_job{k}", *common)
     jobs = [tmp_path / f"job{k}" for k in (1, 2, 3)]
     for k, job in enumerate(jobs, 1):
@@ -67,7 +67,7 @@ def test_merged_jobs_equal_the_unsplit_run_exactly(job_set, tmp_path):
     assert merged == one and one["total"]["errors"] > 0
     # the jobs' best hypotheses, concatenated in job order, are the unsplit run's file
     assert "".join((j / "text").read_text() for j in jobs) == (whole / "text").read_text()
-    run("nbest", "merge", tmp_path / "merged.txt", *[j / "nbest.txt" for j in jobs])
+    run("nbest", "merge", *[j / "nbest.txt" for j in jobs], "-o", tmp_path / "merged.txt")
     assert (tmp_path / "merged.txt").read_text() == (whole / "nbest.txt").read_text()
     lmwt = "".join((j / "lmwt.new").read_text() for j in jobs)
     assert lmwt == (whole / "lmwt.new").read_text()
@@ -78,10 +78,10 @@ def test_merged_jobs_equal_the_unsplit_run_exactly(job_set, tmp_path):
 def test_job_errors(job_set, tmp_path):
     d, text, arpa = job_set
     r = CliRunner().invoke(cli, ["rescore", str(d), "--ngram", str(arpa), "--ref", str(text), "-o",
-                                 str(tmp_path / "o"), "--shard", "1/2", "--quiet"])
+                                 str(tmp_path / "o"), "--job", "1/2", "--quiet"])
     assert r.exit_code == 1 and "same weights" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["rescore", str(d), "--ngram", str(arpa), "--lm-scale", "5", "--wip", "0",
-                                 "-o", str(tmp_path / "o"), "--shard", "1/11", "--quiet"])
+                                 "-o", str(tmp_path / "o"), "--job", "1/11", "--quiet"])
     assert r.exit_code == 1 and "holds no utterance" in r.output
     nb = read_nbest(d)
     with pytest.raises(AdmmqError, match="in both"):

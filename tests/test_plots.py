@@ -245,7 +245,7 @@ BLOCKED_RUN = textwrap.dedent("""
                    "--embed-dim", "8", "--hidden-dim", "8", "--epochs", "1", "--max-sentences", "20",
                    "--device", "cpu", "--quiet"]),
         ("eval", ["eval", "--lm", d + "/run", "--text", d + "/valid.txt", "--json", "--quiet"]),
-        ("export", ["export", d + "/run", "-o", d + "/run.admmq", "--quiet"]),
+        ("export", ["export", "--lm", d + "/run", "-o", d + "/run.admmq", "--quiet"]),
         ("wer", ["wer", d + "/ref.txt", d + "/hyp.txt"]),
         ("rescore", ["rescore", d + "/nbest.txt", "--lm", d + "/run.admmq", "--ref", d + "/ref.txt",
                      "-o", d + "/resc", "--lm-scale-grid", "0:1:0.5", "--quiet"]),

@@ -90,7 +90,7 @@ def test_rescore_jobs_with_carry_over_merge_to_the_unsplit_run(tiny_lm, tmp_path
     summary = json.loads(r.output)
     assert summary["carry_over"] == {"mode": "recording", "pattern": "([^_]*)_", "history_sentences": 8}
     for k in (1, 2, 3):
-        r = CliRunner().invoke(cli, ["rescore", str(part), "-o", str(tmp_path / f"j{k}"), "--shard", f"{k}/3"]
+        r = CliRunner().invoke(cli, ["rescore", str(part), "-o", str(tmp_path / f"j{k}"), "--job", f"{k}/3"]
                                + common)
         assert r.exit_code == 0, r.output
     # the jobs' scores are the unsplit run's (float rounding of other batch shapes aside), same choices

@@ -555,11 +555,11 @@ def test_every_output_option_creates_missing_parent_directories(tiny_lm, ptb_arp
           "--quiet"], deep / "rescore" / "out" / "summary.json"),
         (["interpolate", "--lm", str(tiny_lm), "--ngram", str(ptb_arpa), "--valid", str(ptb_slice / "valid.txt"),
           "-o", str(deep / "interp" / "w.json"), "--quiet"], deep / "interp" / "w.json"),
-        (["export", str(tiny_lm), "-o", str(deep / "export" / "lm.admmq"), "--quiet"], deep / "export" / "lm.admmq"),
+        (["export", "--lm", str(tiny_lm), "-o", str(deep / "export" / "lm.admmq"), "--quiet"], deep / "export" / "lm.admmq"),
         (["eval", "--lm", str(tiny_lm), "--text", str(ptb_slice / "test.txt"), "--per-sentence",
           str(deep / "eval" / "per.txt")], deep / "eval" / "per.txt"),
-        (["nbest", "merge", str(deep / "merge" / "all.txt"), str(d), "--to", "file"], deep / "merge" / "all.txt"),
-        (["nbest", "split", str(d), str(deep / "split"), "-n", "2"], deep / "split" / "2" / "words_text"),
+        (["nbest", "merge", str(d), "-o", str(deep / "merge" / "all.txt"), "--to", "file"], deep / "merge" / "all.txt"),
+        (["nbest", "split", str(d), "-o", str(deep / "split"), "--nj", "2"], deep / "split" / "2" / "words_text"),
     ]
     for args, made in runs:
         r = CliRunner().invoke(cli, args)

@@ -14,10 +14,10 @@ from rescorer.settings import parse_numbers, settings_from_dict
 def test_parse_numbers_reads_what_the_options_document():
     assert parse_numbers("0.6,0.4", "--weights") == (0.6, 0.4)
     assert parse_numbers(" 1 , -0.5,2e-3,", "grid") == (1.0, -0.5, 0.002)  # spaces, a trailing comma
-    assert parse_numbers("7", "--init") == (7.0,)
+    assert parse_numbers("7", "--weights") == (7.0,)
     for bad in ("", ",", "0.6,,0.4", "a,b", "0.6;0.4"):
-        with pytest.raises(AdmmqError, match=r"^--init: expected comma-separated numbers, got "):
-            parse_numbers(bad, "--init")
+        with pytest.raises(AdmmqError, match=r"^--weights: expected comma-separated numbers, got "):
+            parse_numbers(bad, "--weights")
     with pytest.raises(AdmmqError, match="grid: expected a list, got 'x'"):
         parse_numbers("x", "grid", "a list")
 
@@ -29,7 +29,7 @@ def test_settings_from_dict_refuses_unknown_names():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["interpolate", "--init", "0.5,x"], "--init: expected comma-separated numbers, got '0.5,x'"),
+    (["interpolate", "--weights", "0.5,x"], "--weights: expected comma-separated numbers, got '0.5,x'"),
     (["eval", "--weights", "0.5;0.5"], "--weights: expected a weights file (from admmq interpolate) or "
                                        "comma-separated numbers, got '0.5;0.5'"),
     (["rescore", "--wip-grid", "0,,1"], "grid: expected START:STOP:STEP (STEP > 0) or a comma list of numbers, "

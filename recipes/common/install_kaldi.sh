@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Kaldi programs admmq's Kaldi drop-in, recipes and tests run, from Kaldi's source.
 #
-#   recipes/common/install_kaldi.sh [--cache DIR] [--tarball FILE] [--jobs N] [--retry]
+#   recipes/common/install_kaldi.sh [--cache DIR] [--tarball FILE] [--nj N] [--retry]
 #
 # Source: data/kaldi/kaldi-f4007661-subset.tar.gz (Kaldi commit f4007661, unchanged; Apache-2.0;
 # data/kaldi/SOURCE.md), or --tarball / $ADMMQ_KALDI_TARBALL. Built with Debian's OpenFst 1.7.9 and
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cache) cache="$2"; shift 2;;
     --tarball) tarball="$2"; shift 2;;
-    --jobs) jobs="$2"; shift 2;;
+    --nj) jobs="$2"; shift 2;;
     --retry) retry=true; shift;;
     -h|--help) usage; exit 0;;
     *) echo "install_kaldi.sh: unknown argument $1" >&2; usage >&2; exit 2;;

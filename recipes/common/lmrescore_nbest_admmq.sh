@@ -99,7 +99,7 @@ phi=$(grep -w '#0' "$oldlang/words.txt" | awk '{print $2}')
 
 # the LM: an admmq file as it is, a PyTorch state dict imported once
 lm=$nn_model
-if ! "$admmq" info "$nn_model" >/dev/null 2>&1; then
+if ! "$admmq" info --lm "$nn_model" >/dev/null 2>&1; then
   lm=$dir/nnlm.admmq.pt
   if [ ! -f "$lm" ] || [ "$nn_model" -nt "$lm" ] || [ "$vocab" -nt "$lm" ]; then
     echo "$0: $nn_model is not an admmq LM: importing it as a PyTorch RNNModel state dict"

@@ -163,7 +163,7 @@ if run_stage 1; then
       say "  making the $s n-best lists from $text ($n sentences x voices $synth_voices)"
       $decode_cmd "$exp/log/make_nbest_$s.log" \
         "$admmq" nbest synth --text "$text" -o "$data/nbest/$s" --voices "$synth_voices" --sentences "$n" \
-          --seed "$seed" --letter "$letter" --limit "$synth_limit" --jobs "$nj" --quiet
+          --seed "$seed" --letter "$letter" --limit "$synth_limit" --nj "$nj" --quiet
       grep " utterances (" "$exp/log/make_nbest_$s.log" || true
     done
   fi
@@ -251,11 +251,11 @@ if run_stage 4; then
   for r in $rows; do
     [ -f "$exp/export/$r.done" ] && continue
     if [ "$r" = std ] || [ "$r" = admm_notie ]; then
-      "$admmq" info --json "$exp/train/$r" > "$exp/export/$r.info.json"
+      "$admmq" info --json --lm "$exp/train/$r" > "$exp/export/$r.info.json"
     else
-      "$admmq" export "$exp/train/$r" --bits auto -o "$exp/export/$r.admmq" --quiet > "$exp/log/export_$r.log" 2>&1 \
+      "$admmq" export --lm "$exp/train/$r" --bits auto -o "$exp/export/$r.admmq" --quiet > "$exp/log/export_$r.log" 2>&1 \
         || { cat "$exp/log/export_$r.log"; exit 1; }
-      "$admmq" info --json "$exp/export/$r.admmq" > "$exp/export/$r.info.json"
+      "$admmq" info --json --lm "$exp/export/$r.admmq" > "$exp/export/$r.info.json"
     fi
     lm="$(lm_of "$r")"
     "$admmq" eval --lm "$lm" --text "$data/ptb.test.txt" --json --quiet > "$exp/train/$r/test_eval.json"

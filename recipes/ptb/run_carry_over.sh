@@ -14,7 +14,7 @@
 #     and interpolated, --carry-over none / recording / kaldi; and of all of ptb.test.txt as one chain
 #   4 rescore the test list, LM scale and insertion penalty tuned on the dev list (same carry-over), for the
 #     LSTM alone, the LSTM + 4-gram (linear, EM weights) and the LSTM with the first-pass LM (Kaldi's
-#     log-linear --nn-weight 0.8), each --carry-over none, recording and kaldi; --jobs at a time
+#     log-linear --nn-weight 0.8), each --carry-over none, recording and kaldi; --nj at a time
 #   5 the table (markdown) -> $exp/carry_over.md, printed
 set -euo pipefail
 RECIPE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,7 +26,7 @@ exp=$RECIPE/exp_carry_over
 nbest_dir=$ROOT/data/ptb-tts-consecutive
 make_nbest=false
 ngram=""
-jobs=2
+nj=2
 . "$ROOT/recipes/common/parse_options.sh"
 [ -n "$std" ] || { echo "$0: --std MODEL is required (e.g. ../shared/models/ptb-std-1x200/best.pt)" >&2; exit 1; }
 . "$RECIPE/cmd.sh"
@@ -92,7 +92,7 @@ if [ "$stage" -le 4 ]; then
     for spec in "lstm:--lm $std" "lstm+4gram:--weights $exp/weights.json" "lstm+firstpass:--lm $std --nn-weight 0.8"; do
       rescore_one "${spec%%:*}" "$carry" ${spec#*:} &
       n=$((n + 1))
-      [ $((n % jobs)) -eq 0 ] && wait
+      [ $((n % nj)) -eq 0 ] && wait
     done
   done
   wait

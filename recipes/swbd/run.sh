@@ -41,7 +41,7 @@ nbest=100                                     # N of the n-best lists
 acwt=0.1                                      # acoustic scale for lattice-to-nbest (Kaldi's default)
 lm_scale=10                                   # LMWT of admmq's own WER table
 device=auto
-nproc=1                                       # data-parallel training processes per LM (admmq train --nproc)
+train_nj=1                                    # data-parallel training processes per LM (admmq train --nj)
 quick=false                                   # CPU-sized: tiny LSTM, 1 epoch, 20k sentences
 
 . "$ROOT/recipes/common/parse_options.sh"
@@ -88,10 +88,10 @@ if run_stage 2; then
     [ -f "$exp/$name/.done" ] && continue
     resume=""; [ -f "$exp/$name/last.pt" ] && resume="--resume $exp/$name"   # a killed run continues
     if [ -n "$resume" ]; then args="$resume"; else
-      args="--train $exp/data/train.txt --valid $exp/data/valid.txt -o $exp/$name --vocab $exp/data/words.txt \
+      args="--train $exp/data/train.txt --valid $exp/data/valid.txt -o $exp/$name --words-txt $exp/data/words.txt \
         $(model_opts "$m") $size_opts ${epochs:+--epochs $epochs} --max-sentences $max_sentences"
     fi
-    $train_cmd "$exp/log/train_$name.log" "$admmq" train $args --device "$device" --nproc "$nproc" --quiet
+    $train_cmd "$exp/log/train_$name.log" "$admmq" train $args --device "$device" --nj "$train_nj" --quiet
     touch "$exp/$name/.done"
     tail -n 1 "$exp/$name/train.log"
   done
@@ -102,7 +102,7 @@ if run_stage 3; then
   for m in $models; do
     name=${m%%:*}; method=$(echo "$m" | cut -d: -f2)
     if [ "$method" != fp ] && [ ! -f "$exp/$name/.export.done" ]; then
-      $train_cmd "$exp/log/export_$name.log" "$admmq" export "$exp/$name/best.pt" -o "$exp/$name/lm.admmq" --quiet
+      $train_cmd "$exp/log/export_$name.log" "$admmq" export --lm "$exp/$name/best.pt" -o "$exp/$name/lm.admmq" --quiet
       touch "$exp/$name/.export.done"
     fi
     if [ ! -f "$exp/$name/.interp.done" ]; then

@@ -28,7 +28,7 @@ from rescorer.cli.options import (batch_tokens_option, device_option, json_optio
 @text_format_option
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the weights file here (for 'admmq eval/rescore --weights').")
-@click.option("--init", default=None, help="Starting weights, comma-separated [default: equal].")
+@click.option("--weights", default=None, help="EM's starting weights, comma-separated, one per LM [default: equal].")
 @click.option("--tolerance", type=float, default=1e-7, show_default=True,
               help="Stop when the validation log-likelihood per token gains less than this (nats).")
 @click.option("--max-iterations", type=click.IntRange(min=1), default=200, show_default=True)
@@ -37,7 +37,7 @@ from rescorer.cli.options import (batch_tokens_option, device_option, json_optio
 @device_option
 @json_option
 @quiet_option
-def interpolate_command(lm_paths, ngram_paths, valid_path, text_format, out_path, init, tolerance, max_iterations,
+def interpolate_command(lm_paths, ngram_paths, valid_path, text_format, out_path, weights, tolerance, max_iterations,
                         ngram_backend, ngram_case, oov_mode, oov_types, oov_logprob, batch_tokens, device, as_json,
                         quiet):
     """Find interpolation weights P = sum_k w_k P_k of the LMs by EM on --valid.
@@ -50,7 +50,7 @@ def interpolate_command(lm_paths, ngram_paths, valid_path, text_format, out_path
         raise AdmmqError("give at least one --lm or --ngram")
     if out_path:
         check_writable(out_path)
-    start = list(parse_numbers(init, "--init")) if init is not None else None
+    start = list(parse_numbers(weights, "--weights")) if weights is not None else None
     comps = load_components(lm_paths, ngram_paths, str(pick_device(device)), batch_tokens, ngram_backend,
                             ngram_case, quiet)
     n = len(comps)

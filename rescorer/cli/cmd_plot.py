@@ -9,9 +9,9 @@ from rescorer.cli.group import cli
 
 
 def figure_options(f):
-    """-o/--output, --width, --height, --dpi, --svg, --title."""
+    """-o/--out, --width, --height, --dpi, --svg, --title."""
     decorators = [
-        click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+        click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
                      help="PNG to write; the CSV of the drawn points goes beside it (FILE.csv)."),
         click.option("--width", type=click.IntRange(min=100), default=1200, help="PNG width in pixels."),
         click.option("--height", type=click.IntRange(min=100), default=800, help="PNG height in pixels."),
@@ -51,7 +51,7 @@ def plot_group() -> None:
 @label_option
 @click.option("--y-scale", type=click.Choice(["log", "linear"]), default="log", help="Perplexity axis.")
 @figure_options
-def curves_command(run_dirs, labels, y_scale, output, width, height, dpi, svg, title):
+def curves_command(run_dirs, labels, y_scale, out, width, height, dpi, svg, title):
     """Validation perplexity against epoch for the training runs RUN_DIRS (their train_log.jsonl).
 
     Quantized model solid, full-precision weights dashed, the best epoch starred.
@@ -59,7 +59,7 @@ def curves_command(run_dirs, labels, y_scale, output, width, height, dpi, svg, t
     \b
     admmq plot curves exp/std exp/binlin exp/admm_layer_pm1 -o curves.png
     """
-    _report(plot_curves(run_dirs, output, _opts(width, height, dpi, svg, title), list(labels) or None, y_scale))
+    _report(plot_curves(run_dirs, out, _opts(width, height, dpi, svg, title), list(labels) or None, y_scale))
 
 
 @plot_group.command("front")
@@ -70,7 +70,7 @@ def curves_command(run_dirs, labels, y_scale, output, width, height, dpi, svg, t
               help="paper: weight matrices at their stored width (Table 1's count); file: the whole packed file "
                    "admmq export --bits auto writes.")
 @figure_options
-def front_command(run_dirs, labels, paper, size, output, width, height, dpi, svg, title):
+def front_command(run_dirs, labels, paper, size, out, width, height, dpi, svg, title):
     """Test perplexity against model size (MiB, log axis) for RUN_DIRS, the Pareto front marked.
 
     Test perplexity: RUN_DIR/test_eval.json, written by
@@ -80,13 +80,13 @@ def front_command(run_dirs, labels, paper, size, output, width, height, dpi, svg
     \b
     admmq plot front exp/* --paper -o front.png
     """
-    _report(plot_front(run_dirs, output, _opts(width, height, dpi, svg, title), paper, size, list(labels) or None))
+    _report(plot_front(run_dirs, out, _opts(width, height, dpi, svg, title), paper, size, list(labels) or None))
 
 
 @plot_group.command("sweep")
 @click.argument("rescore_dir", type=click.Path(exists=True, file_okay=False))
 @figure_options
-def sweep_command(rescore_dir, output, width, height, dpi, svg, title):
+def sweep_command(rescore_dir, out, width, height, dpi, svg, title):
     """WER against LM scale from an 'admmq rescore -o RESCORE_DIR' run (sweep.tsv, summary.json).
 
     One line per WER subset and word insertion penalty, the chosen weights
@@ -96,4 +96,4 @@ def sweep_command(rescore_dir, output, width, height, dpi, svg, title):
     \b
     admmq plot sweep exp/rescore -o sweep.png
     """
-    _report(plot_sweep(rescore_dir, output, _opts(width, height, dpi, svg, title)))
+    _report(plot_sweep(rescore_dir, out, _opts(width, height, dpi, svg, title)))

@@ -14,7 +14,7 @@ from rescorer.nbest.rescore import HOW, RescoreConfig, check_tuning, config_dict
 from rescorer.nbest.shards import parse_shard
 from rescorer.nbest.rescore_job import run_rescore
 from rescorer.ngram.scorers import load_tuned_scorer
-from rescorer.lm.batch_control import pick_device
+from rescorer.lm.batch_control import device_name
 from rescorer.cli.group import allow_fast_exit, cli
 from rescorer.cli.lm_options import (carry_over_options, lm_scoring_options, lms_option, neural_options,
                                      neural_speed_options, ngram_option, oov_policy, report_choice, weights_option)
@@ -61,7 +61,7 @@ from rescorer.scoring.nist_scorer import make_scorer
 @click.option("--lm-scale-grid", default="0:20:0.1", show_default=True, help="LM scales to try: START:STOP:STEP or a,b,c.")
 @click.option("--wip-grid", default="0,0.5,1", show_default=True, help="Penalties to try: START:STOP:STEP or a,b,c.")
 @scoring_options
-@click.option("--shard", default=None, metavar="K/N",
+@click.option("--job", default=None, metavar="K/N",
               help="Rescore job K of N only: a contiguous, deterministic block of utterances (Kaldi's JOB=1:N). "
                    "Weights must be given or tuned on --dev; merge with 'admmq wer REF J1/text J2/text ...' or "
                    "'admmq nbest merge'.")
@@ -74,7 +74,7 @@ from rescorer.scoring.nist_scorer import make_scorer
 def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_case, oov_mode, oov_types,
                     oov_logprob, out_dir, ref, dev, dev_ref, valid_path, text_format, words_txt, acoustic_scale, lm_scale,
                     wip, old_lm_weight, nn_weight, lm_scale_grid, wip_grid, subsets, utt2subset, stm, glm, hyp_filter,
-                    acronym_map, shard, carry_over, segments, utt2spk, recording_pattern, batch_tokens,
+                    acronym_map, job, carry_over, segments, utt2spk, recording_pattern, batch_tokens,
                     prefix_sharing, int8, precision, normalize_probs, threads, device, as_json, quiet):
     """Rescore the n-best list NBEST (a Kaldi n-best directory or a single n-best file) with a new LM.
 
@@ -105,7 +105,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
                         carry_over=CarryOver(carry_over, segments, utt2spk, recording_pattern))
     scorer = make_scorer(glm, hyp_filter, acronym_map, stm=stm is not None)
     oov = oov_policy(oov_mode, oov_types, oov_logprob)
-    dev_name = "cpu" if device == "cpu" else str(pick_device(device))  # (the CPU kernels need no PyTorch)
+    dev_name = device_name(device)  # (the CPU kernels need no PyTorch)
     neural = neural_options(prefix_sharing, int8, precision, threads, normalize_probs)
     settings = {"command": " ".join(["admmq"] + sys.argv[1:]), "lm": list(lm_paths), "ngram": list(ngram_paths),
                 "weights": weights, "oov": None if oov is None else oov.__dict__, "ref": ref, "dev": dev,
@@ -137,7 +137,7 @@ def rescore_command(nbest, lm_paths, ngram_paths, weights, ngram_backend, ngram_
         return scorer
 
     res, paths = run_rescore(nbest, build_lm, cfg, out_dir, ref, dev, dev_ref, words_txt, quiet, settings,
-                             parse_shard(shard) if shard else None, phases, stm=stm, scorer=scorer)
+                             parse_shard(job) if job else None, phases, stm=stm, scorer=scorer)
     summary = res.summary()
     summary["interpolation"] = choices[0].to_dict()
     for note in summary["notes"]:

@@ -15,7 +15,9 @@ from rescorer.train.config import ADAM_LR, OPTIMIZERS, SCHEDULES
 from rescorer.train.options import TrainOptions, resolve_options
 from rescorer.train.parallel import launch
 from rescorer.cli.group import cli
-from rescorer.cli.options import quiet_option, text_format_for, text_format_option
+from rescorer.cli.options import (batch_tokens_option, budget_bits_option, device_option, metric_option, nj_option,
+                                  probes_option, quiet_option, sensitivity_sentences_option, text_format_for,
+                                  text_format_option, widths_option)
 
 
 class AdmmInterval(click.ParamType):
@@ -89,8 +91,6 @@ class AdmmInterval(click.ParamType):
                    "gradient; full = two passes (standard form); penalty = look-ahead on the penalty only; none.")
 @click.option("--eta1", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="admm extra-gradient look-ahead step η₁ as a multiple of the learning rate (η₂).")
-@click.option("--admm-iters", type=click.IntRange(min=1), default=None,
-              help="admm iterations (one per epoch) [default: 50]; same as --epochs.")
 @click.option("--alpha-init", type=click.Choice(["one", "mean"]), default="one", show_default=True,
               help="admm: first α of each table, 1 (the paper) or mean|Θ| (used with --projection-start given).")
 @click.option("--projection-start", type=click.Choice(["exact", "given"]), default="exact", show_default=True,
@@ -107,26 +107,19 @@ class AdmmInterval(click.ParamType):
 @click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
               help="The teacher's share β of the objective, (1 − β)·CE(data) + β·CE(teacher); 0 = no "
                    "distillation [default: 0.5 with a teacher].")
-@click.option("--precision", default=None, metavar="auto|FILE",
-              help="admm mixed precision: one table per matrix, from a precision file ('MATRIX BITS' lines) or "
-                   "chosen by sensitivity under --budget-bits/--budget-mb (auto; needs --init-from or a table "
-                   "file). Tables: 1 pm1, 2 pm12, 3 pm124, 4 int:4, 8 int:8.")
-@click.option("--sensitivity", default="kl", show_default=True, metavar="kl|hessian|nas|FILE",
-              help="--precision auto: measure KL or Hessian-trace sensitivity, or run the precision search (nas), "
-                   "on --valid with the --init-from LM, or read the JSON table of `admmq sensitivity --json`.")
-@click.option("--budget-bits", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="--precision auto: average stored bits per quantized weight (codes only).")
+@click.option("--allocation", default=None, metavar="auto|FILE",
+              help="admm mixed precision: one table per matrix, from an allocation file ('MATRIX BITS' lines) or "
+                   "chosen by sensitivity (--metric on --valid with the --init-from LM) under --budget-bits or "
+                   "--budget-mb (auto; needs --init-from or a --metric table file). Tables: 1 pm1, 2 pm12, "
+                   "3 pm124, 4 int:4, 8 int:8.")
+@metric_option(file_ok=True)
+@budget_bits_option
 @click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="--precision auto: MiB (2^20 bytes) of quantized weight codes, paper-style.")
-@click.option("--precision-bits", default="1,2,3,4,8", show_default=True,
-              help="--precision auto: the widths (1 2 3 4 8) and/or tables by name (0pm1, pow2:1, int:3, ...) "
-                   "to choose from.")
-@click.option("--sensitivity-sentences", type=click.IntRange(min=0), default=0, show_default=True,
-              help="--precision auto: measure sensitivity on the first N validation sentences (0 = all).")
-@click.option("--probes", type=click.IntRange(min=2), default=16, show_default=True,
-              help="--sensitivity hessian: least Gauss-Newton trace samples (more, up to 256, until every "
-                   "standard error is at most 10% of its trace).")
-@click.option("--bits", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="--allocation auto: MiB (2^20 bytes) of quantized weight codes, paper-style.")
+@widths_option
+@sensitivity_sentences_option
+@probes_option
+@click.option("--multibit-bits", type=click.IntRange(1, 8), default=2, show_default=True,
               help="multibit: bits per weight.")
 @click.option("--act-bits", type=click.IntRange(0, 8), default=0, show_default=True,
               help="multibit: also quantize the LSTM inputs x_t and h_{t-1} to this many bits (0 = off).")
@@ -135,8 +128,8 @@ class AdmmInterval(click.ParamType):
 # vocabulary / units
 @click.option("--units", type=click.Choice(["word", "spm"]), default="word",
               help="Model units: words, or SentencePiece subwords (scores stay per word sequence).")
-@click.option("--vocab", "vocab_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Kaldi words.txt to use as the vocabulary (default: build from the training text).")
+@click.option("--words-txt", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Kaldi words.txt to use as the vocabulary [default: build it from the training text].")
 @click.option("--vocab-size", type=click.IntRange(min=0), default=0,
               help="Keep the most frequent words only (softmax outputs incl. </s> and <unk>; 0 = all).")
 @click.option("--min-count", type=click.IntRange(min=1), default=1, help="Drop words seen fewer times.")
@@ -193,47 +186,37 @@ class AdmmInterval(click.ParamType):
               help="Train on the first N sentences only (0 = all).")
 @click.option("--save-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint last.pt every N batches within an epoch (0 = at epoch ends only).")
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
+@device_option
 @click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
               help="Also write each epoch's figures as TensorBoard scalars into this directory "
                    "(needs admmq[tensorboard]).")
-@click.option("--eval-batch-tokens", type=click.IntRange(min=16), default=8192,
-              help="Padded tokens per validation batch.")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes on this machine (gloo on CPU, nccl on GPUs, one GPU each); each "
-                   "global batch of --batch-size sentences is split between them. Under torchrun leave it at 1.")
+@batch_tokens_option
+@nj_option("Data-parallel processes on this machine (gloo on CPU, nccl on GPUs, one GPU each); each global batch "
+           "of --batch-size sentences is split between them. Under torchrun leave it at 1.", default=1,
+           show_default=True)
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
                   gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
-                  warm_start, extragradient, eta1, admm_iters, alpha_init, projection_start, keep_fp, init_from, teacher,
-                  distill_weight, precision,
-                  sensitivity, budget_bits, budget_mb, precision_bits, sensitivity_sentences, probes, bits, act_bits,
-                  cycles,
-                  units, vocab_path, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
+                  warm_start, extragradient, eta1, alpha_init, projection_start, keep_fp, init_from, teacher,
+                  distill_weight, allocation, metric, budget_bits, budget_mb, widths, sensitivity_sentences, probes,
+                  multibit_bits, act_bits, cycles, units, words_txt, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
                   weight_decay, clip, loss_norm, self_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every, device,
-                  eval_batch_tokens, nproc, quiet, tensorboard_dir):
+                  batch_tokens, nj, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
     \b
     admmq train --train ptb.train.txt --valid ptb.valid.txt -o exp/std
     admmq train --resume exp/std          # continue a killed run exactly
-    admmq train ... --nproc 4             # data-parallel, 4 local processes
+    admmq train ... --nj 4                # data-parallel, 4 local processes
     torchrun --nproc-per-node 4 -m rescorer.cli train ...   # the same under torchrun
     admmq train ... --method admm --qset pm124 --tying node -o exp/admm
 
     Writes OUT/best.pt (best epoch), OUT/last.pt (latest state, resumable),
     OUT/train_log.jsonl (one JSON object per epoch; columns in README) and OUT/train.log.
     """
-    if admm_iters is not None:
-        if method != "admm" and not resume_dir:
-            raise AdmmqError("--admm-iters applies to --method admm only")
-        if epochs is not None and epochs != admm_iters:
-            raise AdmmqError(f"--admm-iters {admm_iters} and --epochs {epochs} disagree (one ADMM iteration per "
-                             f"epoch)")
-        epochs = admm_iters
     if resume_dir:
-        result = launch(nproc, tensorboard_dir, out=resume_dir, resume=True, epochs=epochs, device=device,
+        result = launch(nj, tensorboard_dir, out=resume_dir, resume=True, epochs=epochs, device=device,
                         quiet=quiet)
     else:
         missing = [name for name, v in (("--train", train_path), ("--valid", valid_path), ("-o/--out", out))
@@ -249,9 +232,9 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             admm_interval=admm_interval, warm_start=warm_start, extragradient=extragradient, eta1=eta1,
             alpha_init=alpha_init, projection_start=projection_start, keep_fp=tuple(keep_fp), init_from=init_from,
             teacher=teacher, distill_weight=distill_weight,
-            precision=precision, sensitivity=sensitivity, budget_bits=budget_bits, budget_mb=budget_mb,
-            precision_bits=tuple(parse_bits_list(precision_bits)), sensitivity_sentences=sensitivity_sentences,
-            probes=probes, bits=bits, act_bits=act_bits, cycles=cycles, units=units, vocab=vocab_path,
+            precision=allocation, sensitivity=metric, budget_bits=budget_bits, budget_mb=budget_mb,
+            precision_bits=tuple(parse_bits_list(widths)), sensitivity_sentences=sensitivity_sentences,
+            probes=probes, bits=multibit_bits, act_bits=act_bits, cycles=cycles, units=units, vocab=words_txt,
             vocab_size=vocab_size, min_count=min_count, unk=unk_symbol, spm_model=spm_model,
             spm_vocab_size=spm_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers,
             dropout=dropout, tie_embeddings=tie_embeddings, epochs=epochs, batch_size=batch_size, bptt=bptt,
@@ -259,7 +242,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             loss_norm=loss_norm, self_norm=self_norm, schedule=schedule, lr_decay=lr_decay, min_improvement=min_improvement,
             restore_best=restore_best,
             seed=seed, max_sentences=max_sentences, save_every=save_every, device=device,
-            eval_batch_tokens=eval_batch_tokens)
+            eval_batch_tokens=batch_tokens)
         settings = resolve_options(options, quiet)
         if settings.plan is not None:
             for line in bits_summary(settings.plan.pairs):
@@ -267,7 +250,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             click.echo(settings.plan.note)
             os.makedirs(out, exist_ok=True)
             write_plan(os.path.join(out, "precision.txt"), settings.plan)
-        result = launch(nproc, tensorboard_dir, out=out, cfg=settings.cfg, model_cfg=settings.model_cfg,
+        result = launch(nj, tensorboard_dir, out=out, cfg=settings.cfg, model_cfg=settings.model_cfg,
                         method_cfg=settings.method_cfg, quiet=quiet)
     if result is None:  # torchrun: rank 0 reports
         return

@@ -14,6 +14,7 @@ import click
 
 from rescorer import __version__
 from rescorer.errors import AdmmqError
+from rescorer.cli.renames import RenamingCommand
 
 _FAST_EXIT = False
 
@@ -42,6 +43,12 @@ class UserError(click.ClickException):
         click.echo(f"admmq: error: {self.format_message()}", err=True, file=file)
 
 
+class CommandGroup(click.Group):
+    """A group of commands (``nbest``, ``plot``) whose commands accept the old spellings of renamed options."""
+
+    command_class = RenamingCommand
+
+
 #: command name -> the module that defines it (imported on first use: start-up stays short)
 COMMAND_MODULES = {
     "train": "cmd_train", "eval": "cmd_eval", "import": "cmd_import", "export": "cmd_export", "info": "cmd_info",
@@ -52,7 +59,11 @@ COMMAND_MODULES = {
 
 class AdmmqGroup(click.Group):
     """A click group that turns :class:`AdmmqError` (and Ctrl-C) into a one-line message, and imports
-    a command's module (:data:`COMMAND_MODULES`) when the command is looked up."""
+    a command's module (:data:`COMMAND_MODULES`) when the command is looked up; its commands accept the old
+    spellings of renamed options (:mod:`rescorer.cli.renames`), and so do its groups'."""
+
+    command_class = RenamingCommand
+    group_class = CommandGroup
 
     def list_commands(self, ctx: click.Context):
         return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))

@@ -69,7 +69,7 @@ def neural_speed_options(f):
                           "faster, scores change (docs/rescoring.md; Kaldi's rnnlm option of that name).")(f)
     f = click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
                      help="CPU threads for the LSTM. 1 runs the compiled CPU kernels (the fastest path; run "
-                          "parallel jobs with --shard for more cores); 0: PyTorch's default (docs/rescoring.md).")(f)
+                          "parallel jobs with --job for more cores); 0: PyTorch's default (docs/rescoring.md).")(f)
     f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                      help="LSTM arithmetic: fp32 (exact), tf32 (CUDA TF32 matmuls) or bf16 (autocast); the last "
                           "two change scores slightly (docs/rescoring.md).")(f)

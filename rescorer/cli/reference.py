@@ -5,7 +5,7 @@ with its usage line, its help text and one table row per visible parameter:
 the spellings, the value it takes, its default and its help.  The rendering
 reads only what the commands declare (names, types, defaults, help strings),
 never click's own help formatter, so it does not change with the click version.
-Hidden options (old spellings kept for a while) are left out.
+Hidden parameters (old spellings kept for a while, :mod:`rescorer.cli.renames`) are left out.
 
 Regenerate the file after changing a command::
 
@@ -151,7 +151,7 @@ def usage(path: Tuple[str, ...], cmd: click.Command) -> str:
     parts = ["admmq", *path]
     if any(isinstance(p, click.Option) for p in cmd.params):
         parts.append("[OPTIONS]")
-    parts += [spelling(p) for p in cmd.params if isinstance(p, click.Argument)]
+    parts += [spelling(p) for p in cmd.params if isinstance(p, click.Argument) and not getattr(p, "hidden", False)]
     if isinstance(cmd, click.Group):
         parts.append("COMMAND")
     return " ".join(parts)

@@ -20,6 +20,7 @@ compared on the same sentences.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
@@ -32,11 +33,23 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def pick_device(name: str) -> "torch.device":
-    """``auto`` is CUDA when available, else the CPU."""
+def device_name(name: Optional[str]) -> str:
+    """The device ``name`` (None: auto) resolves to, as text; ``cpu``, and ``auto`` on a machine with no GPU
+    driver loaded (CUDA cannot be available there), are settled without importing PyTorch."""
+    if name == "cpu" or (name in (None, "auto") and not any(os.path.exists(p) for p in _GPU_DRIVERS)):
+        return "cpu"
+    return str(pick_device(name))
+
+
+#: present when an NVIDIA (or ROCm) driver is loaded
+_GPU_DRIVERS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")
+
+
+def pick_device(name: Optional[str]) -> "torch.device":
+    """``auto`` (or None) is CUDA when available, else the CPU."""
     import torch
 
-    if name == "auto":
+    if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AdmmqError(f"device {name!r} requested but CUDA is not available")

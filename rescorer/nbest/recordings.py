@@ -174,7 +174,7 @@ def carry_context(lists: Sequence[NBestList], spec: CarryOver,
     """The carry-over context of the hypotheses of ``lists`` one after another (rescoring scores the test
     list and the dev list together); ``None`` without carry-over.
 
-    ``full``: the whole list ``lists[0]`` was cut from (a ``--shard`` job): its chains run through the
+    ``full``: the whole list ``lists[0]`` was cut from (a ``--job K/N`` job): its chains run through the
     whole list, so a job's first utterances start from the state the unsplit run gives them.
     """
     if not spec.active:

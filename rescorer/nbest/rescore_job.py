@@ -147,7 +147,7 @@ def run_rescore(nbest: PathLike, lm, cfg: RescoreConfig, out_dir: PathLike, ref:
         raise AdmmqError("give the test reference as --ref TEXT or --stm STM, not both")
     check_tuning(cfg, ref is not None or stm is not None, dev is not None)
     if shard is not None and dev is None and (cfg.lm_scale is None or cfg.wip is None):
-        raise AdmmqError("a rescoring job (--shard) must use the same weights as the other jobs: give --lm-scale "
+        raise AdmmqError("a rescoring job (--job) must use the same weights as the other jobs: give --lm-scale "
                          "and --wip, or tune them on the whole dev set with --dev/--dev-ref (not on this job's "
                          "references)")
     out = Path(out_dir)

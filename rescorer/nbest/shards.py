@@ -27,7 +27,7 @@ def parse_shard(spec: str) -> Tuple[int, int]:
     """``"k/n"`` -> ``(k, n)`` with ``1 <= k <= n``."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec or "")
     if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise AdmmqError(f"--shard {spec!r}: expected K/N with 1 <= K <= N (job K of N, as Kaldi's JOB=1:N)")
+        raise AdmmqError(f"--job {spec!r}: expected K/N with 1 <= K <= N (job K of N, as Kaldi's JOB=1:N)")
     return int(m.group(1)), int(m.group(2))
 
 

@@ -17,7 +17,7 @@ bits  table       levels                   stored width (``--bits auto``)
 
 A candidate may also be any quantization table by name (``0pm1`` = {0,±1} at
 1.6 stored bits, ``pow2:1`` = {0,±1,±2} at 2.67, ``int:3`` = {0,±1,±2,±3} at 3
-bits, ...): ``--bits 1,0pm1,2,pow2:1,int:3,3,4`` lets the allocator choose among
+bits, ...): ``--widths 1,0pm1,2,pow2:1,int:3,3,4`` lets the allocator choose among
 all of them.  Such a candidate keeps its name as its key wherever a width would
 appear (tables, precision files).
 
@@ -39,7 +39,7 @@ handful of matrices and options the front stays tiny.
 
 Precision files
 ---------------
-``--precision FILE``: one matrix per line, ``NAME BITS`` (BITS from the table
+``--allocation FILE``: one matrix per line, ``NAME BITS`` (BITS from the table
 above) or ``NAME SET`` (any quantization set, e.g. ``pow2:2``); ``#`` starts a
 comment.  :func:`write_precision` writes the chosen allocation in this format
 (with the sensitivities and sizes as comments), so an automatic choice can be
@@ -107,9 +107,9 @@ def parse_bits_list(spec: str) -> Tuple[Width, ...]:
     try:
         bits = tuple(width_order({as_width(b) for b in spec.split(",") if b.strip()}))
     except AdmmqError as exc:
-        raise AdmmqError(f"--bits must list widths ({sorted(BITS_TO_QSET)}) or table names: {exc}") from None
+        raise AdmmqError(f"--widths must list widths ({sorted(BITS_TO_QSET)}) or table names: {exc}") from None
     if not bits:
-        raise AdmmqError("--bits is empty")
+        raise AdmmqError("--widths is empty")
     return bits
 
 
@@ -153,6 +153,10 @@ def allocate(sensitivity: Mapping[str, Mapping[Width, float]], costs: Mapping[st
             raise AdmmqError(f"no allocation fits the budget of {budget:,} bits: the smallest costs {cheapest:,} bits")
     cost, sens, choice = min(front, key=lambda t: (t[1], t[0]))
     return Allocation(dict(zip(names, choice)), cost, sens, budget)
+
+
+#: stored bits per quantized weight an allocation aims at when neither budget is given
+DEFAULT_BUDGET_BITS = 2.0
 
 
 def budget_in_bits(numels: Mapping[str, int], budget_bits: Optional[float], budget_mb: Optional[float]) -> int:

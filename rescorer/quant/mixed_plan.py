@@ -1,11 +1,11 @@
 """From a full-precision LM and a size budget to the per-matrix tables ADMM trains with.
 
-``admmq train --method admm --precision auto|FILE`` calls :func:`plan_precision`:
+``admmq train --method admm --allocation auto|FILE`` calls :func:`plan_precision`:
 
 * ``FILE``: the allocation is read from a precision file (:func:`.mixed.read_precision`);
 * ``auto``: the sensitivity table is measured on the validation text with the
-  ``--init-from`` LM (``--sensitivity kl|hessian``) or read from the JSON that
-  ``admmq sensitivity --json`` wrote (``--sensitivity FILE``), then
+  ``--init-from`` LM (``--metric kl|hessian|nas``) or read from the JSON that
+  ``admmq sensitivity -o`` wrote (``--metric FILE``), then
   :func:`.mixed.allocate_from_sensitivity` picks the widths under
   ``--budget-bits`` / ``--budget-mb``.
 
@@ -60,7 +60,7 @@ def read_sensitivity_json(path: str) -> SensitivityTable:
 
 def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str], text_format: str = "plain",
                    sensitivity: str = "kl", budget_bits: Optional[float] = None, budget_mb: Optional[float] = None,
-                   bits: Sequence[Width] = (1, 2, 3, 4, 8), keep_fp: Sequence[str] = (), probes: int = 16,
+                   bits: Sequence[Width] = (1, 2, 3, 4, 8), keep_fp: Sequence[str] = (), probes: int = 32,
                    max_sentences: int = 0, quiet: bool = True,
                    model_cfg: Optional[ModelConfig] = None) -> PrecisionPlan:
     """Per-matrix tables for ADMM: from a precision file, or chosen by sensitivity under a budget.
@@ -72,18 +72,18 @@ def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str
     """
     if precision != "auto":
         if not os.path.isfile(precision):
-            raise AdmmqError("--precision: expected 'auto' or a precision file, and no such file exists", precision)
+            raise AdmmqError("--allocation: expected 'auto' or an allocation file, and no such file exists", precision)
         if init_from:
             names = list(matrix_shapes(init_from, keep_fp))
         elif model_cfg is not None:  # training from scratch: the matrices of the configured model
             names = [n for n in LSTMLM(replace(model_cfg, vocab_size=3)).weight_matrix_names() if n not in keep_fp]
         else:
-            raise AdmmqError("--precision FILE needs --init-from or a model configuration")
+            raise AdmmqError("--allocation FILE needs --init-from or a model configuration")
         qsets = read_precision(precision, names)
         return PrecisionPlan(tuple(qsets.items()), f"precision file {precision}")
     if sensitivity in METRICS:
         if not init_from or not valid:
-            raise AdmmqError(f"--precision auto --sensitivity {sensitivity} needs --init-from (a full-precision "
+            raise AdmmqError(f"--allocation auto --metric {sensitivity} needs --init-from (a full-precision "
                              f"LM) and --valid")
         lm = load_lm(init_from)
         if lm.quantized:
@@ -103,7 +103,7 @@ def plan_precision(precision: str, init_from: Optional[str], valid: Optional[str
     usable = {n: {b: v for b, v in table.values[n].items() if b in bits} for n in numel if n in table.values}
     empty = [n for n, row in usable.items() if not row]
     if empty:
-        raise AdmmqError(f"the sensitivity table has no width of --precision-bits {list(bits)} for {', '.join(empty)}")
+        raise AdmmqError(f"the sensitivity table has no width of --widths {list(bits)} for {', '.join(empty)}")
     alloc = allocate_from_sensitivity(usable, numel, budget_bits, budget_mb)
     budget = f"{budget_bits} bits/weight" if budget_bits is not None else f"{budget_mb} MiB"
     note = f"auto: {source}, budget {budget}: {describe(alloc, numel)}"

@@ -1,4 +1,4 @@
-"""Differentiable search over per-matrix precisions (``--method nas``, the third method of Xu et al. 2021).
+"""Differentiable search over per-matrix precisions (``--metric nas``, the third method of Xu et al. 2021).
 
 Every weight matrix W_l of the full-precision LM gets a softmax over its
 candidate tables, π_l = softmax(a_l).  Each step the LM runs with a relaxed

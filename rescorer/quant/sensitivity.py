@@ -75,7 +75,7 @@ class SensitivityConfig:
     trace: str = "gauss-newton"
     max_probes: int = 256
     rel_se: float = 0.1
-    batch_tokens: int = 4096
+    batch_tokens: int = 8192
     max_sentences: int = 0
     seed: int = 1
     budget_bits: float = 2.0  # nas: the size the search aims at (stored bits per weight)

@@ -1,4 +1,4 @@
-"""Data-parallel training over several processes (``torchrun`` or ``admmq train --nproc N``).
+"""Data-parallel training over several processes (``torchrun`` or ``admmq train --nj N``).
 
 Every process (rank) holds the whole model.  Each global mini-batch — the
 same ``batch_size`` sentences a single process would take, in the same
@@ -187,7 +187,7 @@ def spawn(nproc: int, fn: Callable, args: Sequence[Any] = ()) -> Any:
     them up).  An :class:`AdmmqError` in any rank is raised here as one line.
     """
     if nproc < 1:
-        raise AdmmqError(f"--nproc must be at least 1, got {nproc}")
+        raise AdmmqError(f"--nj must be at least 1, got {nproc}")
     ctx = torch.multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
     try:

@@ -15,7 +15,7 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
   next-word distributions too (``--teacher``, β = :data:`DISTILL_WEIGHT`);
 * epochs and the learning-rate schedule: the method's own (``fp`` 10 epochs and newbob; the quantized
   methods 50 and plateau, continuing from the best epoch after a worse one, ``restore_best``);
-* mixed precision (``--precision``): the per-matrix tables, planned before any training.
+* mixed precision (``--allocation``): the per-matrix tables, planned before any training.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rescorer.lm.model import ModelConfig
 from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.quant import METHODS, MethodConfig
 from rescorer.quant.method import TRAINING_KEYS, admm_schedule
+from rescorer.quant.mixed import DEFAULT_BUDGET_BITS
 from rescorer.quant.mixed_plan import PrecisionPlan, plan_precision
 from rescorer.quant.qsets import parse_qset
 from rescorer.train.config import ADAM_LR, DEFAULT_MIN_IMPROVEMENT, TrainConfig, finishing_lr, init_dropout
@@ -38,7 +39,7 @@ class TrainOptions:
     """The options of ``admmq train`` as given; ``None`` = the default that :func:`resolve_options` picks.
 
     ``admm_interval``: ``(per_epoch, batches)``: K ADMM iterations per epoch, or one every N mini-batches
-    (the other 0).  ``precision_bits``: the widths / table names ``--precision auto`` chooses from.
+    (the other 0).  ``precision_bits``: the widths / table names ``--allocation auto`` chooses from.
     """
 
     train: str
@@ -69,7 +70,7 @@ class TrainOptions:
     budget_mb: Optional[float] = None
     precision_bits: Sequence = (1, 2, 3, 4, 8)
     sensitivity_sentences: int = 0
-    probes: int = 16
+    probes: int = 32
     bits: int = MethodConfig.bits
     act_bits: int = MethodConfig.act_bits
     cycles: int = MethodConfig.cycles
@@ -119,13 +120,14 @@ class RunSettings:
 def _precision_plan(o: TrainOptions, quiet: bool) -> Optional[PrecisionPlan]:
     if o.precision is None:
         if o.budget_bits is not None or o.budget_mb is not None:
-            raise AdmmqError("--budget-bits/--budget-mb need --precision auto")
+            raise AdmmqError("--budget-bits/--budget-mb need --allocation auto")
         return None
     if o.method != "admm":
-        raise AdmmqError("--precision applies to --method admm only")
+        raise AdmmqError("--allocation applies to --method admm only")
     shape = ModelConfig(vocab_size=0, embed_dim=o.embed_dim, hidden_dim=o.hidden_dim, layers=o.layers,
                         tie_embeddings=o.tie_embeddings)
-    return plan_precision(o.precision, o.init_from, o.valid, o.text_format, o.sensitivity, o.budget_bits,
+    budget_bits = DEFAULT_BUDGET_BITS if o.budget_bits is None and o.budget_mb is None else o.budget_bits
+    return plan_precision(o.precision, o.init_from, o.valid, o.text_format, o.sensitivity, budget_bits,
                           o.budget_mb, tuple(o.precision_bits), tuple(o.keep_fp), o.probes,
                           o.sensitivity_sentences, quiet, shape)
 

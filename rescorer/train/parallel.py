@@ -1,4 +1,4 @@
-"""``admmq train --nproc N``: data-parallel training in N local processes.
+"""``admmq train --nj N``: data-parallel training in N local processes.
 
 Spawns the ranks with :func:`rescorer.train.distributed.spawn`; each rank
 joins the process group (:func:`~rescorer.train.distributed.init_from_env`)
@@ -18,7 +18,7 @@ from rescorer.train.tensorboard_sink import tensorboard_sink
 
 
 def _train_rank(kwargs: dict, tensorboard_dir: Optional[str]):
-    """One process of a run: joins the process group when there is one (torchrun, ``--nproc``), else
+    """One process of a run: joins the process group when there is one (torchrun, ``--nj``), else
     runs alone; rank 0 alone writes TensorBoard events."""
     dist = init_from_env(kwargs.get("device") or (kwargs["cfg"].device if kwargs.get("cfg") else "auto"))
     sinks = [s for s in (tensorboard_sink(tensorboard_dir),) if s is not None] if dist.is_main else []
