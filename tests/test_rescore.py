@@ -27,6 +27,10 @@ from rescorer.ngram.scorers import load_scorer  # noqa: E402
 from tests.ngram_fixtures import backoff_arpa, write  # noqa: E402
 
 
+#: EM weights found by two commands may score through different CPU paths (the compiled kernels with one
+#: thread, PyTorch with several): the same weights up to float rounding, not bit for bit
+WEIGHT_TOL = 1e-6
+
 def scorer_of(path, batch_tokens=8192):
     lm = load_lm(path)
     return NeuralScorer(lm.model, lm.units, batch_tokens=batch_tokens)
@@ -457,14 +461,14 @@ def test_card_command_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slic
     assert not warnings_in(r) and f"EM on {ptb_slice / 'valid.txt'}" in r.stdout
     s = json.loads((tmp_path / "v" / "summary.json").read_text())["interpolation"]
     assert s["source"] == "em" and s["text"] == str(ptb_slice / "valid.txt")
-    assert s["weights"] == pytest.approx(want, abs=1e-12) and 0 < want[0] < 1
+    assert s["weights"] == pytest.approx(want, abs=WEIGHT_TOL) and 0 < want[0] < 1
     # no --valid but a dev set: EM on its references (Kaldi text)
     want = interpolate_weights([tiny_lm], [ptb_arpa], text, "kaldi")
     r = CliRunner().invoke(cli, card + ["-o", str(tmp_path / "dv"), "--dev", str(d), "--dev-ref", str(text),
                                         "--lm-scale-grid", "0:2:1", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)["interpolation"]
-    assert s["source"] == "em" and s["text"] == str(text) and s["weights"] == pytest.approx(want, abs=1e-12)
+    assert s["source"] == "em" and s["text"] == str(text) and s["weights"] == pytest.approx(want, abs=WEIGHT_TOL)
     assert json.loads((tmp_path / "dv" / "summary.json").read_text())["interpolation"] == s
 
 
@@ -480,7 +484,7 @@ def test_card_command_on_a_ptb_tts_slice_tunes_on_the_dev_references(tiny_lm, pt
     s = json.loads((out / "summary.json").read_text())
     want = interpolate_weights([tiny_lm], [ptb_arpa], dev_text, "kaldi")
     assert s["interpolation"]["source"] == "em" and s["interpolation"]["text"] == str(dev_text)
-    assert s["interpolation"]["weights"] == pytest.approx(want, abs=1e-12)
+    assert s["interpolation"]["weights"] == pytest.approx(want, abs=WEIGHT_TOL)
     assert s["chosen_by"] == "dev" and s["hypotheses"] == 200
 
 
@@ -494,7 +498,7 @@ def test_eval_lstm_and_ngram_without_weights(tiny_lm, ptb_arpa, ptb_slice):
     d = json.loads(r.stdout)
     want = interpolate_weights([tiny_lm], [ptb_arpa], ptb_slice / "valid.txt")
     assert not warnings_in(r) and d["interpolation"]["source"] == "em"
-    assert [c["weight"] for c in d["components"]] == pytest.approx(want, abs=1e-12)
+    assert [c["weight"] for c in d["components"]] == pytest.approx(want, abs=WEIGHT_TOL)
 
 
 def kaldi_copy(src, dest, n=40):
