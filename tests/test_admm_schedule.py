@@ -336,6 +336,9 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
         (0.02, 0, 1, "none")
     assert {k: mixed[k] for k in ("gamma_growth", "gamma_max")} == \
         {k: schedule("trained-adam")[k] for k in ("gamma_growth", "gamma_max")}  # pm1: trained-adam's γ growth
+    # --gamma-restart-after counts epochs under an epoch-unit schedule, so a fraction of one is a setting
+    frac = method_config("restart_frac", "--method", "admm", "--init-from", fp, "--gamma-restart-after", "2.5")
+    assert (frac["gamma_restart_after"], frac["admm_per_epoch"]) == (2.5, schedule("trained-adam")["admm_per_epoch"])
 
     # the optimizer: Adam at ADAM_LR under trained-adam; SGD otherwise, which with --init-from
     # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win
