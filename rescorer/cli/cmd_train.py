@@ -63,8 +63,8 @@ class AdmmInterval(click.ParamType):
               help="admm: the settings of the seven options below and --optimizer, unless given (every count in "
                    "epochs): paper = one ADMM iteration per epoch, γ 3e-3, fixed, SGD; trained = 40 per epoch, "
                    "warm start, γ 1e-3, SGD; trained-adam = 80 per epoch, Adam, γ from 5e-4 growing ×1.9 per "
-                   "epoch to 1e-1, started again after 6 epochs growing ×5.4 per epoch, distillation β 0.8 (fastest "
-                   "from a trained model, RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, trained for "
+                   "epoch to 1e-1, started again after 6 epochs growing ×5.4 per epoch (fastest from a trained "
+                   "model, RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, trained for "
                    "larger ones; else paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
@@ -107,7 +107,7 @@ class AdmmInterval(click.ParamType):
                    "(same vocabulary) [default: the --init-from model when a quantized method starts from it].")
 @click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
               help="The teacher's share β of the objective, (1 − β)·CE(data) + β·CE(teacher); 0 = no "
-                   "distillation [default with a teacher: the ADMM schedule's, 0.8 under trained-adam; else 0.5].")
+                   "distillation [default: 0.5 with a teacher].")
 @click.option("--allocation", default=None, metavar="auto|FILE",
               help="admm mixed precision: one table per matrix, from an allocation file ('MATRIX BITS' lines) or "
                    "chosen by sensitivity (--metric on --valid with the --init-from LM) under --budget-bits or "

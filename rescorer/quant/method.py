@@ -44,8 +44,7 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: ``trained-adam`` = from a trained model into two-level tables ({±1}): 80 iterations per epoch, Adam
 #: (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
 #: once, after 6 epochs, from 5e-4 again growing ×5.4 per epoch (a loose penalty lets the frozen codes
-#: move once more); distillation from the starting model with β 0.8 (RESULTS_admm.md §12: a binary
-#: table over-fits around its frozen codes, more teacher keeps it improving).  ``optimizer`` and ``min_improvement`` are training settings
+#: move once more).  ``optimizer`` and ``min_improvement`` are training settings
 #: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
@@ -55,12 +54,11 @@ ADMM_SCHEDULES = {
                 "optimizer": "sgd"},
     "trained-adam": {"admm_per_epoch": 80, "admm_interval": 0, "warm_start": "quantized", "gamma": 5e-4,
                      "gamma_growth": 1.9, "gamma_max": 1e-1, "gamma_restart_after": 6.0,
-                     "gamma_restart_growth": 5.4, "optimizer": "adam", "min_improvement": 0.01,
-                     "distill_weight": 0.8},
+                     "gamma_restart_growth": 5.4, "optimizer": "adam", "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
-#: ``min_improvement`` or ``distill_weight`` leaves the trainer's default).
-TRAINING_KEYS = ("optimizer", "min_improvement", "distill_weight")
+#: ``min_improvement`` leaves the trainer's default).
+TRAINING_KEYS = ("optimizer", "min_improvement")
 
 
 def auto_schedule(from_trained: bool, binary: bool) -> str:

@@ -137,16 +137,14 @@ def _precision_plan(o: TrainOptions, quiet: bool) -> Optional[PrecisionPlan]:
 DISTILL_WEIGHT = 0.5
 
 
-def _distillation(o: TrainOptions, quantized: bool, default_weight: Optional[float]) -> dict:
+def _distillation(o: TrainOptions, quantized: bool) -> dict:
     """``teacher`` and ``distill_weight``: as given; by default a quantized method started from a trained
-    model (``--init-from``) distils from that model with β = ``default_weight`` (the ADMM schedule's) or
-    :data:`DISTILL_WEIGHT`; ``--distill-weight 0`` turns it off."""
+    model (``--init-from``) distils from that model with β = :data:`DISTILL_WEIGHT`; ``--distill-weight 0``
+    turns it off."""
     teacher = o.teacher
     if teacher is None and quantized and o.init_from and o.distill_weight != 0:
         teacher = o.init_from
-    if default_weight is None:
-        default_weight = DISTILL_WEIGHT
-    weight = o.distill_weight if o.distill_weight is not None else (default_weight if teacher else 0.0)
+    weight = o.distill_weight if o.distill_weight is not None else (DISTILL_WEIGHT if teacher else 0.0)
     return {"teacher": teacher if weight > 0 else None, "distill_weight": weight if teacher else 0.0}
 
 
@@ -175,7 +173,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
                              f"too, or the interval as K/epoch")
     training = {k: schedule.pop(k, None) for k in TRAINING_KEYS}  # the schedule's apply to admm only
     if o.method != "admm":
-        training = {"optimizer": o.optimizer, "min_improvement": o.min_improvement, "distill_weight": None}
+        training = {"optimizer": o.optimizer, "min_improvement": o.min_improvement}
     optimizer = training["optimizer"] or "sgd"
     min_improvement = training["min_improvement"]
     if min_improvement is None:
@@ -204,7 +202,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
         schedule=o.schedule or factory.default_schedule, lr_decay=o.lr_decay, min_improvement=min_improvement,
         restore_best=factory.quantized if o.restore_best is None else o.restore_best,
         seed=o.seed, max_sentences=o.max_sentences, save_every=o.save_every, device=o.device or "auto",
-        eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from, **_distillation(o, factory.quantized, training["distill_weight"]))
+        eval_batch_tokens=o.eval_batch_tokens, init_from=o.init_from, **_distillation(o, factory.quantized))
     model_cfg = ModelConfig(vocab_size=0, embed_dim=o.embed_dim, hidden_dim=o.hidden_dim, layers=o.layers,
                             dropout=dropout, tie_embeddings=o.tie_embeddings)
     return RunSettings(cfg, model_cfg, method_cfg, plan)
