@@ -80,8 +80,8 @@ class AdmmInterval(click.ParamType):
 @click.option("--gamma-restart-growth", type=click.FloatRange(min=0), default=None,
               help="admm: γ's growth factor after the restart (0 = --gamma-growth) [default: the schedule's].")
 @click.option("--admm-interval", type=AdmmInterval(), default=None,
-              help="admm: run the quantization and multiplier updates (eqs. 18-21) every N mini-batches, or "
-                   "once per epoch (epoch, the paper) [default: the schedule's].")
+              help="admm: run the quantization and multiplier updates (eqs. 18-21) K times per epoch (K/epoch), "
+                   "once per epoch (epoch, the paper) or every N mini-batches [default: the schedule's].")
 @click.option("--warm-start", type=click.Choice(WARM_STARTS), default=None,
               help="admm: after each ADMM iteration set Θ to Q, λ keeping Θ + λ (quantized), move Θ with the "
                    "penalty's centre Q − λ (centre: drifts, for the study), or leave it (none) "
