@@ -420,3 +420,18 @@ def test_optimizer_setting_is_checked_and_old_configs_mean_sgd(ptb_slice):
     assert isinstance(cfg_for(ptb_slice, optimizer="adam", lr=0.01).build_optimizer(params), torch.optim.Adam)
     sgd = cfg_for(ptb_slice, momentum=0.5).build_optimizer(params)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.5
+
+
+def test_schedule_help_follows_the_table(monkeypatch):
+    """`--admm-schedule`'s help is made from ADMM_SCHEDULES, so a changed default changes the help."""
+    import rescorer.quant.method as method
+    from rescorer.quant.method import describe_schedule
+
+    text = describe_schedule("trained-adam")
+    assert text.startswith("80 per epoch, warm start, Adam, γ from 5e-4 growing ×1.9 per epoch to 0.1"), text
+    assert "after 6 epochs growing ×5.4 per epoch" in text and "under 1%" in text, text
+    assert describe_schedule("paper") == "one ADMM iteration per epoch, SGD, γ 3e-3, fixed"
+    changed = dict(method.ADMM_SCHEDULES["trained-adam"], gamma_growth=1.4, gamma_restart_after=0)
+    monkeypatch.setitem(method.ADMM_SCHEDULES, "trained-adam", changed)
+    text = describe_schedule("trained-adam")
+    assert "×1.4 per epoch" in text and "started again" not in text, text

@@ -8,7 +8,7 @@ import click
 
 from rescorer.errors import AdmmqError
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS
+from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS, describe_schedule
 from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, write_plan
 from rescorer.train.config import ADAM_LR, OPTIMIZERS, SCHEDULES
@@ -61,11 +61,9 @@ class AdmmInterval(click.ParamType):
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
               help="admm: the settings of the seven options below and --optimizer, unless given (every count in "
-                   "epochs): paper = one ADMM iteration per epoch, γ 3e-3, fixed, SGD; trained = 40 per epoch, "
-                   "warm start, γ 1e-3, SGD; trained-adam = 80 per epoch, Adam, γ from 5e-4 growing ×1.9 per "
-                   "epoch to 1e-1, started again after 6 epochs growing ×5.4 per epoch (fastest from a trained "
-                   "model, RESULTS_admm.md); auto = with --init-from trained-adam for {±1} tables, trained for "
-                   "larger ones; else paper.")
+                   "epochs): " + "; ".join(f"{n} = {describe_schedule(n)}" for n in ADMM_SCHEDULES)
+                   + " (trained-adam is the fastest from a trained model, RESULTS_admm.md); auto = with --init-from "
+                   "trained-adam for {±1} tables, trained for larger ones; else paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -61,6 +61,33 @@ ADMM_SCHEDULES = {
 TRAINING_KEYS = ("optimizer", "min_improvement")
 
 
+def _short(x: float) -> str:
+    """5e-4, 1e-3, 0.1: how the docs write γ."""
+    return f"{x:.0e}".replace("e-0", "e-") if 0 < x < 0.01 else f"{x:g}"
+
+
+def describe_schedule(name: str) -> str:
+    """One line saying what schedule ``name`` of :data:`ADMM_SCHEDULES` sets (the CLI's help), e.g.
+    ``80 per epoch, warm start, Adam, γ from 5e-4 growing ×1.9 per epoch to 0.1, …``."""
+    s = ADMM_SCHEDULES[name]
+    k = s["admm_per_epoch"]
+    parts = ["one ADMM iteration per epoch" if k == 1 else f"{k} per epoch"]
+    if s["warm_start"] != "none":
+        parts.append("warm start")
+    parts.append("Adam" if s["optimizer"] == "adam" else "SGD")
+    if s["gamma_growth"] == 1.0:
+        parts.append(f"γ {_short(s['gamma'])}, fixed")
+    else:
+        cap = f" to {_short(s['gamma_max'])}" if s["gamma_max"] > 0 else ""
+        parts.append(f"γ from {_short(s['gamma'])} growing ×{s['gamma_growth']:g} per epoch{cap}")
+    if s["gamma_restart_after"] > 0:
+        growth = s["gamma_restart_growth"] or s["gamma_growth"]
+        parts.append(f"started again after {s['gamma_restart_after']:g} epochs growing ×{growth:g} per epoch")
+    if "min_improvement" in s:
+        parts.append(f"the rate halved when an epoch gains under {s['min_improvement']:.0%}")
+    return ", ".join(parts)
+
+
 def auto_schedule(from_trained: bool, binary: bool) -> str:
     """``auto``'s schedule: ``paper`` from scratch; from a trained model ``trained-adam`` when every
     table has two levels, else ``trained``."""
