@@ -340,15 +340,17 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     frac = method_config("restart_frac", "--method", "admm", "--init-from", fp, "--gamma-restart-after", "2.5")
     assert (frac["gamma_restart_after"], frac["admm_per_epoch"]) == (2.5, schedule("trained-adam")["admm_per_epoch"])
 
-    # the optimizer: Adam at ADAM_LR under trained-adam; SGD otherwise, which with --init-from
-    # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win
+    # the optimizer: Adam at the schedule's rate under trained-adam; SGD otherwise, which with --init-from
+    # starts at the rate the checkpoint's best epoch was trained with; --optimizer and --lr win, and the
+    # schedule's rate is for its own optimizer and method (Adam elsewhere starts at ADAM_LR)
     def optimisation(name, *extra):
         if extra:
             method_config(name, *extra)
         tc = read_checkpoint(tmp_path / name / "last.pt")["train_config"]
         return tc["optimizer"], tc["lr"]
 
-    assert optimisation("trained") == ("adam", ADAM_LR) and ADMM_SCHEDULES["trained-adam"]["optimizer"] == "adam"
+    assert ADMM_SCHEDULES["trained-adam"]["optimizer"] == "adam" and ADMM_SCHEDULES["trained-adam"]["lr"] != ADAM_LR
+    assert optimisation("trained") == ("adam", ADMM_SCHEDULES["trained-adam"]["lr"])
     assert optimisation("larger_pm124") == optimisation("larger_0pm1") == ("sgd", 0.5)
     assert optimisation("scratch") == ("sgd", 1.0)
     assert optimisation("paper") == ("sgd", 0.5)
@@ -356,6 +358,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert optimisation("sgd", "--method", "admm", "--init-from", fp, "--optimizer", "sgd") == ("sgd", 0.5)
     assert optimisation("binlin", "--method", "bin-lin", "--init-from", fp) == ("sgd", 0.5)
     assert optimisation("fp_adam", "--init-from", fp, "--optimizer", "adam") == ("adam", ADAM_LR)
+    assert optimisation("binlin_adam", "--method", "bin-lin", "--init-from", fp, "--optimizer", "adam") == \
+        ("adam", ADAM_LR)
     # trained-adam halves Adam's rate when an epoch gains under 1 %; the others keep 0.3 %; --min-improvement wins
     def stall(name, *extra):
         if extra:
@@ -428,7 +432,7 @@ def test_schedule_help_follows_the_table(monkeypatch):
     from rescorer.quant.method import describe_schedule
 
     text = describe_schedule("trained-adam")
-    assert text.startswith("80 per epoch, warm start, Adam, γ from 5e-4 growing ×1.9 per epoch to 0.1"), text
+    assert text.startswith("80 per epoch, warm start, Adam at 1e-2, γ from 5e-4 growing ×1.9 per epoch to 0.1"), text
     assert "after 6 epochs growing ×5.4 per epoch" in text and "under 1%" in text, text
     assert describe_schedule("paper") == "one ADMM iteration per epoch, SGD, γ 3e-3, fixed"
     changed = dict(method.ADMM_SCHEDULES["trained-adam"], gamma_growth=1.4, gamma_restart_after=0)

@@ -157,8 +157,9 @@ class AdmmInterval(click.ParamType):
               help="Full-precision step: sgd (the paper) or adam [default: the admm schedule's (adam under "
                    "trained-adam), else sgd].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"Initial learning rate [default: adam {ADAM_LR:g}; sgd 1, with --init-from the rate the "
-                   f"checkpoint's best epoch was trained with (1 if its log does not say)].")
+              help=f"Initial learning rate [default: the admm schedule's (trained-adam: 1e-2); else adam "
+                   f"{ADAM_LR:g}; sgd 1, with --init-from the rate the checkpoint's best epoch was trained with "
+                   f"(1 if its log does not say)].")
 @click.option("--momentum", type=click.FloatRange(min=0), default=0.0, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="L2 weight decay.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, help="Gradient-norm clipping (0 = off).")

@@ -42,9 +42,9 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: ``trained`` = from a trained model into a table of three or more levels: 40 iterations per epoch, Θ ← Q
 #: after each (warm start ``quantized``), γ 1e-3, SGD at the model's last rate;
 #: ``trained-adam`` = from a trained model into two-level tables ({±1}): 80 iterations per epoch, Adam
-#: (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
+#: at 1e-2 (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
 #: once, after 6 epochs, from 5e-4 again growing ×5.4 per epoch (a loose penalty lets the frozen codes
-#: move once more).  ``optimizer`` and ``min_improvement`` are training settings
+#: move once more).  ``optimizer``, ``lr`` and ``min_improvement`` are training settings
 #: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
@@ -54,16 +54,16 @@ ADMM_SCHEDULES = {
                 "optimizer": "sgd"},
     "trained-adam": {"admm_per_epoch": 80, "admm_interval": 0, "warm_start": "quantized", "gamma": 5e-4,
                      "gamma_growth": 1.9, "gamma_max": 1e-1, "gamma_restart_after": 6.0,
-                     "gamma_restart_growth": 5.4, "optimizer": "adam", "min_improvement": 0.01},
+                     "gamma_restart_growth": 5.4, "optimizer": "adam", "lr": 1e-2, "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
-#: ``min_improvement`` leaves the trainer's default).
-TRAINING_KEYS = ("optimizer", "min_improvement")
+#: ``lr`` or ``min_improvement`` leaves the trainer's default; its ``lr`` is for its own optimizer).
+TRAINING_KEYS = ("optimizer", "lr", "min_improvement")
 
 
 def _short(x: float) -> str:
     """5e-4, 1e-3, 0.1: how the docs write γ."""
-    return f"{x:.0e}".replace("e-0", "e-") if 0 < x < 0.01 else f"{x:g}"
+    return f"{x:.0e}".replace("e-0", "e-") if 0 < x <= 0.01 else f"{x:g}"
 
 
 def describe_schedule(name: str) -> str:
@@ -74,7 +74,8 @@ def describe_schedule(name: str) -> str:
     parts = ["one ADMM iteration per epoch" if k == 1 else f"{k} per epoch"]
     if s["warm_start"] != "none":
         parts.append("warm start")
-    parts.append("Adam" if s["optimizer"] == "adam" else "SGD")
+    opt = "Adam" if s["optimizer"] == "adam" else "SGD"
+    parts.append(f"{opt} at {_short(s['lr'])}" if "lr" in s else opt)
     if s["gamma_growth"] == 1.0:
         parts.append(f"γ {_short(s['gamma'])}, fixed")
     else:
@@ -104,6 +105,8 @@ def admm_schedule(name: str, from_trained: bool, binary: bool = False, **given) 
     if name not in ADMM_SCHEDULES:
         raise AdmmqError(f"ADMM schedule must be auto, {', '.join(ADMM_SCHEDULES)}, got {name!r}")
     out = dict(ADMM_SCHEDULES[name])
+    if given.get("optimizer") not in (None, out.get("optimizer")):
+        out.pop("lr", None)  # the schedule's rate is for its own optimizer
     out.update({k: v for k, v in given.items() if v is not None})
     return out
 

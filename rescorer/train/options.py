@@ -6,10 +6,10 @@
 options is decided here, once, for ``admmq train`` and its data-parallel launcher alike:
 
 * the ADMM schedule (``--admm-schedule``, :func:`rescorer.quant.method.admm_schedule`): ``auto`` picks the
-  schedule for a trained model (``--init-from``) or from scratch; its optimizer and ``min_improvement``
-  are training settings and apply to ``admm`` only;
-* the learning rate: Adam's :data:`ADAM_LR`; SGD's 1, or with ``--init-from`` the rate the checkpoint's
-  best epoch was trained with;
+  schedule for a trained model (``--init-from``) or from scratch; its optimizer, learning rate and
+  ``min_improvement`` are training settings and apply to ``admm`` only;
+* the learning rate: the ADMM schedule's (``trained-adam``: Adam at 1e-2); else Adam's :data:`ADAM_LR`;
+  SGD's 1, or with ``--init-from`` the rate the checkpoint's best epoch was trained with;
 * dropout: 0, or with ``--init-from`` the checkpoint's, at least 0.3 when the run quantizes;
 * distillation: a quantized method started from a trained model (``--init-from``) learns from that model's
   next-word distributions too (``--teacher``, β = :data:`DISTILL_WEIGHT`);
@@ -163,7 +163,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
                              gamma_restart_after=o.gamma_restart_after,
                              gamma_restart_growth=o.gamma_restart_growth, admm_per_epoch=per_epoch,
                              admm_interval=batches, warm_start=o.warm_start, optimizer=o.optimizer,
-                             min_improvement=o.min_improvement)
+                             lr=o.lr, min_improvement=o.min_improvement)
     if batches and schedule.get("admm_per_epoch") == 0 and o.admm_schedule != "paper":
         counted = [f"--{k.replace('_', '-')}" for k in ("gamma_growth", "gamma_restart_after")
                    if getattr(o, k) is None and schedule.get(k) not in (None, 0, 1.0)]
@@ -173,12 +173,12 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
                              f"too, or the interval as K/epoch")
     training = {k: schedule.pop(k, None) for k in TRAINING_KEYS}  # the schedule's apply to admm only
     if o.method != "admm":
-        training = {"optimizer": o.optimizer, "min_improvement": o.min_improvement}
+        training = {"optimizer": o.optimizer, "lr": o.lr, "min_improvement": o.min_improvement}
     optimizer = training["optimizer"] or "sgd"
     min_improvement = training["min_improvement"]
     if min_improvement is None:
         min_improvement = DEFAULT_MIN_IMPROVEMENT
-    lr = o.lr
+    lr = training["lr"]
     if lr is None and optimizer == "adam":
         lr = ADAM_LR
     elif lr is None:
