@@ -60,7 +60,7 @@ class AdmmInterval(click.ParamType):
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
-              help="admm: the settings of the seven options below and --optimizer, unless given (every count in "
+              help="admm: the settings of the seven options below, --optimizer and --lr, unless given (every count in "
                    "epochs): " + "; ".join(f"{n} = {describe_schedule(n)}" for n in ADMM_SCHEDULES)
                    + " (trained-adam is the fastest from a trained model, RESULTS_admm.md); auto = with --init-from "
                    "trained-adam for {±1} tables, trained for larger ones; else paper.")

@@ -68,7 +68,7 @@ def _short(x: float) -> str:
 
 def describe_schedule(name: str) -> str:
     """One line saying what schedule ``name`` of :data:`ADMM_SCHEDULES` sets (the CLI's help), e.g.
-    ``80 per epoch, warm start, Adam, γ from 5e-4 growing ×1.9 per epoch to 0.1, …``."""
+    ``80 per epoch, warm start, Adam at 1e-2, γ from 5e-4 growing ×1.9 per epoch to 0.1, …``."""
     s = ADMM_SCHEDULES[name]
     k = s["admm_per_epoch"]
     parts = ["one ADMM iteration per epoch" if k == 1 else f"{k} per epoch"]
