@@ -8,7 +8,7 @@ import click
 
 from rescorer.errors import AdmmqError
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS, describe_schedule
+from rescorer.quant.method import ADMM_SCHEDULES, EXTRAGRADIENTS, WARM_STARTS, describe_schedule, short_number
 from rescorer.quant.mixed import parse_bits_list
 from rescorer.quant.mixed_plan import bits_summary, write_plan
 from rescorer.train.config import ADAM_LR, OPTIMIZERS, SCHEDULES
@@ -157,7 +157,8 @@ class AdmmInterval(click.ParamType):
               help="Full-precision step: sgd (the paper) or adam [default: the admm schedule's (adam under "
                    "trained-adam), else sgd].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"Initial learning rate [default: the admm schedule's (trained-adam: 1e-2); else adam "
+              help=f"Initial learning rate [default: the admm schedule's (trained-adam: "
+                   f"{short_number(ADMM_SCHEDULES['trained-adam']['lr'])}); else adam "
                    f"{ADAM_LR:g}; sgd 1, with --init-from the rate the checkpoint's best epoch was trained with "
                    f"(1 if its log does not say)].")
 @click.option("--momentum", type=click.FloatRange(min=0), default=0.0, help="SGD momentum.")

@@ -61,7 +61,7 @@ ADMM_SCHEDULES = {
 TRAINING_KEYS = ("optimizer", "lr", "min_improvement")
 
 
-def _short(x: float) -> str:
+def short_number(x: float) -> str:
     """5e-4, 1e-3, 0.1: how the docs write γ."""
     return f"{x:.0e}".replace("e-0", "e-") if 0 < x <= 0.01 else f"{x:g}"
 
@@ -75,12 +75,12 @@ def describe_schedule(name: str) -> str:
     if s["warm_start"] != "none":
         parts.append("warm start")
     opt = "Adam" if s["optimizer"] == "adam" else "SGD"
-    parts.append(f"{opt} at {_short(s['lr'])}" if "lr" in s else opt)
+    parts.append(f"{opt} at {short_number(s['lr'])}" if "lr" in s else opt)
     if s["gamma_growth"] == 1.0:
-        parts.append(f"γ {_short(s['gamma'])}, fixed")
+        parts.append(f"γ {short_number(s['gamma'])}, fixed")
     else:
-        cap = f" to {_short(s['gamma_max'])}" if s["gamma_max"] > 0 else ""
-        parts.append(f"γ from {_short(s['gamma'])} growing ×{s['gamma_growth']:g} per epoch{cap}")
+        cap = f" to {short_number(s['gamma_max'])}" if s["gamma_max"] > 0 else ""
+        parts.append(f"γ from {short_number(s['gamma'])} growing ×{s['gamma_growth']:g} per epoch{cap}")
     if s["gamma_restart_after"] > 0:
         growth = s["gamma_restart_growth"] or s["gamma_growth"]
         parts.append(f"started again after {s['gamma_restart_after']:g} epochs growing ×{growth:g} per epoch")

@@ -8,7 +8,7 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
 * the ADMM schedule (``--admm-schedule``, :func:`rescorer.quant.method.admm_schedule`): ``auto`` picks the
   schedule for a trained model (``--init-from``) or from scratch; its optimizer, learning rate and
   ``min_improvement`` are training settings and apply to ``admm`` only;
-* the learning rate: the ADMM schedule's (``trained-adam``: Adam at 1e-2); else Adam's :data:`ADAM_LR`;
+* the learning rate: the ADMM schedule's own (``trained-adam`` sets Adam's); else Adam's :data:`ADAM_LR`;
   SGD's 1, or with ``--init-from`` the rate the checkpoint's best epoch was trained with;
 * dropout: 0, or with ``--init-from`` the checkpoint's, at least 0.3 when the run quantizes;
 * distillation: a quantized method started from a trained model (``--init-from``) learns from that model's
