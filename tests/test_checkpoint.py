@@ -90,18 +90,20 @@ def test_missing_and_directory(tmp_path):
         load_lm(tmp_path)
 
 
-REFERENCE_STD = Path(__file__).resolve().parents[1] / "models" / "ptb-ref-std-1x200"
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
-def test_the_reference_std_loads_without_unpickling_and_scores_as_its_log_says(tmp_path):
-    """The recipe's reference STD (fp, dropout 0.3, all of PTB) is a safe checkpoint with its config and
-    vocabulary, and it is the model its log describes: all of PTB valid scores the best validation
-    perplexity recorded there."""
-    lm = load_lm(REFERENCE_STD / "best.pt")
+@pytest.mark.parametrize("name", ["ptb-ref-std-1x200", "ptb-ref-std-1x200-10k", "ptb-ref-std-1x200-24k"])
+def test_the_reference_std_loads_without_unpickling_and_scores_as_its_log_says(tmp_path, name):
+    """The recipe's reference STDs (fp, dropout 0.3; all of PTB, its first 10k and 24k sentences) are safe
+    checkpoints with their config and vocabulary, and each is the model its log describes: all of PTB
+    valid scores the best validation perplexity recorded there."""
+    reference_std = MODELS / name
+    lm = load_lm(reference_std / "best.pt")
     cfg = lm.model.cfg
     assert (cfg.layers, cfg.hidden_dim, cfg.dropout) == (1, 200, 0.3), cfg
     assert len(lm.units) == 10001, len(lm.units)
-    best = min(json.loads(line)["valid_ppl"] for line in (REFERENCE_STD / "train_log.jsonl").open())
+    best = min(json.loads(line)["valid_ppl"] for line in (reference_std / "train_log.jsonl").open())
     valid = tmp_path / "valid.txt"
     valid.write_text("".join(ptb_lines("valid", 10**6)), encoding="utf-8")
     ppl = evaluate_text(lm, valid).ppl
