@@ -95,3 +95,10 @@ def admm_run_killed_and_resumed(tmp_path, cfg, model_cfg, mcfg, monkeypatch, kil
     return read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt"), \
         killed_at_step
 
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Two checkpoints hold bitwise the same model parameters and quantized matrices."""
+    for key in ("model", "quantized"):
+        for k, v in a[key].items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(v, b[key][k]), (key, k)

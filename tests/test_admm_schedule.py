@@ -15,7 +15,7 @@ from rescorer.quant import MethodConfig, build_method
 from rescorer.quant.admm import AdmmMethod
 from rescorer.train.loop import train
 
-from quant_helpers import SMALL, admm_run_killed_and_resumed, cfg_for, slice_vocab
+from quant_helpers import SMALL, admm_run_killed_and_resumed, assert_same_weights, cfg_for, slice_vocab
 
 BATCHES = 40  # the PTB slice's 400 training sentences in batches of 10
 
@@ -259,10 +259,7 @@ def test_resume_mid_epoch_equals_uninterrupted_under_each_schedule(ptb_slice, tm
     # killed in epoch 2, after the save at its step 15
     full, cut, step = admm_run_killed_and_resumed(tmp_path, cfg, SMALL, mcfg, monkeypatch, kill_at=BATCHES + 18)
     assert step == 15
-    for key in ("model", "quantized"):
-        for k, v in full[key].items():
-            if isinstance(v, torch.Tensor):
-                assert torch.equal(v, cut[key][k]), (key, k)
+    assert_same_weights(full, cut)
     for k in ("iteration", "gamma", "since_update"):
         assert torch.equal(full["method_state"][k], cut["method_state"][k]), k
     if per_epoch:  # 12 iterations, the last at t = 2 epochs: γ = 1e-2·2^(2 − 1.5) with the restart, else ·1.5^2
@@ -308,7 +305,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     method_config("fp", "--lr", "0.5")
     fp = str(tmp_path / "fp" / "best.pt")
     keys = ("admm_interval", "admm_per_epoch", "warm_start", "gamma", "gamma_growth", "gamma_max",
-            "gamma_restart_after", "gamma_restart_growth")
+            "gamma_restart_after", "gamma_restart_growth", "alpha_lr")
 
     def schedule(name):  # a schedule without a setting leaves MethodConfig's default
         out = {k: getattr(MethodConfig(), k) for k in keys}
@@ -434,6 +431,7 @@ def test_schedule_help_follows_the_table(monkeypatch):
     text = describe_schedule("trained-adam")
     assert text.startswith("80 per epoch, warm start, Adam at 1e-2, γ from 5e-4 growing ×1.9 per epoch to 0.1"), text
     assert "after 6 epochs growing ×5.4 per epoch" in text and "under 1%" in text, text
+    assert "α's factor trained at 1e-2" in text and "factor" not in describe_schedule("trained"), text
     assert describe_schedule("paper") == "one ADMM iteration per epoch, SGD, γ 3e-3, fixed"
     changed = dict(method.ADMM_SCHEDULES["trained-adam"], gamma_growth=1.4, gamma_restart_after=0)
     monkeypatch.setitem(method.ADMM_SCHEDULES, "trained-adam", changed)

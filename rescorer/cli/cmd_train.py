@@ -60,7 +60,7 @@ class AdmmInterval(click.ParamType):
 @click.option("--tying", type=click.Choice(["layer", "node", "none"]), default="layer", show_default=True,
               help="admm: one α per weight matrix (layer), per output row (node), or no quantization (none).")
 @click.option("--admm-schedule", "admm_schedule_name", type=click.Choice(["auto", *ADMM_SCHEDULES]), default="auto", show_default=True,
-              help="admm: the settings of the seven options below, --optimizer and --lr, unless given (every count in "
+              help="admm: the settings of the seven options below, --alpha-lr, --optimizer and --lr, unless given (every count in "
                    "epochs): " + "; ".join(f"{n} = {describe_schedule(n)}" for n in ADMM_SCHEDULES)
                    + " (trained-adam is the fastest from a trained model, RESULTS_admm.md); auto = with --init-from "
                    "trained-adam for {±1} tables, trained for larger ones; else paper.")
@@ -92,6 +92,9 @@ class AdmmInterval(click.ParamType):
               help="admm extra-gradient look-ahead step η₁ as a multiple of the learning rate (η₂).")
 @click.option("--alpha-init", type=click.Choice(["one", "mean"]), default="one", show_default=True,
               help="admm: first α of each table, 1 (the paper) or mean|Θ| (used with --projection-start given).")
+@click.option("--alpha-lr", type=click.FloatRange(min=0), default=None,
+              help="admm: Adam's rate for a factor per matrix on α trained on the loss; the deployed α is eq. "
+                   "20's times it (0 = eq. 20's alone) [default: the schedule's].")
 @click.option("--projection-start", type=click.Choice(["exact", "given"]), default="exact", show_default=True,
               help="admm projection: start the α/code alternation at the exact optimum over α, or at the "
                    "previous α (plain alternation; may stall in a local optimum).")
@@ -198,7 +201,7 @@ class AdmmInterval(click.ParamType):
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
                   gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
-                  warm_start, extragradient, eta1, alpha_init, projection_start, keep_fp, init_from, teacher,
+                  warm_start, extragradient, eta1, alpha_init, alpha_lr, projection_start, keep_fp, init_from, teacher,
                   distill_weight, allocation, metric, budget_bits, budget_mb, widths, sensitivity_sentences, probes,
                   multibit_bits, act_bits, cycles, units, words_txt, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
                   hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
@@ -231,7 +234,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             admm_schedule=admm_schedule_name, gamma=gamma, gamma_growth=gamma_growth, gamma_max=gamma_max,
             gamma_restart_after=gamma_restart_after, gamma_restart_growth=gamma_restart_growth,
             admm_interval=admm_interval, warm_start=warm_start, extragradient=extragradient, eta1=eta1,
-            alpha_init=alpha_init, projection_start=projection_start, keep_fp=tuple(keep_fp), init_from=init_from,
+            alpha_init=alpha_init, alpha_lr=alpha_lr, projection_start=projection_start, keep_fp=tuple(keep_fp), init_from=init_from,
             teacher=teacher, distill_weight=distill_weight,
             precision=allocation, sensitivity=metric, budget_bits=budget_bits, budget_mb=budget_mb,
             precision_bits=tuple(parse_bits_list(widths)), sensitivity_sentences=sensitivity_sentences,

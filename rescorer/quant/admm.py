@@ -56,6 +56,10 @@ projection.  ``centre`` moves Θ by the change of the centre Q − λ, which mak
 Θ + λ jump by the change of Q at each iteration: every α change feeds back
 into the next projection and α creeps up (RESULTS_admm.md §4).
 
+Trained scales (``MethodConfig.alpha_lr`` > 0, :mod:`.trained_scale`): the forward pass of step 1
+uses c·Θ (c·Q with the gradient at Q) for a factor c per matrix that Adam trains on the loss; the
+deployed matrix is c·α·V.  Steps 2-3 keep eq. 20's Q = α·V.
+
 Mixed precision (``MethodConfig.precision``, :mod:`.mixed`): each matrix has
 its own table (``qset_of``); every update above is per matrix, so nothing
 else changes.
@@ -81,6 +85,7 @@ from rescorer.lm.model import LSTMLM, State
 from rescorer.quant.method import MethodConfig, TrainingMethod
 from rescorer.lm.quantized import QuantizedMatrix
 from rescorer.quant.qsets import QuantSet, alpha_start, parse_qset, project
+from rescorer.quant.trained_scale import TrainedScales
 
 
 class AdmmMethod(TrainingMethod):
@@ -108,11 +113,16 @@ class AdmmMethod(TrainingMethod):
         self.target: Dict[str, torch.Tensor] = {}  # (R, C): Q − λ, where the penalty pulls Θ
         self.g_prev: Dict[str, torch.Tensor] = {}  # ``past`` extra-gradient: last gradient, every parameter
         self.last_figures: Dict[str, float] = {}  # of the latest ADMM iteration in this epoch
+        self.scales: Optional[TrainedScales] = None  # ``alpha_lr`` > 0: a factor on α per matrix, trained
 
     # ---------------------------------------------------------------- state
     def qset_of(self, name: str) -> QuantSet:
         """The quantization table of one matrix: its ``precision`` entry, else ``qset``."""
         return self.qsets.get(name, self.qset)
+
+    def _factor(self, name: str) -> float:
+        """The trained factor c on α of one matrix (1 without ``alpha_lr``)."""
+        return 1.0 if self.scales is None else self.scales.factor(name)
 
     def _dense_q(self, name: str) -> torch.Tensor:
         """Q = α·levels[V] of one matrix: (R, C) float32."""
@@ -141,6 +151,8 @@ class AdmmMethod(TrainingMethod):
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
             self.lam[name] = torch.zeros_like(theta)
             self._refresh_target(name)
+        if self.quantized and self.cfg.alpha_lr > 0:
+            self.scales = TrainedScales(self.names, self.cfg.alpha_lr)
 
     def _to_device(self, model: LSTMLM) -> None:
         dev = next(model.parameters()).device
@@ -173,17 +185,21 @@ class AdmmMethod(TrainingMethod):
         other parameters as they are), the penalty gradient at Θ.
         """
         params = dict(model.named_parameters())
-        saved = {}
-        if at_q and self.quantized:
-            for name in self.names:
+        saved, used = {}, {}
+        if (at_q or self.scales is not None) and self.quantized:
+            for name in self.names:  # the forward pass at c·X, X = Q or Θ (c = 1 without trained scales)
                 saved[name] = params[name].detach().clone()
-                params[name].data.copy_(self._dense_q(name))
+                used[name] = self._dense_q(name) if at_q else saved[name]
+                params[name].data.copy_(used[name] * self._factor(name))
         optimizer.zero_grad(set_to_none=True)
         objective, loss, new_state = self.forward_loss(model, batch, state)
         (objective / batch.norm).backward()
         for name, theta in saved.items():
             params[name].data.copy_(theta)
         self.sync_gradients(model)  # data-parallel: the global batch's ∇F_ce, before clip and penalty
+        if self.scales is not None:
+            for name in self.names:  # ∂L/∂u, and c·∂L/∂W into Θ's gradient
+                self.scales.take_gradient(name, params[name].grad, used[name])
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if self.gamma > 0:
@@ -220,6 +236,8 @@ class AdmmMethod(TrainingMethod):
             for name in self.names:
                 params[name].grad.mul_(1.0 - step * self.gamma)
         optimizer.step()  # Θ ← Θ − η₂ ∇L(Θ̄)
+        if self.scales is not None:
+            self.scales.step()
         self.after_step(model)
         self.since_update += 1
         self.batch += 1
@@ -233,6 +251,8 @@ class AdmmMethod(TrainingMethod):
         figures = self.admm_iteration(model) if self.since_update > 0 or not self.last_figures \
             else dict(self.last_figures)
         figures["admm_updates"] = self.epoch_updates
+        if self.scales is not None:
+            figures.update(self.scales.figures())
         self.epoch_updates = 0
         self.last_figures = {}
         return figures
@@ -324,8 +344,12 @@ class AdmmMethod(TrainingMethod):
         if not self.quantized:
             return {}
         return {n: QuantizedMatrix(self.codes[n], self.qset_of(n).basis().to(self.codes[n].device),
-                                   self.alpha[n].reshape(-1, 1))
+                                   self.alpha[n].reshape(-1, 1) * self._factor(n))  # c·α (trained_scale)
                 for n in self.names}
+
+    def training_point(self, model: LSTMLM) -> Dict[str, torch.Tensor]:
+        params = dict(model.named_parameters())
+        return {} if self.scales is None else {n: params[n].detach() * self._factor(n) for n in self.names}
 
     # --------------------------------------------------------------- resume
     def state_dict(self) -> dict:
@@ -335,7 +359,8 @@ class AdmmMethod(TrainingMethod):
                 "anchor": cpu(self.target) if not self.quantized else {}, "g_prev": cpu(self.g_prev),
                 "since_update": torch.tensor(self.since_update), "epoch_updates": torch.tensor(self.epoch_updates),
                 "last_figures": {k: torch.tensor(float(v), dtype=torch.float64)
-                                 for k, v in self.last_figures.items()}}
+                                 for k, v in self.last_figures.items()},
+                "scales": self.scales.state_dict() if self.scales is not None else {}}
 
     def restore_position(self, state: dict) -> None:
         """Θ's companions of an earlier state (codes, α, λ, the extra-gradient memory); the iteration count,
@@ -358,6 +383,9 @@ class AdmmMethod(TrainingMethod):
         for k in ("admm_iter", "admm_codes_changed", "admm_alternations"):
             if k in self.last_figures:
                 self.last_figures[k] = int(self.last_figures[k])
+        if state.get("scales"):
+            self.scales = TrainedScales(self.names, self.cfg.alpha_lr)
+            self.scales.load_state_dict(state["scales"])
         if self.quantized:
             for name in self.names:
                 self._refresh_target(name)

@@ -44,7 +44,7 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: ``trained-adam`` = from a trained model into two-level tables ({±1}): 80 iterations per epoch, Adam
 #: at 1e-2 (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
 #: once, after 6 epochs, from 5e-4 again growing ×5.4 per epoch (a loose penalty lets the frozen codes
-#: move once more).  ``optimizer``, ``lr`` and ``min_improvement`` are training settings
+#: move once more), and a factor per matrix on α trained by Adam at 1e-2 (``alpha_lr``, :mod:`.trained_scale`).  ``optimizer``, ``lr`` and ``min_improvement`` are training settings
 #: (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
@@ -54,7 +54,8 @@ ADMM_SCHEDULES = {
                 "optimizer": "sgd"},
     "trained-adam": {"admm_per_epoch": 80, "admm_interval": 0, "warm_start": "quantized", "gamma": 5e-4,
                      "gamma_growth": 1.9, "gamma_max": 1e-1, "gamma_restart_after": 6.0,
-                     "gamma_restart_growth": 5.4, "optimizer": "adam", "lr": 1e-2, "min_improvement": 0.01},
+                     "gamma_restart_growth": 5.4, "alpha_lr": 1e-2, "optimizer": "adam", "lr": 1e-2,
+                     "min_improvement": 0.01},
 }
 #: The schedule entries that are training settings, not :class:`MethodConfig` fields (a schedule without
 #: ``lr`` or ``min_improvement`` leaves the trainer's default; its ``lr`` is for its own optimizer).
@@ -84,6 +85,8 @@ def describe_schedule(name: str) -> str:
     if s["gamma_restart_after"] > 0:
         growth = s["gamma_restart_growth"] or s["gamma_growth"]
         parts.append(f"started again after {s['gamma_restart_after']:g} epochs growing ×{growth:g} per epoch")
+    if s.get("alpha_lr", 0) > 0:
+        parts.append(f"α's factor trained at {short_number(s['alpha_lr'])}")
     if "min_improvement" in s:
         parts.append(f"the rate halved when an epoch gains under {s['min_improvement']:.0%}")
     return ", ".join(parts)
@@ -125,7 +128,9 @@ class MethodConfig:
     ``warm_start`` what happens to Θ after each of them (:data:`WARM_STARTS`),
     ``extragradient`` none|penalty|past|full and ``eta1`` its look-ahead step η₁ as
     a multiple of the learning rate (η₂ is the learning rate), ``alpha_init``
-    one|mean and ``projection_start`` exact|given (see :mod:`.qsets`).
+    one|mean and ``projection_start`` exact|given (see :mod:`.qsets`), ``alpha_lr``
+    Adam's rate for a factor per matrix on α trained on the loss (0 = eq. 20's α
+    alone; :mod:`.trained_scale`).
     Multi-bit (``multibit``): ``bits`` per weight, ``act_bits`` per LSTM input
     activation (0 = full precision), ``cycles`` alternating cycles after the greedy
     start.  All quantized methods: ``keep_fp`` weight matrices left in full precision.
@@ -148,6 +153,7 @@ class MethodConfig:
     eta1: float = 1.0
     alpha_init: str = "one"
     projection_start: str = "exact"
+    alpha_lr: float = 0.0
     keep_fp: Tuple[str, ...] = ()
     bits: int = 2
     act_bits: int = 0
@@ -171,6 +177,7 @@ class MethodConfig:
             (self.gamma >= 0 and self.gamma_growth > 0 and self.eta1 >= 0 and self.gamma_max >= 0,
              f"gamma >= 0, gamma growth > 0, gamma max >= 0 and eta1 >= 0 required (got {self.gamma}, "
              f"{self.gamma_growth}, {self.gamma_max}, {self.eta1})"),
+            (self.alpha_lr >= 0, f"alpha lr must be >= 0 (0 = eq. 20's α alone), got {self.alpha_lr}"),
             (self.gamma_restart_after >= 0 and self.gamma_restart_growth >= 0,
              f"gamma restart after >= 0 ADMM iterations and gamma restart growth >= 0 required (got "
              f"{self.gamma_restart_after}, {self.gamma_restart_growth})"),
@@ -273,6 +280,11 @@ class TrainingMethod:
 
     def quantized_matrices(self, model: LSTMLM) -> Dict[str, QuantizedMatrix]:
         """The quantized weight matrices of the deployed model (empty: full precision)."""
+        return {}
+
+    def training_point(self, model: LSTMLM) -> Dict[str, torch.Tensor]:
+        """Matrices the training forward pass uses in place of the model's parameters (ADMM's trained
+        scales: c·Θ), for the full-precision validation figure; empty: the parameters themselves."""
         return {}
 
     def quantized_names(self, model: LSTMLM) -> List[str]:

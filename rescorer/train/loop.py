@@ -191,7 +191,11 @@ class Trainer(RunSetup):
         t_eval = time.time()
         self.dist.broadcast_parameters(self.model)  # the same Θ on every rank before the ADMM updates
         extra = self.method.end_epoch(self.model, st.epoch)
-        valid_fp = self.valid_ppl(self.model)
+        point = self.method.training_point(self.model)  # the full-precision model the forward pass trains
+        if point:
+            assert self.eval_model is not None
+            self.eval_model.load_state_dict({**self.model.state_dict(), **point})
+        valid_fp = self.valid_ppl(self.eval_model if point else self.model)
         quantized = self.method.quantized_matrices(self.model)
         row: Dict[str, Any] = {
             "epoch": st.epoch + 1, "lr": st.lr,

@@ -59,6 +59,7 @@ class TrainOptions:
     extragradient: str = MethodConfig.extragradient
     eta1: float = MethodConfig.eta1
     alpha_init: str = MethodConfig.alpha_init
+    alpha_lr: Optional[float] = None
     projection_start: str = MethodConfig.projection_start
     keep_fp: Tuple[str, ...] = ()
     init_from: Optional[str] = None
@@ -162,7 +163,8 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
                              gamma_growth=o.gamma_growth, gamma_max=o.gamma_max,
                              gamma_restart_after=o.gamma_restart_after,
                              gamma_restart_growth=o.gamma_restart_growth, admm_per_epoch=per_epoch,
-                             admm_interval=batches, warm_start=o.warm_start, optimizer=o.optimizer,
+                             admm_interval=batches, warm_start=o.warm_start, alpha_lr=o.alpha_lr,
+                             optimizer=o.optimizer,
                              lr=o.lr, min_improvement=o.min_improvement)
     if batches and schedule.get("admm_per_epoch") == 0 and o.admm_schedule != "paper":
         counted = [f"--{k.replace('_', '-')}" for k in ("gamma_growth", "gamma_restart_after")
