@@ -2,8 +2,8 @@
 
 Eq. 20 sets the scale α of a table by least squares: the Q = α·V nearest the weights it projects.
 The α nearest in weights is not the one the loss prefers: from PTB's trained STDs the trained factors
-settle near 0.5 for the recurrent matrix, 0.55-0.7 for the input path (embedding and input weights,
-which only act through their product) and 0.7-0.9 for the output layer, and layer {±1} ends 2-4 %
+settle at 0.4-0.55 for the recurrent matrix, 0.5-0.7 for the input path (embedding and input weights,
+which only act through their product) and 0.6-0.9 for the output layer, and layer {±1} ends 2-4 %
 lower on validation than with eq. 20's α alone (recipes/ptb/RESULTS_admm.md §14).  Bin+Lin learns its
 scales by gradient; this gives ADMM's tables the same.
 
