@@ -44,8 +44,8 @@ WARM_STARTS = ("none", "centre", "quantized")
 #: ``trained-adam`` = from a trained model into two-level tables ({±1}): 80 iterations per epoch, Adam
 #: at 1e-2 (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
 #: once, after 6 epochs, from 5e-4 again growing ×5.4 per epoch (a loose penalty lets the frozen codes
-#: move once more), and a factor per matrix on α trained by Adam at 1e-2 (``alpha_lr``, :mod:`.trained_scale`).  ``optimizer``, ``lr`` and ``min_improvement`` are training settings
-#: (:class:`rescorer.train.config.TrainConfig`).
+#: move once more), and a factor per matrix on α trained by Adam at 1e-2 (``alpha_lr``, :mod:`.trained_scale`).
+#: ``optimizer``, ``lr`` and ``min_improvement`` are training settings (:class:`rescorer.train.config.TrainConfig`).
 ADMM_SCHEDULES = {
     "paper": {"admm_per_epoch": 1, "admm_interval": 0, "warm_start": "none", "gamma": 3e-3, "gamma_growth": 1.0,
               "gamma_max": 0.0, "gamma_restart_after": 0, "gamma_restart_growth": 0.0, "optimizer": "sgd"},
