@@ -29,17 +29,23 @@ def tiny(ptb_slice, **kw):
     return model, method, batch
 
 
-def loss_with_factors(model, batch, method, factors, at_q):
-    """The per-token loss (float64) of a copy of the model with each quantized matrix at factor·X (X = Q or Θ)."""
+def scaled_copy(model, method, factors, at_q, dtype=torch.float32):
+    """A copy of the model (in ``dtype``) with each quantized matrix at factor·X (X = Q or Θ)."""
     m = LSTMLM(model.cfg)
     m.load_state_dict(model.state_dict())
-    m.double()  # float64: a central difference of a float32 loss drowns in rounding
+    m.to(dtype)
     with torch.no_grad():
         for n, p in m.named_parameters():
             if n in method.names:
                 x = method._dense_q(n) if at_q else dict(model.named_parameters())[n].detach()
-                p.copy_(x.double() * factors[n])
-        loss, _ = m.loss(batch.inputs, batch.targets)
+                p.copy_(x.to(dtype) * factors[n])
+    return m
+
+
+def loss_with_factors(model, batch, method, factors, at_q):
+    """The per-token loss, in float64 (a central difference of a float32 loss drowns in rounding)."""
+    with torch.no_grad():
+        loss, _ = scaled_copy(model, method, factors, at_q, torch.float64).loss(batch.inputs, batch.targets)
     return float(loss) / batch.ntokens
 
 
@@ -61,13 +67,7 @@ def test_the_factor_gradient_is_the_derivative_of_the_loss(ptb_slice, at_q):
                    - loss_with_factors(model, batch, method, down, at_q)) / (2 * eps)
         assert float(method.scales.grad[n]) == pytest.approx(numeric, rel=1e-2, abs=1e-7), n
     # Θ's gradient: c·∂L/∂W; check on the output layer by autograd on a model holding c·X
-    m = LSTMLM(model.cfg)
-    m.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            if n in method.names:
-                x = method._dense_q(n) if at_q else dict(model.named_parameters())[n].detach()
-                p.copy_(x * factors[n])
+    m = scaled_copy(model, method, factors, at_q)
     loss, _ = m.loss(batch.inputs, batch.targets)
     (loss / batch.ntokens).backward()
     got = dict(model.named_parameters())["decoder.weight"].grad

@@ -348,6 +348,7 @@ class AdmmMethod(TrainingMethod):
                 for n in self.names}
 
     def training_point(self, model: LSTMLM) -> Dict[str, torch.Tensor]:
+        """With trained scales, c·Θ (R, C) of each quantized matrix: what the forward pass trains."""
         params = dict(model.named_parameters())
         return {} if self.scales is None else {n: params[n].detach() * self._factor(n) for n in self.names}
 

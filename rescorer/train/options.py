@@ -164,8 +164,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
                              gamma_restart_after=o.gamma_restart_after,
                              gamma_restart_growth=o.gamma_restart_growth, admm_per_epoch=per_epoch,
                              admm_interval=batches, warm_start=o.warm_start, alpha_lr=o.alpha_lr,
-                             optimizer=o.optimizer,
-                             lr=o.lr, min_improvement=o.min_improvement)
+                             optimizer=o.optimizer, lr=o.lr, min_improvement=o.min_improvement)
     if batches and schedule.get("admm_per_epoch") == 0 and o.admm_schedule != "paper":
         counted = [f"--{k.replace('_', '-')}" for k in ("gamma_growth", "gamma_restart_after")
                    if getattr(o, k) is None and schedule.get(k) not in (None, 0, 1.0)]
