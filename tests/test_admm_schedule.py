@@ -294,8 +294,8 @@ def tiny_cli_run(ptb_slice, out, *extra):
 
 def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     """`admmq train --method admm`: the paper's schedule from scratch; with --init-from ``trained-adam``
-    for a {±1} table and ``trained`` for larger ones; --admm-schedule paper is one option away and
-    explicit settings win."""
+    whatever the table ({±1}, {0,±1}, {±1,±2}, {±1,±2,±4}); --admm-schedule paper and trained are one
+    option away and explicit settings win."""
     from rescorer.quant.method import ADMM_SCHEDULES, TRAINING_KEYS
     from rescorer.train.config import ADAM_LR
 
@@ -317,10 +317,12 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
     assert {k: scratch[k] for k in keys} == schedule("paper")
     trained = method_config("trained", "--method", "admm", "--init-from", fp)  # --qset pm1, the default
     assert {k: trained[k] for k in keys} == schedule("trained-adam")
-    for qset, tying in (("pm124", "node"), ("0pm1", "layer")):
+    for qset, tying in (("0pm1", "layer"), ("pm12", "layer"), ("pm124", "node")):
         larger = method_config(f"larger_{qset}", "--method", "admm", "--init-from", fp, "--qset", qset, "--tying",
                                tying)
-        assert {k: larger[k] for k in keys} == schedule("trained"), qset
+        assert {k: larger[k] for k in keys} == schedule("trained-adam"), qset
+    sgd = method_config("sgd_schedule", "--method", "admm", "--init-from", fp, "--admm-schedule", "trained")
+    assert {k: sgd[k] for k in keys} == schedule("trained")
     for name in ADMM_SCHEDULES:  # every named schedule is stated per epoch, not in one corpus's mini-batches
         assert ADMM_SCHEDULES[name]["admm_per_epoch"] > 0 and ADMM_SCHEDULES[name]["admm_interval"] == 0, name
     for name in ("trained", "trained-adam"):
@@ -348,7 +350,8 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
 
     assert ADMM_SCHEDULES["trained-adam"]["optimizer"] == "adam" and ADMM_SCHEDULES["trained-adam"]["lr"] != ADAM_LR
     assert optimisation("trained") == ("adam", ADMM_SCHEDULES["trained-adam"]["lr"])
-    assert optimisation("larger_pm124") == optimisation("larger_0pm1") == ("sgd", 0.5)
+    assert optimisation("larger_pm124") == optimisation("larger_0pm1") == ("adam", ADMM_SCHEDULES["trained-adam"]["lr"])
+    assert optimisation("sgd_schedule") == ("sgd", 0.5)
     assert optimisation("scratch") == ("sgd", 1.0)
     assert optimisation("paper") == ("sgd", 0.5)
     assert optimisation("given_lr", "--method", "admm", "--init-from", fp, "--lr", "0.3") == ("adam", 0.3)
@@ -364,7 +367,7 @@ def test_cli_schedule_defaults_follow_init_from(ptb_slice, tmp_path):
         return read_checkpoint(tmp_path / name / "last.pt")["train_config"]["min_improvement"]
 
     assert stall("trained") == ADMM_SCHEDULES["trained-adam"]["min_improvement"] == 0.01
-    assert stall("larger_pm124") == stall("paper") == stall("binlin") == 0.003
+    assert stall("larger_pm124") == 0.01 and stall("sgd_schedule") == stall("paper") == stall("binlin") == 0.003
     assert stall("given_stall", "--method", "admm", "--init-from", fp, "--min-improvement", "0.05") == 0.05
     trained_ckpt = read_checkpoint(tmp_path / "trained" / "last.pt")
     assert all("exp_avg" in st for st in trained_ckpt["optimizer"]["state"].values())  # Adam really ran

@@ -63,7 +63,7 @@ class AdmmInterval(click.ParamType):
               help="admm: the settings of the seven options below, --alpha-lr, --optimizer and --lr, unless given (every count in "
                    "epochs): " + "; ".join(f"{n} = {describe_schedule(n)}" for n in ADMM_SCHEDULES)
                    + " (trained-adam is the fastest from a trained model, RESULTS_admm.md); auto = with --init-from "
-                   "trained-adam for {±1} tables, trained for larger ones; else paper.")
+                   "trained-adam; else paper.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=None,
               help="admm penalty γ of eq. 14 [default: the schedule's].")
 @click.option("--gamma-growth", type=click.FloatRange(min=0, min_open=True), default=None,

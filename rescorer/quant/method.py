@@ -39,9 +39,10 @@ WARM_STARTS = ("none", "centre", "quantized")
 
 #: ADMM schedules, every count in epochs of the training text (recipes/ptb/RESULTS_admm.md):
 #: ``paper`` = one ADMM iteration (eqs. 18-21) per epoch, fixed γ, SGD (the paper, section 4);
-#: ``trained`` = from a trained model into a table of three or more levels: 40 iterations per epoch, Θ ← Q
-#: after each (warm start ``quantized``), γ 1e-3, SGD at the model's last rate;
-#: ``trained-adam`` = from a trained model into two-level tables ({±1}): 80 iterations per epoch, Adam
+#: ``trained`` = from a trained model: 40 iterations per epoch, Θ ← Q after each (warm start
+#: ``quantized``), γ 1e-3, SGD at the model's last rate (the default for tables of three or more levels
+#: until RESULTS_admm.md §15);
+#: ``trained-adam`` = from a trained model into any table (``auto``'s choice): 80 iterations per epoch, Adam
 #: at 1e-2 (its rate halved when an epoch gains under 1 %), γ from 5e-4 growing ×1.9 per epoch up to 1e-1, and
 #: once, after 6 epochs, from 5e-4 again growing ×5.4 per epoch (a loose penalty lets the frozen codes
 #: move once more), and a factor per matrix on α trained by Adam at 1e-2 (``alpha_lr``, :mod:`.trained_scale`).
@@ -92,19 +93,17 @@ def describe_schedule(name: str) -> str:
     return ", ".join(parts)
 
 
-def auto_schedule(from_trained: bool, binary: bool) -> str:
-    """``auto``'s schedule: ``paper`` from scratch; from a trained model ``trained-adam`` when every
-    table has two levels, else ``trained``."""
-    if not from_trained:
-        return "paper"
-    return "trained-adam" if binary else "trained"
+def auto_schedule(from_trained: bool) -> str:
+    """``auto``'s schedule: ``trained-adam`` from a trained model, whatever its tables (RESULTS_admm.md §15),
+    ``paper`` from scratch."""
+    return "trained-adam" if from_trained else "paper"
 
 
-def admm_schedule(name: str, from_trained: bool, binary: bool = False, **given) -> dict:
+def admm_schedule(name: str, from_trained: bool, **given) -> dict:
     """The ADMM schedule settings of ``name`` (``auto``: :func:`auto_schedule`), with the ``given``
     (not None) settings taking precedence."""
     if name == "auto":
-        name = auto_schedule(from_trained, binary)
+        name = auto_schedule(from_trained)
     if name not in ADMM_SCHEDULES:
         raise AdmmqError(f"ADMM schedule must be auto, {', '.join(ADMM_SCHEDULES)}, got {name!r}")
     out = dict(ADMM_SCHEDULES[name])

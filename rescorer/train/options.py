@@ -156,10 +156,8 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
     parse_qset(o.qset)  # a bad set name is an error before any data is read
     plan = _precision_plan(o, quiet)
     init_ckpt = read_checkpoint(resolve_lm_path(o.init_from)) if o.init_from else None
-    tables = [o.qset, *(spec for _, spec in (plan.pairs if plan else ()))]
-    binary = all(len(parse_qset(t).levels) == 2 for t in tables)
     per_epoch, batches = o.admm_interval if o.admm_interval is not None else (None, None)
-    schedule = admm_schedule(o.admm_schedule, o.init_from is not None, binary, gamma=o.gamma,
+    schedule = admm_schedule(o.admm_schedule, o.init_from is not None, gamma=o.gamma,
                              gamma_growth=o.gamma_growth, gamma_max=o.gamma_max,
                              gamma_restart_after=o.gamma_restart_after,
                              gamma_restart_growth=o.gamma_restart_growth, admm_per_epoch=per_epoch,
