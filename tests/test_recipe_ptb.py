@@ -164,8 +164,9 @@ def test_ptb_recipe_end_to_end_on_a_slice(tmp_path):
 @needs_perl
 def test_cpu_full_mode_starts_quantized_rows_from_the_given_std_model(tmp_path):
     """--cpu-full --std-model: the given fp checkpoint is the std row (copied, not retrained); every
-    quantized row, Bin+Lin included, starts from it with ADMM's schedule for a trained model and the
-    rate its best epoch was trained with; --row-epochs sets one row's epochs."""
+    quantized row, Bin+Lin included, starts from it: ADMM with its schedule for a trained model
+    (trained-adam), Bin+Lin at the rate the STD's best epoch was trained with; --row-epochs sets one row's
+    epochs."""
     from click.testing import CliRunner
 
     from rescorer.cli.group import cli
@@ -193,10 +194,10 @@ def test_cpu_full_mode_starts_quantized_rows_from_the_given_std_model(tmp_path):
     assert not (exp / "log" / "train_std.log").exists()  # not retrained
     admm = read_checkpoint(exp / "train" / "admm_node_pm124" / "last.pt")
     assert admm["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")
-    assert (admm["train_config"]["optimizer"], admm["train_config"]["lr"]) == ("sgd", 0.5)  # the STD's rate
     assert len(admm["log"]) == 2
-    settings = {**admm["method_config"], **{k: admm["train_config"][k] for k in ("optimizer", "min_improvement")}}
-    assert {k: settings[k] for k in ADMM_SCHEDULES["trained"]} == ADMM_SCHEDULES["trained"]
+    # a trained model goes into every table with trained-adam (its Adam rate, not the STD's)
+    settings = {**admm["method_config"], **{k: admm["train_config"][k] for k in ("optimizer", "lr", "min_improvement")}}
+    assert {k: settings[k] for k in ADMM_SCHEDULES["trained-adam"]} == ADMM_SCHEDULES["trained-adam"]
     binlin = read_checkpoint(exp / "train" / "binlin" / "last.pt")
     assert binlin["train_config"]["init_from"] == str(exp / "train" / "std" / "best.pt")
     assert (binlin["train_config"]["optimizer"], binlin["train_config"]["lr"]) == ("sgd", 0.5)  # the STD's rate
