@@ -78,7 +78,8 @@ def test_bin_lin_starts_from_a_full_precision_model_with_the_same_function(ptb_s
     """--init-from an fp LM: the added binary linear layers start orthogonal (Hadamard / √n, which
     binarization leaves unchanged) and the next matrices absorb their inverse, so the latent model
     computes the fp model's logits; its binarized linear layers are those same matrices."""
-    from rescorer.quant.binarize import BinLinMethod, hadamard
+    from rescorer.quant.binarize import BinLinMethod
+    from rescorer.quant.linear_layers import hadamard
 
     for n in (1, 2, 4, 12, 16, 20, 200, 256):  # Sylvester, Paley (q = 11, 19, 199) and products
         h = hadamard(n)

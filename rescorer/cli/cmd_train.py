@@ -95,6 +95,11 @@ class AdmmInterval(click.ParamType):
 @click.option("--alpha-lr", type=click.FloatRange(min=0), default=None,
               help="admm: Adam's rate for a factor per matrix on α trained on the loss; the deployed α is eq. "
                    "20's times it (0 = eq. 20's alone) [default: the schedule's].")
+@click.option("--linear-layers/--no-linear-layers", default=None,
+              help="admm: add Bin+Lin's two partially quantized linear layers (after the embedding and before "
+                   "the output layer: a quantized matrix, full-precision per-output scales and biases; layer "
+                   "{±1} 1×200 on PTB: 31.3× smaller than the fp32 STD instead of 32.1×) [default: on for --tying layer --qset pm1 "
+                   "with --init-from, else off].")
 @click.option("--projection-start", type=click.Choice(["exact", "given"]), default="exact", show_default=True,
               help="admm projection: start the α/code alternation at the exact optimum over α, or at the "
                    "previous α (plain alternation; may stall in a local optimum).")
@@ -201,12 +206,13 @@ class AdmmInterval(click.ParamType):
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
                   gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
-                  warm_start, extragradient, eta1, alpha_init, alpha_lr, projection_start, keep_fp, init_from, teacher,
-                  distill_weight, allocation, metric, budget_bits, budget_mb, widths, sensitivity_sentences, probes,
-                  multibit_bits, act_bits, cycles, units, words_txt, vocab_size, min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim,
-                  hidden_dim, layers, dropout, tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum,
-                  weight_decay, clip, loss_norm, self_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every, device,
-                  batch_tokens, nj, quiet, tensorboard_dir):
+                  warm_start, extragradient, eta1, alpha_init, alpha_lr, linear_layers, projection_start, keep_fp,
+                  init_from, teacher, distill_weight, allocation, metric, budget_bits, budget_mb, widths,
+                  sensitivity_sentences, probes, multibit_bits, act_bits, cycles, units, words_txt, vocab_size,
+                  min_count, unk_symbol, spm_model, spm_vocab_size, embed_dim, hidden_dim, layers, dropout,
+                  tie_embeddings, epochs, batch_size, bptt, optimizer, lr, momentum, weight_decay, clip, loss_norm,
+                  self_norm, schedule, lr_decay, min_improvement, restore_best, seed, max_sentences, save_every,
+                  device, batch_tokens, nj, quiet, tensorboard_dir):
     """Train an LSTM LM on TRAIN, selecting the best epoch on VALID.
 
     \b
@@ -234,7 +240,8 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
             admm_schedule=admm_schedule_name, gamma=gamma, gamma_growth=gamma_growth, gamma_max=gamma_max,
             gamma_restart_after=gamma_restart_after, gamma_restart_growth=gamma_restart_growth,
             admm_interval=admm_interval, warm_start=warm_start, extragradient=extragradient, eta1=eta1,
-            alpha_init=alpha_init, alpha_lr=alpha_lr, projection_start=projection_start, keep_fp=tuple(keep_fp),
+            alpha_init=alpha_init, alpha_lr=alpha_lr, linear_layers=linear_layers,
+            projection_start=projection_start, keep_fp=tuple(keep_fp),
             init_from=init_from, teacher=teacher, distill_weight=distill_weight,
             precision=allocation, sensitivity=metric, budget_bits=budget_bits, budget_mb=budget_mb,
             precision_bits=tuple(parse_bits_list(widths)), sensitivity_sentences=sensitivity_sentences,

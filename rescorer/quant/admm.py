@@ -60,6 +60,10 @@ Trained scales (``MethodConfig.alpha_lr`` > 0, :mod:`.trained_scale`): the forwa
 uses c·Θ (c·Q with the gradient at Q) for a factor c per matrix that Adam trains on the loss; the
 deployed matrix is c·α·V.  Steps 2-3 keep eq. 20's Q = α·V.
 
+Linear layers (``MethodConfig.linear_layers``, :mod:`.linear_layers`): the model gets Bin+Lin's two
+partially quantized linear layers; their matrices are quantized like every other (their per-output
+scales and biases are full precision).
+
 Mixed precision (``MethodConfig.precision``, :mod:`.mixed`): each matrix has
 its own table (``qset_of``); every update above is per matrix, so nothing
 else changes.

@@ -21,28 +21,20 @@ after the embedding and before the output layer (the model's
 binary W_b and full-precision per-output ``scale`` and bias ``b``, trained
 like the LSTM biases).
 
-Starting ``bin-lin`` from a trained full-precision LM (``--init-from``): a
-binary matrix cannot be the identity, but it can be orthogonal.  Each added
-layer starts at W = H/√n for a Hadamard matrix H (n × n, entries ±1,
-H·Hᵀ = n·I), whose binary version h·sign(W) is H/√n itself; the matrix
-after it absorbs the inverse (LSTM input weights W_ih·Wᵀ, output layer
-D·Wᵀ), so the started model computes exactly the fp model's function.
-Hadamard matrices come from Sylvester's doubling and Paley's first
-construction (n − 1 a prime ≡ 3 mod 4, e.g. n = 200 from 199), combined by
-Kronecker products; other sizes are a one-line error.
+Starting ``bin-lin`` from a trained full-precision LM (``--init-from``): the linear layers start
+orthogonal, so the started model computes the fp model's function (:mod:`rescorer.quant.linear_layers`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Dict
 
 import torch
 
-from rescorer.errors import AdmmqError
 from rescorer.lm.model import LSTMLM, ModelConfig
 from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.quant.linear_layers import insert_linear_layers, with_linear_layers
 from rescorer.quant.straight_through import StraightThroughMethod
 
 SIGN_BASIS = torch.tensor([[-1.0], [1.0]])  # code 0 -> -1, code 1 -> +1
@@ -84,58 +76,10 @@ class BinLinMethod(BinMethod):
     name = "bin-lin"
 
     def adapt_model_config(self, cfg: ModelConfig) -> ModelConfig:
-        return replace(cfg, input_linear=True, output_linear=True)
+        return with_linear_layers(cfg)
 
     def adapt_init_weights(self, weights: Dict[str, torch.Tensor], cfg: ModelConfig,
                            source: str) -> Dict[str, torch.Tensor]:
         """An fp model's weights with the two linear layers inserted as orthogonal binary matrices
-        (see the module docstring); the function the model computes is unchanged."""
-        if "input_linear.weight" in weights:  # already a bin-lin model
-            return weights
-        if cfg.tie_embeddings:
-            raise AdmmqError(f"{source}: bin-lin cannot start from a model with tied embeddings (the output "
-                             f"linear layer would change the embedding)")
-        out = dict(weights)
-        for layer, dim, after in (("input_linear", cfg.embed_dim, "lstm.weight_ih_l0"),
-                                  ("output_linear", cfg.hidden_dim, "decoder.weight")):
-            w = hadamard(dim, source) / math.sqrt(dim)  # (n, n) orthogonal, binary: h·sign(w) = w
-            out[f"{layer}.weight"] = w
-            out[f"{layer}.scale"] = torch.ones(dim)
-            out[f"{layer}.bias"] = torch.zeros(dim)
-            out[after] = weights[after] @ w.T  # (·, n): absorbs the inverse Wᵀ
-        return out
-
-
-def _is_prime(n: int) -> bool:
-    return n >= 2 and all(n % d for d in range(2, int(math.isqrt(n)) + 1))
-
-
-def _paley(n: int) -> torch.Tensor:
-    """Paley's construction I: Hadamard matrix of order n = q + 1, q prime, q ≡ 3 (mod 4)."""
-    q = n - 1
-    squares = {(x * x) % q for x in range(1, q)}
-    chi = torch.tensor([0.0] + [1.0 if x in squares else -1.0 for x in range(1, q)])
-    idx = torch.arange(q)
-    jac = chi[(idx.unsqueeze(0) - idx.unsqueeze(1)) % q]  # Jacobsthal matrix Q[i, j] = χ(j − i), skew
-    s = torch.zeros(n, n)
-    s[0, 1:] = 1.0
-    s[1:, 0] = -1.0
-    s[1:, 1:] = jac
-    return s + torch.eye(n)
-
-
-def hadamard(n: int, source: str = "model") -> torch.Tensor:
-    """An (n, n) matrix of ±1 with H·Hᵀ = n·I (Sylvester, Paley I and their Kronecker products)."""
-    if n == 1:
-        return torch.ones(1, 1)
-    if n % 4 == 0 and _is_prime(n - 1) and (n - 1) % 4 == 3:
-        return _paley(n)
-    if n % 2 == 0:
-        try:
-            half = hadamard(n // 2, source)
-        except AdmmqError:
-            half = None
-        if half is not None:
-            return torch.kron(torch.tensor([[1.0, 1.0], [1.0, -1.0]]), half)
-    raise AdmmqError(f"{source}: bin-lin --init-from needs a Hadamard matrix of order {n} (the embedding or "
-                     f"hidden size), which this build cannot construct (it knows 2^k·(p+1), p prime ≡ 3 mod 4)")
+        (:func:`rescorer.quant.linear_layers.insert_linear_layers`); the function is unchanged."""
+        return insert_linear_layers(weights, cfg, source)

@@ -27,6 +27,7 @@ from rescorer.settings import settings_from_dict
 from rescorer.lm.distillation import distillation_loss
 from rescorer.lm.model import LSTMLM, ModelConfig, State
 from rescorer.lm.quantized import QuantizedMatrix
+from rescorer.quant.linear_layers import insert_linear_layers, with_linear_layers
 
 
 EXTRAGRADIENTS = ("none", "penalty", "past", "full", "quantized")
@@ -99,6 +100,13 @@ def auto_schedule(from_trained: bool) -> str:
     return "trained-adam" if from_trained else "paper"
 
 
+def auto_linear_layers(qset: str, tying: str, from_trained: bool) -> bool:
+    """ADMM's default for ``linear_layers``: on for layer-tied {±1} (every matrix one scale times a sign, the
+    model Bin+Lin quantizes) started from a trained model; with them ADMM leads the equally tuned Bin+Lin
+    at every epoch (RESULTS_admm.md §16).  Off for the other tables and from scratch (not measured)."""
+    return from_trained and qset == "pm1" and tying == "layer"
+
+
 def admm_schedule(name: str, from_trained: bool, **given) -> dict:
     """The ADMM schedule settings of ``name`` (``auto``: :func:`auto_schedule`), with the ``given``
     (not None) settings taking precedence."""
@@ -129,7 +137,8 @@ class MethodConfig:
     a multiple of the learning rate (η₂ is the learning rate), ``alpha_init``
     one|mean and ``projection_start`` exact|given (see :mod:`.qsets`), ``alpha_lr``
     Adam's rate for a factor per matrix on α trained on the loss (0 = eq. 20's α
-    alone; :mod:`.trained_scale`).
+    alone; :mod:`.trained_scale`), ``linear_layers`` Bin+Lin's two partially quantized linear layers added
+    to the model (:mod:`.linear_layers`; :func:`auto_linear_layers` says when by default).
     Multi-bit (``multibit``): ``bits`` per weight, ``act_bits`` per LSTM input
     activation (0 = full precision), ``cycles`` alternating cycles after the greedy
     start.  All quantized methods: ``keep_fp`` weight matrices left in full precision.
@@ -153,6 +162,7 @@ class MethodConfig:
     alpha_init: str = "one"
     projection_start: str = "exact"
     alpha_lr: float = 0.0
+    linear_layers: bool = False
     keep_fp: Tuple[str, ...] = ()
     bits: int = 2
     act_bits: int = 0
@@ -222,13 +232,15 @@ class TrainingMethod:
         self.cfg = cfg
 
     def adapt_model_config(self, cfg: ModelConfig) -> ModelConfig:
-        """The model shape this method trains (``bin-lin`` adds linear layers)."""
-        return cfg
+        """The model shape this method trains: with Bin+Lin's linear layers when ``linear_layers`` asks for
+        them (``bin-lin`` always; :mod:`.linear_layers`)."""
+        return with_linear_layers(cfg) if self.cfg.linear_layers else cfg
 
     def adapt_init_weights(self, weights: Dict[str, torch.Tensor], cfg: ModelConfig,
                            source: str) -> Dict[str, torch.Tensor]:
-        """The ``--init-from`` checkpoint's weights made to fit :meth:`adapt_model_config`'s shape."""
-        return weights
+        """The ``--init-from`` checkpoint's weights made to fit :meth:`adapt_model_config`'s shape (the
+        linear layers started orthogonal, so the function stays the trained model's)."""
+        return insert_linear_layers(weights, cfg, source) if self.cfg.linear_layers else weights
 
     def setup(self, model: LSTMLM) -> None:
         """Initialise the method's state for a fresh run (not called on resume)."""

@@ -11,6 +11,8 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
 * the learning rate: the ADMM schedule's own (``trained-adam`` sets Adam's); else Adam's :data:`ADAM_LR`;
   SGD's 1, or with ``--init-from`` the rate the checkpoint's best epoch was trained with;
 * dropout: 0, or with ``--init-from`` the checkpoint's, at least 0.3 when the run quantizes;
+* ADMM's linear layers (``--linear-layers``): on for layer-tied {±1} from a trained model whose sizes allow
+  them (:func:`rescorer.quant.method.auto_linear_layers`);
 * distillation: a quantized method started from a trained model (``--init-from``) learns from that model's
   next-word distributions too (``--teacher``, β = :data:`DISTILL_WEIGHT`);
 * epochs and the learning-rate schedule: the method's own (``fp`` 10 epochs and newbob; the quantized
@@ -27,7 +29,8 @@ from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
 from rescorer.pack.checkpoint import read_checkpoint, resolve_lm_path
 from rescorer.quant import METHODS, MethodConfig
-from rescorer.quant.method import TRAINING_KEYS, admm_schedule
+from rescorer.quant.linear_layers import can_insert
+from rescorer.quant.method import TRAINING_KEYS, admm_schedule, auto_linear_layers
 from rescorer.quant.mixed import DEFAULT_BUDGET_BITS
 from rescorer.quant.mixed_plan import PrecisionPlan, plan_precision
 from rescorer.quant.qsets import parse_qset
@@ -60,6 +63,7 @@ class TrainOptions:
     eta1: float = MethodConfig.eta1
     alpha_init: str = MethodConfig.alpha_init
     alpha_lr: Optional[float] = None
+    linear_layers: Optional[bool] = None
     projection_start: str = MethodConfig.projection_start
     keep_fp: Tuple[str, ...] = ()
     init_from: Optional[str] = None
@@ -149,6 +153,18 @@ def _distillation(o: TrainOptions, quantized: bool) -> dict:
     return {"teacher": teacher if weight > 0 else None, "distill_weight": weight if teacher else 0.0}
 
 
+def _linear_layers(o: TrainOptions, init_ckpt: Optional[dict], plan: Optional[PrecisionPlan]) -> bool:
+    """``linear_layers``: as given (admm only); by default :func:`auto_linear_layers`, where the starting
+    model's sizes have Hadamard matrices and its embeddings are not tied (else off)."""
+    if o.linear_layers is not None:
+        if o.method != "admm":
+            raise AdmmqError("--linear-layers/--no-linear-layers apply to --method admm (bin-lin always has them)")
+        return o.linear_layers
+    if o.method != "admm" or plan is not None or not auto_linear_layers(o.qset, o.tying, init_ckpt is not None):
+        return False
+    return can_insert(ModelConfig.from_dict(init_ckpt["model_config"]))
+
+
 def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
     """The run's configurations from the options (module docstring: which default comes from where)."""
     if o.method not in METHODS:
@@ -190,7 +206,8 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
     method_cfg = MethodConfig(method=o.method, qset=o.qset, tying=o.tying, **schedule,
                               extragradient=o.extragradient, eta1=o.eta1, alpha_init=o.alpha_init,
                               projection_start=o.projection_start, keep_fp=tuple(o.keep_fp), bits=o.bits,
-                              act_bits=o.act_bits, cycles=o.cycles, precision=plan.pairs if plan else (),
+                              act_bits=o.act_bits, cycles=o.cycles, linear_layers=_linear_layers(o, init_ckpt, plan),
+                              precision=plan.pairs if plan else (),
                               precision_note=plan.note if plan else "")
     cfg = TrainConfig(
         train=o.train, valid=o.valid, text_format=o.text_format, units=o.units, vocab=o.vocab,

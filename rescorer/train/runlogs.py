@@ -198,7 +198,7 @@ def run_configs(run_dir: PathLike) -> Tuple[Optional[dict], Optional[dict]]:
 
 
 def method_label(method: Optional[dict], model: Optional[dict]) -> Optional[str]:
-    """``STD``, ``ADMM {±1} layer``, ``Bin+Lin``, ``2-bit``...; `` H=…``/`` L=…`` when not 1x200."""
+    """``STD``, ``ADMM {±1} layer``, ``ADMM {±1} layer +Lin`` (Bin+Lin's linear layers), ``Bin+Lin``, ``2-bit``...; `` H=…``/`` L=…`` when not 1x200."""
     if not method:
         return None
     name = str(method.get("method", "fp"))
@@ -211,6 +211,8 @@ def method_label(method: Optional[dict], model: Optional[dict]) -> Optional[str]
             qset_txt = QSET_NAMES.get(qset, qset)
         tying = str(method.get("tying", "layer"))
         label = "ADMM NoTie" if tying == "none" else f"ADMM {qset_txt} {TYING_NAMES.get(tying, tying)}"
+        if method.get("linear_layers"):
+            label += " +Lin"
     elif name == "multibit":
         label = f"{method.get('bits', '?')}-bit"
     if model:
