@@ -28,13 +28,11 @@ orthogonal, so the started model computes the fp model's function (:mod:`rescore
 from __future__ import annotations
 
 import math
-from typing import Dict
 
 import torch
 
-from rescorer.lm.model import LSTMLM, ModelConfig
+from rescorer.lm.model import LSTMLM
 from rescorer.lm.quantized import QuantizedMatrix
-from rescorer.quant.linear_layers import insert_linear_layers, with_linear_layers
 from rescorer.quant.straight_through import StraightThroughMethod
 
 SIGN_BASIS = torch.tensor([[-1.0], [1.0]])  # code 0 -> -1, code 1 -> +1
@@ -75,11 +73,5 @@ class BinMethod(StraightThroughMethod):
 class BinLinMethod(BinMethod):
     name = "bin-lin"
 
-    def adapt_model_config(self, cfg: ModelConfig) -> ModelConfig:
-        return with_linear_layers(cfg)
-
-    def adapt_init_weights(self, weights: Dict[str, torch.Tensor], cfg: ModelConfig,
-                           source: str) -> Dict[str, torch.Tensor]:
-        """An fp model's weights with the two linear layers inserted as orthogonal binary matrices
-        (:func:`rescorer.quant.linear_layers.insert_linear_layers`); the function is unchanged."""
-        return insert_linear_layers(weights, cfg, source)
+    #: the model always has the two linear layers (:meth:`TrainingMethod.adapt_model_config`)
+    always_linear_layers = True

@@ -228,19 +228,27 @@ class TrainingMethod:
     #: set by a data-parallel trainer: sums ``.grad`` over the processes (:class:`rescorer.train.distributed.Dist`)
     grad_sync: Optional[Callable[[LSTMLM], None]] = None
 
+    #: ``bin-lin``: Bin+Lin's linear layers whatever ``MethodConfig.linear_layers`` says
+    always_linear_layers = False
+
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
+
+    @property
+    def linear_layers(self) -> bool:
+        """Whether the trained model has Bin+Lin's two linear layers (:mod:`.linear_layers`)."""
+        return self.always_linear_layers or self.cfg.linear_layers
 
     def adapt_model_config(self, cfg: ModelConfig) -> ModelConfig:
         """The model shape this method trains: with Bin+Lin's linear layers when ``linear_layers`` asks for
         them (``bin-lin`` always; :mod:`.linear_layers`)."""
-        return with_linear_layers(cfg) if self.cfg.linear_layers else cfg
+        return with_linear_layers(cfg) if self.linear_layers else cfg
 
     def adapt_init_weights(self, weights: Dict[str, torch.Tensor], cfg: ModelConfig,
                            source: str) -> Dict[str, torch.Tensor]:
         """The ``--init-from`` checkpoint's weights made to fit :meth:`adapt_model_config`'s shape (the
         linear layers started orthogonal, so the function stays the trained model's)."""
-        return insert_linear_layers(weights, cfg, source) if self.cfg.linear_layers else weights
+        return insert_linear_layers(weights, cfg, source) if self.linear_layers else weights
 
     def setup(self, model: LSTMLM) -> None:
         """Initialise the method's state for a fresh run (not called on resume)."""
