@@ -31,13 +31,15 @@ def test_hadamard_matrices_of_every_constructed_order():
     assert not can_insert(ModelConfig(vocab_size=5, embed_dim=16, hidden_dim=16, tie_embeddings=True))
 
 
-def test_admm_with_linear_layers_starts_with_the_fp_function_and_exact_binary_layers(ptb_slice):
+@pytest.mark.parametrize("qset", ["pm1", "0pm1"])
+def test_admm_with_linear_layers_starts_with_the_fp_function_and_exact_binary_layers(ptb_slice, qset):
     """ADMM ``linear_layers`` from a trained model: the started latent model computes the fp model's logits,
-    and the first projection (layer {±1}) holds the two Hadamard layers exactly (α = 1/√n), so the
-    quantized model differs from the fp one only by the original matrices' projections."""
+    and the first projection (layer {±1}, and {0,±1}, whose best α for equal magnitudes uses no zero) holds
+    the two Hadamard layers exactly (α = 1/√n), so the quantized model differs from the fp one only by the
+    original matrices' projections."""
     vocab = slice_vocab(ptb_slice)
     fp = LSTMLM(ModelConfig(vocab_size=len(vocab), embed_dim=16, hidden_dim=12)).eval()
-    method = build_method(MethodConfig(method="admm", qset="pm1", tying="layer", linear_layers=True))
+    method = build_method(MethodConfig(method="admm", qset=qset, tying="layer", linear_layers=True))
     cfg = method.adapt_model_config(fp.cfg)
     assert cfg.input_linear and cfg.output_linear
     started = LSTMLM(cfg).eval()
@@ -62,10 +64,11 @@ def test_admm_with_linear_layers_starts_with_the_fp_function_and_exact_binary_la
 
 
 def test_cli_linear_layers_default_and_the_deployed_model(ptb_slice, tmp_path):
-    """`admmq train --method admm`: the linear layers by default for layer {±1} with --init-from only (not
-    from scratch, not for node or {0,±1}, not where the sizes have no Hadamard matrix); --no-linear-layers
-    and --linear-layers win; other methods refuse the option.  The trained model, its packed export and its
-    run label carry the layers, and the export scores what the checkpoint scores."""
+    """`admmq train --method admm`: the linear layers by default for layer {±1} and {0,±1} with --init-from
+    only (not from scratch, not for node tying or other tables, not where the sizes have no Hadamard matrix);
+    --no-linear-layers and --linear-layers win; other methods refuse the option.  The trained models, their
+    packed exports and their run labels carry the layers, and each export scores what its checkpoint
+    scores."""
     from click.testing import CliRunner
 
     from rescorer.cli.group import cli
@@ -80,7 +83,10 @@ def test_cli_linear_layers_default_and_the_deployed_model(ptb_slice, tmp_path):
     assert configs("scratch", "--method", "admm") == (False, False)
     assert configs("node", "--method", "admm", "--init-from", fp, "--qset", "pm124", "--tying", "node") == \
         (False, False)
-    assert configs("ternary", "--method", "admm", "--init-from", fp, "--qset", "0pm1") == (False, False)
+    assert configs("ternary", "--method", "admm", "--init-from", fp, "--qset", "0pm1") == (True, True)
+    assert configs("pm12", "--method", "admm", "--init-from", fp, "--qset", "pm12") == (False, False)
+    assert configs("ternary_node", "--method", "admm", "--init-from", fp, "--qset", "0pm1", "--tying",
+                   "node") == (False, False)
     assert configs("off", "--method", "admm", "--init-from", fp, "--no-linear-layers") == (False, False)
     assert configs("node_on", "--method", "admm", "--init-from", fp, "--qset", "pm124", "--tying", "node",
                    "--linear-layers") == (True, True)
@@ -96,13 +102,16 @@ def test_cli_linear_layers_default_and_the_deployed_model(ptb_slice, tmp_path):
     ckpt = read_checkpoint(tmp_path / "pm1" / "last.pt")
     assert method_label(ckpt["method_config"], ckpt["model_config"]) == "ADMM {±1} layer +Lin H=8"
     assert method_label(read_checkpoint(tmp_path / "off" / "last.pt")["method_config"], None) == "ADMM {±1} layer"
-    export_packed(tmp_path / "pm1", tmp_path / "pm1.admmq")
-    ref, packed = load_lm(tmp_path / "pm1"), load_lm(tmp_path / "pm1.admmq")
-    assert packed.model.cfg.input_linear and packed.model.cfg.output_linear
-    for name in ("input_linear.weight", "output_linear.weight"):
-        w = dict(packed.model.named_parameters())[name].detach()
-        assert len(w.abs().unique()) == 1, name  # one scale times a sign
-    corpus = load_corpus(ref.units, ptb_slice / "valid.txt")
-    a = corpus_nll(ref.model, corpus, ref.units.bos_id, ref.units.eos_id)
-    b = corpus_nll(packed.model, corpus, packed.units.bos_id, packed.units.eos_id)
-    assert a[1] == b[1] and a[0] == pytest.approx(b[0], rel=1e-6)
+    ckpt = read_checkpoint(tmp_path / "ternary" / "last.pt")
+    assert method_label(ckpt["method_config"], ckpt["model_config"]) == "ADMM {0,±1} layer +Lin H=8"
+    for run, magnitudes in (("pm1", {1}), ("ternary", {1, 2})):  # one scale times a sign; or also zeros
+        export_packed(tmp_path / run, tmp_path / f"{run}.admmq")
+        ref, packed = load_lm(tmp_path / run), load_lm(tmp_path / f"{run}.admmq")
+        assert packed.model.cfg.input_linear and packed.model.cfg.output_linear
+        for name in ("input_linear.weight", "output_linear.weight"):
+            w = dict(packed.model.named_parameters())[name].detach()
+            assert len(w.abs().unique()) in magnitudes, (run, name, w.abs().unique())
+        corpus = load_corpus(ref.units, ptb_slice / "valid.txt")
+        a = corpus_nll(ref.model, corpus, ref.units.bos_id, ref.units.eos_id)
+        b = corpus_nll(packed.model, corpus, packed.units.bos_id, packed.units.eos_id)
+        assert a[1] == b[1] and a[0] == pytest.approx(b[0], rel=1e-6), run

@@ -99,7 +99,7 @@ class AdmmInterval(click.ParamType):
               help="admm: add Bin+Lin's two partially quantized linear layers (after the embedding and before "
                    "the output layer: a quantized matrix, full-precision per-output scales and biases; layer "
                    "{±1} 1×200 on PTB: 31.3× smaller than the fp32 STD instead of 32.1×) [default: on for "
-                   "--tying layer --qset pm1 with --init-from, else off].")
+                   "--tying layer --qset pm1 or 0pm1 with --init-from, else off].")
 @click.option("--projection-start", type=click.Choice(["exact", "given"]), default="exact", show_default=True,
               help="admm projection: start the α/code alternation at the exact optimum over α, or at the "
                    "previous α (plain alternation; may stall in a local optimum).")

@@ -4,9 +4,9 @@ The model's ``input_linear`` (after the embedding) and ``output_linear`` (before
 ``y = scale ⊙ (W x) + b`` with W (n, n) quantized like every weight matrix and a full-precision
 per-output ``scale`` and bias ``b`` (n,), trained like the LSTM biases.  ``bin-lin`` always has them;
 ADMM gets them with ``MethodConfig.linear_layers`` (``admmq train --linear-layers``; on by default for
-layer-tied {±1} from a trained model: recipes/ptb/RESULTS_admm.md §16).  Two (n, n) binary matrices and
-4·n floats more (their scales and biases): for layer {±1} 1×200 on PTB the fp32 STD is 31.3× the size of
-the binary matrices plus those 800 floats, against 32.1× without the layers.
+layer-tied {±1} and {0,±1} from a trained model: recipes/ptb/RESULTS_admm.md §16–17).  Two (n, n) binary
+matrices and 4·n floats more (their scales and biases): for layer {±1} 1×200 on PTB the fp32 STD is 31.3×
+the size of the binary matrices plus those 800 floats, against 32.1× without the layers.
 
 Starting from a trained full-precision LM (``--init-from``): a binary matrix cannot be the identity, but
 it can be orthogonal.  Each added layer starts at W = H/√n for a Hadamard matrix H (n × n, entries ±1,

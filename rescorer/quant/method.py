@@ -101,10 +101,12 @@ def auto_schedule(from_trained: bool) -> str:
 
 
 def auto_linear_layers(qset: str, tying: str, from_trained: bool) -> bool:
-    """ADMM's default for ``linear_layers``: on for layer-tied {±1} (every matrix one scale times a sign, the
-    model Bin+Lin quantizes) started from a trained model; with them ADMM leads the equally tuned Bin+Lin
-    at every epoch (RESULTS_admm.md §16).  Off for the other tables and from scratch (not measured)."""
-    return from_trained and qset == "pm1" and tying == "layer"
+    """ADMM's default for ``linear_layers``: on for the layer-tied tables {±1} (every matrix one scale times a
+    sign, the model Bin+Lin quantizes) and {0,±1} started from a trained model; with them layer {±1} leads the
+    equally tuned Bin+Lin at every epoch at 10k and 24k sentences (RESULTS_admm.md §16) and layer {0,±1}
+    gains at every corpus size (§17).  Off for node tying and the other tables (node {±1,±2,±4} is within
+    2 % of the STD without them) and from scratch (not measured)."""
+    return from_trained and qset in ("pm1", "0pm1") and tying == "layer"
 
 
 def admm_schedule(name: str, from_trained: bool, **given) -> dict:

@@ -11,8 +11,8 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
 * the learning rate: the ADMM schedule's own (``trained-adam`` sets Adam's); else Adam's :data:`ADAM_LR`;
   SGD's 1, or with ``--init-from`` the rate the checkpoint's best epoch was trained with;
 * dropout: 0, or with ``--init-from`` the checkpoint's, at least 0.3 when the run quantizes;
-* ADMM's linear layers (``--linear-layers``): on for layer-tied {±1} from a trained model whose sizes allow
-  them (:func:`rescorer.quant.method.auto_linear_layers`);
+* ADMM's linear layers (``--linear-layers``): on for layer-tied {±1} and {0,±1} from a trained model whose
+  sizes allow them (:func:`rescorer.quant.method.auto_linear_layers`);
 * distillation: a quantized method started from a trained model (``--init-from``) learns from that model's
   next-word distributions too (``--teacher``, β = :data:`DISTILL_WEIGHT`);
 * epochs and the learning-rate schedule: the method's own (``fp`` 10 epochs and newbob; the quantized
