@@ -23,7 +23,7 @@ options is decided here, once, for ``admmq train`` and its data-parallel launche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import ModelConfig
