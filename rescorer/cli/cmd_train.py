@@ -77,6 +77,10 @@ class AdmmInterval(click.ParamType):
                    "[default: the schedule's].")
 @click.option("--gamma-restart-growth", type=click.FloatRange(min=0), default=None,
               help="admm: γ's growth factor after the restart (0 = --gamma-growth) [default: the schedule's].")
+@click.option("--thaw/--no-thaw", default=None,
+              help="admm: when an epoch gains under --min-improvement with the codes frozen (its last ADMM "
+                   "iteration changed none), start γ again from --gamma (growing by --gamma-restart-growth) "
+                   "instead of halving the rate; the next epoch is not judged [default: the schedule's].")
 @click.option("--admm-interval", type=AdmmInterval(), default=None,
               help="admm: run the quantization and multiplier updates (eqs. 18-21) K times per epoch (K/epoch), "
                    "once per epoch (epoch, the paper) or every N mini-batches [default: the schedule's].")
@@ -205,7 +209,7 @@ class AdmmInterval(click.ParamType):
            show_default=True)
 @quiet_option
 def train_command(train_path, valid_path, out, resume_dir, text_format, method, qset, tying, admm_schedule_name,
-                  gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, admm_interval,
+                  gamma, gamma_growth, gamma_max, gamma_restart_after, gamma_restart_growth, thaw, admm_interval,
                   warm_start, extragradient, eta1, alpha_init, alpha_lr, linear_layers, projection_start, keep_fp,
                   init_from, teacher, distill_weight, allocation, metric, budget_bits, budget_mb, widths,
                   sensitivity_sentences, probes, multibit_bits, act_bits, cycles, units, words_txt, vocab_size,
@@ -238,7 +242,7 @@ def train_command(train_path, valid_path, out, resume_dir, text_format, method, 
         options = TrainOptions(
             train=train_path, valid=valid_path, text_format=text_format, method=method, qset=qset, tying=tying,
             admm_schedule=admm_schedule_name, gamma=gamma, gamma_growth=gamma_growth, gamma_max=gamma_max,
-            gamma_restart_after=gamma_restart_after, gamma_restart_growth=gamma_restart_growth,
+            gamma_restart_after=gamma_restart_after, gamma_restart_growth=gamma_restart_growth, thaw=thaw,
             admm_interval=admm_interval, warm_start=warm_start, extragradient=extragradient, eta1=eta1,
             alpha_init=alpha_init, alpha_lr=alpha_lr, linear_layers=linear_layers,
             projection_start=projection_start, keep_fp=tuple(keep_fp),

@@ -30,23 +30,7 @@ group) and the scaled multiplier λ (R, C).  One ADMM iteration per epoch:
    (:func:`rescorer.quant.qsets.project`).
 3. multiplier update (eq. 21): λ ← λ + Θ − Q.
 
-Schedule, in units of the corpus (``MethodConfig.admm_per_epoch = K``): 2-3 run K
-times per epoch, evenly: after mini-batch b of an epoch of B whenever ⌊bK/B⌋ grows
-(so at the fractions 1/K, 2/K, …, 1 of every epoch, whatever the corpus size or
-batch size; K = 1 is the paper's once per epoch).  γ is a function of the training
-progress t in epochs (t = epoch + b/B at the iteration): γ(t) = γ₀·g^t up to
-``gamma_max`` (0: no cap), ``g = gamma_growth`` per epoch; from t_r =
-``gamma_restart_after`` epochs on (0: never) γ(t) = γ₀·g_r^(t − t_r), g_r =
-``gamma_restart_growth`` (0: g), a second warm-up.  The γ that an iteration at t
-sets holds for the mini-batches up to the next one.
-
-The earlier form, counted in mini-batches (``admm_interval = N``, ``admm_per_epoch
-= 0``): 2-3 run after every N-th mini-batch of an epoch and once more at its end
-(unless its last batch was one), ⌈B/N⌉ per epoch; γ is multiplied by
-``gamma_growth`` after each iteration, and restarts after iteration
-``gamma_restart_after``.  Its shape depends on the corpus size (kept so that
-older runs and checkpoints reproduce).  ``admm_interval = 0`` with
-``admm_per_epoch = 0`` is once per epoch.
+Schedule (when 2-3 run, γ's growth, its restart and the thaw): :mod:`.penalty_schedule`.
 
 Warm start (``MethodConfig.warm_start``), after each iteration: ``quantized``
 sets Θ ← Q; with eq. 21's λ the sum Θ + λ (the "shadow" weights eq. 18
@@ -87,6 +71,7 @@ from rescorer.lm.batching import Batch
 from rescorer.errors import AdmmqError
 from rescorer.lm.model import LSTMLM, State
 from rescorer.quant.method import MethodConfig, TrainingMethod
+from rescorer.quant.penalty_schedule import gamma_after_iteration, gamma_at
 from rescorer.lm.quantized import QuantizedMatrix
 from rescorer.quant.qsets import QuantSet, alpha_start, parse_qset, project
 from rescorer.quant.trained_scale import TrainedScales
@@ -118,6 +103,8 @@ class AdmmMethod(TrainingMethod):
         self.g_prev: Dict[str, torch.Tensor] = {}  # ``past`` extra-gradient: last gradient, every parameter
         self.last_figures: Dict[str, float] = {}  # of the latest ADMM iteration in this epoch
         self.scales: Optional[TrainedScales] = None  # ``alpha_lr`` > 0: a factor on α per matrix, trained
+        self.last_changed = -1  # codes the latest ADMM iteration changed (-1: none run yet)
+        self.thaw_at = -1.0  # training progress (epochs) of the latest thaw (``thaw``; -1: none)
 
     # ---------------------------------------------------------------- state
     def qset_of(self, name: str) -> QuantSet:
@@ -262,32 +249,24 @@ class AdmmMethod(TrainingMethod):
         return figures
 
     def gamma_at(self, t: float) -> float:
-        """γ(t) of the epoch-unit schedule at ``t`` epochs of training (module docstring)."""
-        cfg = self.cfg
-        restart = cfg.gamma_restart_after
-        if restart > 0 and t >= restart:
-            growth = cfg.gamma_restart_growth or cfg.gamma_growth
-            gamma = cfg.gamma * growth ** (t - restart)
-        else:
-            gamma = cfg.gamma * cfg.gamma_growth ** t
-        return min(gamma, max(cfg.gamma_max, cfg.gamma)) if cfg.gamma_max > 0 else gamma
+        """γ(t) of the epoch-unit schedule at ``t`` epochs of training (:func:`.penalty_schedule.gamma_at`)."""
+        return gamma_at(self.cfg, t, self.thaw_at)
+
+    def thaw(self) -> bool:
+        """``thaw`` on a stalled epoch whose last ADMM iteration changed no code: γ's warm-up starts again
+        from ``gamma`` now (a looser eq. 14 penalty lets the codes move, eq. 18), growing by
+        ``gamma_restart_growth`` per epoch; True if it did (the trainer keeps the rate)."""
+        if not (self.cfg.thaw and self.quantized and self.cfg.schedule_unit == "epoch" and self.last_changed == 0):
+            return False
+        self.thaw_at = float(self.epoch + 1)  # called after the epoch's end: progress = the next epoch's start
+        self.gamma = self.gamma_at(self.thaw_at)
+        return True
 
     def _next_gamma(self, gamma_used: float) -> float:
-        """γ for the mini-batches after iteration ``self.iteration`` (just counted): γ(t) in epoch units;
-        else γ·growth up to the cap, or the warm-up started again after iteration ``gamma_restart_after``."""
-        cfg = self.cfg
-        if cfg.schedule_unit == "epoch":
+        """γ for the mini-batches after iteration ``self.iteration`` (just counted)."""
+        if self.cfg.schedule_unit == "epoch":
             return self.gamma_at(self.progress())
-        restart = cfg.gamma_restart_after
-        if restart > 0 and self.iteration == restart:  # a second warm-up (RESULTS_admm.md §10)
-            return float(cfg.gamma)
-        growth = cfg.gamma_growth
-        if restart > 0 and self.iteration > restart and cfg.gamma_restart_growth > 0:
-            growth = cfg.gamma_restart_growth
-        gamma = gamma_used * growth
-        if cfg.gamma_max > 0:
-            gamma = min(gamma, max(cfg.gamma_max, gamma_used))
-        return gamma
+        return gamma_after_iteration(self.cfg, self.iteration, gamma_used)
 
     def admm_iteration(self, model: LSTMLM) -> Dict[str, float]:
         """Quantization update (eqs. 18-20) and multiplier update (eq. 21); returns log figures."""
@@ -314,7 +293,7 @@ class AdmmMethod(TrainingMethod):
             q_old = self._dense_q(name)
             proj = project(theta + self.lam[name], self.qset_of(name), self.cfg.tying, self.alpha[name],
                            self.cfg.projection_start)  # eqs. 18-20 on Θ⁽ᵏ⁺¹⁾ + λ⁽ᵏ⁾
-            changed += int((proj.codes != self.codes[name]).sum())
+            changed += int((proj.codes != self.codes[name]).sum())  # summed into last_changed below
             total += proj.codes.numel()
             alternations = max(alternations, proj.alternations)
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
@@ -330,6 +309,7 @@ class AdmmMethod(TrainingMethod):
                 params[name].data.copy_(q_new)
             elif self.cfg.warm_start == "centre":  # Θ keeps its offset from the penalty's centre Q − λ
                 params[name].data.add_(self.target[name] - target_old)
+        self.last_changed = changed
         return {
             "admm_iter": self.iteration,
             "admm_gamma": gamma_used,
@@ -365,14 +345,18 @@ class AdmmMethod(TrainingMethod):
                 "since_update": torch.tensor(self.since_update), "epoch_updates": torch.tensor(self.epoch_updates),
                 "last_figures": {k: torch.tensor(float(v), dtype=torch.float64)
                                  for k, v in self.last_figures.items()},
-                "scales": self.scales.state_dict() if self.scales is not None else {}}
+                "scales": self.scales.state_dict() if self.scales is not None else {},
+                "last_changed": torch.tensor(self.last_changed), "thaw_at": torch.tensor(self.thaw_at,
+                                                                                          dtype=torch.float64)}
 
     def restore_position(self, state: dict) -> None:
         """Θ's companions of an earlier state (codes, α, λ, the extra-gradient memory); the iteration count,
         γ and the interval bookkeeping stay where the schedule is now."""
-        keep = (self.iteration, self.gamma, self.since_update, self.epoch_updates, dict(self.last_figures))
+        keep = (self.iteration, self.gamma, self.since_update, self.epoch_updates, dict(self.last_figures),
+                self.last_changed, self.thaw_at)
         self.load_state_dict(state)
-        self.iteration, self.gamma, self.since_update, self.epoch_updates, self.last_figures = keep
+        (self.iteration, self.gamma, self.since_update, self.epoch_updates, self.last_figures, self.last_changed,
+         self.thaw_at) = keep
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = int(state["iteration"])
@@ -383,6 +367,8 @@ class AdmmMethod(TrainingMethod):
         self.lam = dict(state["lam"])
         self.g_prev = dict(state["g_prev"])
         self.since_update = int(state.get("since_update", 0))
+        self.last_changed = int(state.get("last_changed", -1))
+        self.thaw_at = float(state.get("thaw_at", -1.0))
         self.epoch_updates = int(state.get("epoch_updates", 0))
         self.last_figures = {k: float(v) for k, v in state.get("last_figures", {}).items()}
         for k in ("admm_iter", "admm_codes_changed", "admm_alternations"):

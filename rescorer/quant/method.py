@@ -140,7 +140,10 @@ class MethodConfig:
     one|mean and ``projection_start`` exact|given (see :mod:`.qsets`), ``alpha_lr``
     Adam's rate for a factor per matrix on α trained on the loss (0 = eq. 20's α
     alone; :mod:`.trained_scale`), ``linear_layers`` Bin+Lin's two partially quantized linear layers added
-    to the model (:mod:`.linear_layers`; :func:`auto_linear_layers` says when by default).
+    to the model (:mod:`.linear_layers`; :func:`auto_linear_layers` says when by default), ``thaw``: when an
+    epoch stalls with the codes frozen (its last ADMM iteration changed none), γ's warm-up starts again from
+    ``gamma`` (growing by ``gamma_restart_growth``) instead of the rate being halved, and the next epoch is not
+    judged (:meth:`TrainingMethod.thaw`; replaces ``gamma_restart_after`` from then on).
     Multi-bit (``multibit``): ``bits`` per weight, ``act_bits`` per LSTM input
     activation (0 = full precision), ``cycles`` alternating cycles after the greedy
     start.  All quantized methods: ``keep_fp`` weight matrices left in full precision.
@@ -165,6 +168,7 @@ class MethodConfig:
     projection_start: str = "exact"
     alpha_lr: float = 0.0
     linear_layers: bool = False
+    thaw: bool = False
     keep_fp: Tuple[str, ...] = ()
     bits: int = 2
     act_bits: int = 0
@@ -322,6 +326,12 @@ class TrainingMethod:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def thaw(self) -> bool:
+        """Called by the trainer when an epoch stalled (gained under ``min_improvement``): True if the method
+        answered it itself (ADMM's ``thaw`` with frozen codes: γ started again), and the rate stays; False:
+        the trainer halves the rate as usual."""
+        return False
 
     def restore_position(self, state: dict) -> None:
         """Go back to an earlier state (``restore_best``): where the method stood then, keeping the schedule

@@ -109,6 +109,7 @@ class TrainerState:
     best_metric: float = math.inf
     best_epoch: int = -1
     halving: bool = False
+    warmup_epoch: int = -1  # an epoch the schedule does not judge (the one after a thaw)
     done: bool = False
     loss_sum: float = 0.0  # this epoch so far (nats)
     loss_tokens: int = 0

@@ -226,11 +226,16 @@ class Trainer(RunSetup):
             elif st.halving or improvement < cfg.min_improvement:
                 st.halving = True
                 st.lr *= cfg.lr_decay
-        elif cfg.schedule == "plateau" and improvement < cfg.min_improvement:
-            st.lr *= cfg.lr_decay
+        elif cfg.schedule == "plateau" and improvement < cfg.min_improvement and st.epoch != st.warmup_epoch:
+            if self.method.thaw():  # the codes froze: γ starts again, the rate stays, the next epoch warms up
+                row["thaw"] = True
+                st.warmup_epoch = st.epoch + 1
+            else:
+                st.lr *= cfg.lr_decay
         if st.lr < cfg.min_lr:
             st.done = True
-        if cfg.restore_best and not improved and st.best_epoch >= 0 and not st.done:
+        if cfg.restore_best and not improved and st.best_epoch >= 0 and not st.done \
+                and st.epoch != st.warmup_epoch:
             self._restore_best()  # the next epoch continues from the best one (at the rate just set)
             row["restored"] = st.best_epoch + 1
             quantized = self.method.quantized_matrices(self.model)

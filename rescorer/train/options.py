@@ -57,6 +57,7 @@ class TrainOptions:
     gamma_max: Optional[float] = None
     gamma_restart_after: Optional[float] = None
     gamma_restart_growth: Optional[float] = None
+    thaw: Optional[bool] = None
     admm_interval: Optional[Tuple[int, int]] = None
     warm_start: Optional[str] = None
     extragradient: str = MethodConfig.extragradient
@@ -176,7 +177,7 @@ def resolve_options(o: TrainOptions, quiet: bool = True) -> RunSettings:
     schedule = admm_schedule(o.admm_schedule, o.init_from is not None, gamma=o.gamma,
                              gamma_growth=o.gamma_growth, gamma_max=o.gamma_max,
                              gamma_restart_after=o.gamma_restart_after,
-                             gamma_restart_growth=o.gamma_restart_growth, admm_per_epoch=per_epoch,
+                             gamma_restart_growth=o.gamma_restart_growth, thaw=o.thaw, admm_per_epoch=per_epoch,
                              admm_interval=batches, warm_start=o.warm_start, alpha_lr=o.alpha_lr,
                              optimizer=o.optimizer, lr=o.lr, min_improvement=o.min_improvement)
     if batches and schedule.get("admm_per_epoch") == 0 and o.admm_schedule != "paper":
