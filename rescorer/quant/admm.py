@@ -293,7 +293,7 @@ class AdmmMethod(TrainingMethod):
             q_old = self._dense_q(name)
             proj = project(theta + self.lam[name], self.qset_of(name), self.cfg.tying, self.alpha[name],
                            self.cfg.projection_start)  # eqs. 18-20 on Θ⁽ᵏ⁺¹⁾ + λ⁽ᵏ⁾
-            changed += int((proj.codes != self.codes[name]).sum())  # summed into last_changed below
+            changed += int((proj.codes != self.codes[name]).sum())
             total += proj.codes.numel()
             alternations = max(alternations, proj.alternations)
             self.codes[name], self.alpha[name] = proj.codes, proj.alpha
