@@ -11,6 +11,7 @@ from rescorer.quant import MethodConfig, build_method
 from rescorer.train.loop import train
 
 from quant_helpers import SMALL, admm_run_killed_and_resumed, assert_same_weights, cfg_for, slice_vocab
+from test_admm_schedule import tiny_cli_run
 
 BATCHES = 40  # the PTB slice's 400 training sentences in batches of 10
 
@@ -97,3 +98,12 @@ def test_resume_through_a_thaw_equals_uninterrupted(ptb_slice, tmp_path, monkeyp
     assert full["trainer"]["warmup_epoch"] == cut["trainer"]["warmup_epoch"] == 4
     keys = ("lr", "valid_ppl_q", "admm_gamma", "thaw")
     assert [[r.get(k) for k in keys] for r in full["log"]] == [[r.get(k) for k in keys] for r in cut["log"]]
+
+
+def test_cli_thaw_is_off_unless_asked(ptb_slice, tmp_path):
+    """`admmq train --method admm`: no thaw by default, with a trained model too; ``--thaw`` turns it on."""
+    tiny_cli_run(ptb_slice, tmp_path / "fp")
+    for name, extra, want in (("plain", (), False), ("init", ("--init-from", str(tmp_path / "fp" / "best.pt")), False),
+                              ("thaw", ("--thaw",), True)):
+        ckpt = tiny_cli_run(ptb_slice, tmp_path / name, "--method", "admm", *extra)
+        assert ckpt["method_config"]["thaw"] is want, (name, ckpt["method_config"]["thaw"])

@@ -80,7 +80,7 @@ class AdmmInterval(click.ParamType):
 @click.option("--thaw/--no-thaw", default=None,
               help="admm: when an epoch gains under --min-improvement with the codes frozen (its last ADMM "
                    "iteration changed none), start γ again from --gamma (growing by --gamma-restart-growth) "
-                   "instead of halving the rate; the next epoch is not judged [default: the schedule's].")
+                   "instead of halving the rate; the next epoch is not judged (epoch-unit schedules) [default: off].")
 @click.option("--admm-interval", type=AdmmInterval(), default=None,
               help="admm: run the quantization and multiplier updates (eqs. 18-21) K times per epoch (K/epoch), "
                    "once per epoch (epoch, the paper) or every N mini-batches [default: the schedule's].")

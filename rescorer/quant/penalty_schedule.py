@@ -34,8 +34,8 @@ from rescorer.quant.method import MethodConfig
 def gamma_at(cfg: MethodConfig, t: float, thaw_at: float = -1.0) -> float:
     """γ(t) of the epoch-unit schedule at ``t`` epochs of training: γ₀·g^t up to the cap; from the restart
     point on (the latest thaw ``thaw_at`` ≥ 0, else ``gamma_restart_after`` > 0) γ₀·g_r^(t − t_r)."""
-    restart = thaw_at if thaw_at >= 0 else cfg.gamma_restart_after
-    if (restart > 0 or thaw_at >= 0) and t >= restart:
+    restart = thaw_at if thaw_at >= 0 else (cfg.gamma_restart_after or None)  # None: no second warm-up
+    if restart is not None and t >= restart:
         growth = cfg.gamma_restart_growth or cfg.gamma_growth
         gamma = cfg.gamma * growth ** (t - restart)
     else:
